@@ -1,0 +1,136 @@
+package api
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"reflect"
+
+	"github.com/ugorji/go/codec"
+)
+
+// Media types of the API.
+const (
+	ContentCBOR = "application/cbor"
+	ContentJSON = "application/json"
+)
+
+// CBOR is the codec handle for everything Shelf encodes as CBOR: commands,
+// stored records, API bodies. It is safe for concurrent use once built.
+var CBOR = newCBOR()
+
+func newCBOR() *codec.CborHandle {
+	h := &codec.CborHandle{}
+	h.Canonical = true // deterministic bytes: maps with sorted keys
+	h.MapType = reflect.TypeOf(map[string]any(nil))
+	h.TimeRFC3339 = true // exact (nanosecond) round trip
+	return h
+}
+
+// Marshal encodes v as CBOR.
+func Marshal(v any) ([]byte, error) {
+	var b []byte
+	if err := codec.NewEncoderBytes(&b, CBOR).Encode(v); err != nil {
+		return nil, fmt.Errorf("cbor encode %T: %w", v, err)
+	}
+	return b, nil
+}
+
+// Unmarshal decodes CBOR data into v. Trailing bytes are an error.
+func Unmarshal(data []byte, v any) (err error) {
+	defer func() {
+		// ugorji reports most malformed input as errors, but guard against
+		// a panic on hostile input all the same: bad bytes must never take
+		// down a node.
+		if r := recover(); r != nil {
+			err = fmt.Errorf("cbor decode %T: %v", v, r)
+		}
+	}()
+	r := bytes.NewReader(data)
+	dec := codec.NewDecoder(r, CBOR)
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("cbor decode %T: %w", v, err)
+	}
+	if r.Len() != 0 {
+		return fmt.Errorf("cbor decode %T: %d trailing bytes", v, r.Len())
+	}
+	return nil
+}
+
+// DecodeValue decodes a record's CBOR bytes into plain Go values that
+// encoding/json can write: maps become map[string]any (non-string keys are
+// formatted), byte strings stay []byte (base64 in JSON), positive integers
+// are uint64 and negative ones int64.
+func DecodeValue(data []byte) (any, error) {
+	if len(data) == 0 {
+		return nil, nil
+	}
+	var v any
+	if err := Unmarshal(data, &v); err != nil {
+		return nil, err
+	}
+	return jsonable(v), nil
+}
+
+func jsonable(v any) any {
+	switch t := v.(type) {
+	case map[string]any:
+		for k, e := range t {
+			t[k] = jsonable(e)
+		}
+		return t
+	case map[any]any:
+		m := make(map[string]any, len(t))
+		for k, e := range t {
+			m[fmt.Sprint(k)] = jsonable(e)
+		}
+		return m
+	case []any:
+		for i, e := range t {
+			t[i] = jsonable(e)
+		}
+		return t
+	default:
+		return v
+	}
+}
+
+// EncodeValue encodes a plain Go value (as decoded from JSON) to a record's
+// CBOR bytes. Whole-number JSON numbers become integers.
+func EncodeValue(v any) ([]byte, error) {
+	return Marshal(normalize(v))
+}
+
+// DecodeJSON decodes a JSON document into plain Go values, keeping whole
+// numbers as int64 (float64 otherwise), ready for EncodeValue.
+func DecodeJSON(r io.Reader, v *any) error {
+	h := &codec.JsonHandle{}
+	h.MapType = reflect.TypeOf(map[string]any(nil))
+	h.SignedInteger = true
+	h.PreferFloat = false
+	return codec.NewDecoder(r, h).Decode(v)
+}
+
+func normalize(v any) any {
+	switch t := v.(type) {
+	case map[string]any:
+		m := make(map[string]any, len(t))
+		for k, e := range t {
+			m[k] = normalize(e)
+		}
+		return m
+	case []any:
+		s := make([]any, len(t))
+		for i, e := range t {
+			s[i] = normalize(e)
+		}
+		return s
+	case float64:
+		if t == float64(int64(t)) && t >= -1<<53 && t <= 1<<53 {
+			return int64(t)
+		}
+		return t
+	default:
+		return v
+	}
+}

@@ -1,0 +1,199 @@
+package api
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Key identifies a record within a tree: an id and a revision. Revisions
+// start at 1; Revise makes Rev+1 from a released record.
+type Key struct {
+	ID  uint64 `json:"id"`
+	Rev uint32 `json:"rev"`
+}
+
+// String formats the key as "ID/REV".
+func (k Key) String() string { return fmt.Sprintf("%d/%d", k.ID, k.Rev) }
+
+// ParseKey parses "ID/REV" or "ID" (revision 0, meaning "latest" where an
+// API accepts it).
+func ParseKey(s string) (Key, error) {
+	idPart, revPart, hasRev := strings.Cut(s, "/")
+	id, err := strconv.ParseUint(idPart, 10, 64)
+	if err != nil || id == 0 {
+		return Key{}, Errorf(CodeInvalid, "invalid record id %q: want a positive integer", idPart)
+	}
+	k := Key{ID: id}
+	if hasRev {
+		rev, err := strconv.ParseUint(revPart, 10, 32)
+		if err != nil || rev == 0 {
+			return Key{}, Errorf(CodeInvalid, "invalid revision %q: want a positive integer", revPart)
+		}
+		k.Rev = uint32(rev)
+	}
+	return k, nil
+}
+
+// Record is a record as the API returns it. In CBOR the value travels as
+// Data (the record's CBOR bytes, untouched); in JSON it travels as Value
+// (the same bytes decoded to JSON, with field names from the record).
+type Record struct {
+	Tree      string    `json:"tree"`
+	Key       Key       `json:"key"`
+	Schema    uint32    `json:"schema"` // schema version the record was written with; 0 = schemaless
+	Data      []byte    `json:"-" codec:"data"`
+	Value     any       `json:"value" codec:"-"`
+	Released  bool      `json:"released"`
+	State     int64     `json:"state"`
+	CreatedBy string    `json:"created_by,omitempty"`
+	Created   time.Time `json:"created"`
+	UpdatedBy string    `json:"updated_by,omitempty"`
+	Updated   time.Time `json:"updated"`
+	Index     uint64    `json:"index"` // raft index of the record's last change
+	Borrow    *Borrow   `json:"borrow,omitempty"`
+}
+
+// Borrow is a check-out of one record by one client.
+type Borrow struct {
+	Tree       string    `json:"tree"`
+	Key        Key       `json:"key"`
+	Client     string    `json:"client"`
+	ClientName string    `json:"client_name,omitempty"`
+	Since      time.Time `json:"since"`
+	Expires    time.Time `json:"expires,omitzero"` // zero: no expiry
+}
+
+// Range is a block of record ids granted to one client: [Start, End).
+type Range struct {
+	Start   uint64    `json:"start"`
+	End     uint64    `json:"end"` // exclusive
+	Client  string    `json:"client"`
+	Granted time.Time `json:"granted"`
+	Used    uint64    `json:"used"` // ids of this range used by creates
+	Next    uint64    `json:"next"` // one past the highest id used, or Start
+}
+
+// Size returns the number of ids in the range.
+func (r Range) Size() uint64 { return r.End - r.Start }
+
+// Contains reports whether id lies in the range.
+func (r Range) Contains(id uint64) bool { return id >= r.Start && id < r.End }
+
+// ClientInfo is a registered client (an application replica or a tool).
+type ClientInfo struct {
+	ID         string    `json:"id"`
+	Name       string    `json:"name"`
+	Registered time.Time `json:"registered"`
+}
+
+// Schema is one registered version of a tree's schema. The definition is
+// opaque to the state machine: CBOR in Definition, decoded in Value for JSON.
+type Schema struct {
+	Tree       string    `json:"tree"`
+	Version    uint32    `json:"version"`
+	Hash       string    `json:"hash"`
+	Definition []byte    `json:"-" codec:"definition"`
+	Value      any       `json:"definition" codec:"-"`
+	Registered time.Time `json:"registered"`
+}
+
+// Tree summarises a tree.
+type Tree struct {
+	Name    string    `json:"name"`
+	Records uint64    `json:"records"`
+	Schemas []uint32  `json:"schemas"` // registered schema versions, ascending
+	Created time.Time `json:"created"`
+}
+
+// Status describes a node and the cluster as that node sees it.
+type Status struct {
+	ClusterID    string   `json:"cluster_id"`
+	NodeID       string   `json:"node_id"`
+	State        string   `json:"state"` // Leader, Follower, Candidate, Shutdown
+	Leader       string   `json:"leader"`
+	LeaderHTTP   string   `json:"leader_http,omitempty"`
+	Term         uint64   `json:"term"`
+	CommitIndex  uint64   `json:"commit_index"`
+	AppliedIndex uint64   `json:"applied_index"`
+	LastLogIndex uint64   `json:"last_log_index"`
+	Members      []Member `json:"members"`
+}
+
+// Member is one node: its raft role and its gossip health.
+type Member struct {
+	ID         string `json:"id"`
+	RaftAddr   string `json:"raft_addr"`
+	HTTPAddr   string `json:"http_addr,omitempty"`
+	GossipAddr string `json:"gossip_addr,omitempty"`
+	Suffrage   string `json:"suffrage"` // Voter, Nonvoter, or "" when not in the raft configuration
+	Health     string `json:"health"`   // alive, suspect, dead, left, unknown
+	Leader     bool   `json:"leader"`
+}
+
+// LogEntry is one applied command entry of the replicated log.
+type LogEntry struct {
+	Index uint64 `json:"index"`
+	Data  []byte `json:"data"` // an encoded fsm.Command
+}
+
+// LogPage answers a log stream request. Entries are the command entries
+// with index in (from, Next], in order and without gaps: a replica that
+// applies them may set its applied index to Next.
+type LogPage struct {
+	ClusterID string     `json:"cluster_id"`
+	Entries   []LogEntry `json:"entries"`
+	Next      uint64     `json:"next"`
+}
+
+// RecordPage is one page of a record listing. After is the cursor of the
+// next page ("" when this is the last page).
+type RecordPage struct {
+	Records []Record `json:"records"`
+	After   string   `json:"after,omitempty"`
+}
+
+// RegisterClientRequest registers a new client.
+type RegisterClientRequest struct {
+	Name string `json:"name"`
+}
+
+// GrantRangeRequest asks for a new key range for a client.
+type GrantRangeRequest struct {
+	Size uint64 `json:"size"`
+}
+
+// WriteRequest creates or updates a record. Client is the writing client's
+// id (empty for operator creates, which get a cluster-assigned id). ID is
+// set for creates from a granted range, 0 to let the cluster assign one.
+type WriteRequest struct {
+	Client string `json:"client,omitempty"`
+	ID     uint64 `json:"id,omitempty"`
+	Schema uint32 `json:"schema,omitempty"`
+	Data   []byte `json:"-" codec:"data"`
+	Value  any    `json:"value" codec:"-"`
+}
+
+// ActionRequest carries the parameters of borrow, return, force-return,
+// release, set-state and revise.
+type ActionRequest struct {
+	Client string `json:"client,omitempty"`
+	Reason string `json:"reason,omitempty"`
+	State  int64  `json:"state,omitempty"`
+	TTL    string `json:"ttl,omitempty"` // borrow expiry as a Go duration, "" for none
+}
+
+// SchemaRequest registers a schema definition for a tree.
+type SchemaRequest struct {
+	Definition []byte `json:"-" codec:"definition"`
+	Value      any    `json:"definition" codec:"-"`
+}
+
+// WriteResult answers a write: the key written and the log index at which
+// the change was applied.
+type WriteResult struct {
+	Key     Key    `json:"key"`
+	Index   uint64 `json:"index"`
+	Version uint32 `json:"version,omitempty"` // schema registration: the version
+}

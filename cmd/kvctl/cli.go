@@ -1,0 +1,363 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/shelfdb/shelf/api"
+)
+
+// Exit codes.
+const (
+	exitOK          = 0
+	exitError       = 1 // generic or server error
+	exitUsage       = 2 // bad command line
+	exitNotFound    = 3 // not_found, tree_not_found, unknown_*
+	exitConflict    = 4 // borrowed, not_borrowed, released, exists, ...
+	exitUnreachable = 5 // no answer from the server
+)
+
+const usageText = `Usage: kvctl [-s HTTP_ADDR] [-o table|json] <command> [args]
+
+Commands:
+  status                       cluster id, leader, term, commit/applied index, members
+  members                      members with raft suffrage and gossip health
+  members remove ID            remove a node from the raft configuration
+  leader transfer [ID]         hand leadership to node ID (default: any node)
+  trees                        trees with record counts and schema versions
+  get TREE ID[/REV]            one record, its value as JSON (no /REV: latest)
+  list TREE [-limit N] [-after ID/REV] [-all]
+                               records of a tree, one page (-limit per page,
+                               server default 100) or every page with -all
+  put TREE JSON|-              create a record from JSON (argument, or stdin
+                               for "-") with a cluster-assigned id; prints ID/REV
+  leases [TREE]                current borrows: who holds what since when
+  leases return TREE ID[/REV] (--client ID | --force [--reason R])
+                               end a borrow as its holder, or force it as operator
+  ranges [CLIENT]              granted key ranges and how much of each is used
+  clients                      registered clients
+  snapshot save FILE           save the state machine snapshot ("-": stdout)
+  help                         this text
+
+Flags (before or after the command):
+  -s HTTP_ADDR   a node's HTTP address (env SHELF_HTTP, default 127.0.0.1:7001)
+  -o FORMAT      table for people, json for scripts (env SHELF_OUTPUT, default table)
+
+Exit codes: 0 ok, 1 error, 2 usage, 3 not found, 4 conflict, 5 cannot reach the server.
+`
+
+// cli is one invocation: its streams, settings and the API client.
+type cli struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	getenv         func(string) string
+	now            func() time.Time
+	hc             *http.Client
+
+	addr, output string
+	client       *api.Client
+}
+
+// usageError is a bad command line; line is the command's synopsis.
+type usageError struct{ line, msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(line, format string, args ...any) error {
+	return &usageError{line: line, msg: fmt.Sprintf(format, args...)}
+}
+
+// run runs kvctl with args (without the program name) and returns the exit
+// code.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	c := &cli{stdin: os.Stdin, stdout: stdout, stderr: stderr, getenv: os.Getenv, now: time.Now}
+	return c.main(ctx, args)
+}
+
+// commands maps a command name to its handler.
+var commands = map[string]func(*cli, context.Context, []string) error{
+	"status":   (*cli).status,
+	"members":  (*cli).members,
+	"leader":   (*cli).leader,
+	"trees":    (*cli).trees,
+	"get":      (*cli).get,
+	"list":     (*cli).list,
+	"put":      (*cli).put,
+	"leases":   (*cli).leases,
+	"ranges":   (*cli).ranges,
+	"clients":  (*cli).clients,
+	"snapshot": (*cli).snapshot,
+}
+
+func (c *cli) main(ctx context.Context, args []string) int {
+	c.addr = c.getenv("SHELF_HTTP")
+	if c.addr == "" {
+		c.addr = "127.0.0.1:7001"
+	}
+	c.output = c.getenv("SHELF_OUTPUT")
+	if c.output == "" {
+		c.output = "table"
+	}
+	fs := c.flagSet("kvctl")
+	err := fs.Parse(args)
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
+		err = usagef("", "%v", err)
+	}
+	if err == nil {
+		err = c.checkOutput("")
+	}
+	if err == nil {
+		args = fs.Args()
+		if len(args) == 0 || args[0] == "help" {
+			if len(args) == 0 {
+				fmt.Fprint(c.stderr, usageText)
+				return exitUsage
+			}
+			fmt.Fprint(c.stdout, usageText)
+			return exitOK
+		}
+		cmd, ok := commands[args[0]]
+		if !ok {
+			fmt.Fprintf(c.stderr, "kvctl: unknown command %q\n\n%s", args[0], usageText)
+			return exitUsage
+		}
+		err = cmd(c, ctx, args[1:])
+	}
+	return c.fail(ctx, err)
+}
+
+// fail reports err on stderr and returns its exit code.
+func (c *cli) fail(ctx context.Context, err error) int {
+	if err == nil {
+		return exitOK
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprint(c.stdout, usageText)
+		return exitOK
+	}
+	if ctx.Err() != nil {
+		fmt.Fprintf(c.stderr, "kvctl: %v\n", context.Cause(ctx))
+		return exitError
+	}
+	fmt.Fprintf(c.stderr, "kvctl: %v\n", err)
+	var ue *usageError
+	if errors.As(err, &ue) {
+		if ue.line != "" {
+			fmt.Fprintf(c.stderr, "usage: kvctl %s\n", ue.line)
+		} else {
+			fmt.Fprintln(c.stderr, `run "kvctl help" for usage`)
+		}
+		return exitUsage
+	}
+	if errors.Is(err, api.ErrUnreachable) {
+		return exitUnreachable
+	}
+	var ae *api.Error
+	if errors.As(err, &ae) {
+		switch ae.Code {
+		case api.CodeNotFound, api.CodeTreeNotFound, api.CodeUnknownClient,
+			api.CodeUnknownSchema, api.CodeUnknownMember:
+			return exitNotFound
+		case api.CodeExists, api.CodeBorrowed, api.CodeNotBorrowed, api.CodeReleased,
+			api.CodeNotReleased, api.CodeNotInRange, api.CodeWrongCluster:
+			return exitConflict
+		}
+	}
+	return exitError
+}
+
+// flagSet returns a flag set with the global flags, bound to c.
+func (c *cli) flagSet(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVar(&c.addr, "s", c.addr, "a node's HTTP address")
+	fs.StringVar(&c.output, "o", c.output, "output format: table or json")
+	return fs
+}
+
+// parse parses args with flags anywhere among the positional arguments
+// ("--" ends the flags) and checks the positional count is in [min, max].
+func (c *cli) parse(fs *flag.FlagSet, line string, args []string, min, max int) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, usagef(line, "%v", err)
+		}
+		rest := fs.Args()
+		if n := len(args) - len(rest); n > 0 && args[n-1] == "--" {
+			pos = append(pos, rest...)
+			break
+		}
+		if len(rest) == 0 {
+			break
+		}
+		pos, args = append(pos, rest[0]), rest[1:]
+	}
+	if err := c.checkOutput(line); err != nil {
+		return nil, err
+	}
+	switch {
+	case len(pos) < min:
+		return nil, usagef(line, "%s: missing arguments", fs.Name())
+	case len(pos) > max:
+		return nil, usagef(line, "%s: unexpected arguments %q", fs.Name(), pos[max:])
+	}
+	return pos, nil
+}
+
+func (c *cli) checkOutput(line string) error {
+	if c.output != "table" && c.output != "json" {
+		return usagef(line, "-o %q: want table or json", c.output)
+	}
+	return nil
+}
+
+// api returns the API client for -s.
+func (c *cli) api() *api.Client {
+	if c.client == nil {
+		hc := c.hc
+		if hc == nil {
+			t := http.DefaultTransport.(*http.Transport).Clone()
+			t.DialContext = (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+			t.ResponseHeaderTimeout = time.Minute
+			hc = &http.Client{Transport: t}
+		}
+		c.client = api.NewClient(c.addr, hc)
+	}
+	return c.client
+}
+
+// emit prints v as indented JSON with -o json, or calls table otherwise.
+func (c *cli) emit(v any, table func(w io.Writer)) error {
+	if c.output == "json" {
+		b, err := json.MarshalIndent(v, "", "  ")
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(c.stdout, "%s\n", b)
+		return err
+	}
+	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+	table(tw)
+	return tw.Flush()
+}
+
+// row writes tab-separated cells as one table line.
+func row(w io.Writer, cells ...any) {
+	for i, v := range cells {
+		if i > 0 {
+			fmt.Fprint(w, "\t")
+		}
+		fmt.Fprint(w, v)
+	}
+	fmt.Fprintln(w)
+}
+
+// orEmpty makes a nil slice print as [] rather than null.
+func orEmpty[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
+
+// ago formats t relative to now: "5m ago", "in 2h", a date when far.
+func (c *cli) ago(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	d := c.now().Sub(t)
+	future := d < 0
+	if future {
+		d = -d
+	}
+	var s string
+	switch {
+	case d < time.Second:
+		return "now"
+	case d < time.Minute:
+		s = fmt.Sprintf("%ds", int(d/time.Second))
+	case d < time.Hour:
+		s = fmt.Sprintf("%dm", int(d/time.Minute))
+	case d < 48*time.Hour:
+		s = fmt.Sprintf("%dh", int(d/time.Hour))
+	case d < 30*24*time.Hour:
+		s = fmt.Sprintf("%dd", int(d/(24*time.Hour)))
+	default:
+		return t.Local().Format(time.DateOnly)
+	}
+	if future {
+		return "in " + s
+	}
+	return s + " ago"
+}
+
+// when formats t as RFC 3339 with the relative time: for detail views.
+func (c *cli) when(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return fmt.Sprintf("%s (%s)", t.Format(time.RFC3339), c.ago(t))
+}
+
+// who names a client: "name (id)", or the id alone.
+func who(id, name string) string {
+	switch {
+	case id == "":
+		return "operator"
+	case name == "" || name == id:
+		return id
+	default:
+		return name + " (" + id + ")"
+	}
+}
+
+// parseKey parses a command line "ID[/REV]".
+func parseKey(line, s string) (api.Key, error) {
+	k, err := api.ParseKey(s)
+	if err != nil {
+		return k, usagef(line, "%v", err)
+	}
+	return k, nil
+}
+
+// dash prints "" as "-" in tables.
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// yesNo prints a bool for tables.
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+// join formats a list for a table cell.
+func join[T any](s []T) string {
+	if len(s) == 0 {
+		return "-"
+	}
+	parts := make([]string, len(s))
+	for i, v := range s {
+		parts[i] = fmt.Sprint(v)
+	}
+	return strings.Join(parts, ",")
+}

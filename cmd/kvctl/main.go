@@ -1,0 +1,24 @@
+// Command kvctl is the operator CLI of Shelf. It talks to any node over the
+// HTTP API (CBOR on the wire) and prints tables for people or stable JSON
+// for scripts:
+//
+//	kvctl [-s HTTP_ADDR] [-o table|json] <command> [args]
+//
+// Run "kvctl help" for the commands. Flags may also follow the command and
+// default to the environment variables SHELF_HTTP and SHELF_OUTPUT. Errors
+// go to stderr as "kvctl: <message>"; the exit code tells their kind: 1
+// error, 2 usage, 3 not found, 4 conflict, 5 cannot reach the server.
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}

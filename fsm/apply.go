@@ -1,0 +1,559 @@
+package fsm
+
+import (
+	"fmt"
+	"regexp"
+	"time"
+
+	"github.com/shelfdb/shelf/api"
+	"github.com/shelfdb/shelf/lease"
+	"github.com/shelfdb/shelf/storage"
+	"github.com/ugorji/go/codec"
+	bolt "go.etcd.io/bbolt"
+)
+
+// Limits checked by the state machine. They are part of the replicated
+// rules: changing them changes which commands are accepted.
+const (
+	MaxTreeName   = 128
+	MaxClientID   = 64
+	MaxClientName = 256
+	MaxRangeSize  = 1_000_000
+	MaxReason     = 1024
+)
+
+var treeNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+
+// ValidTreeName returns nil if name can name a tree: 1 to 128 characters
+// of letters, digits, '.', '_' and '-', starting with a letter or digit.
+func ValidTreeName(name string) error {
+	if len(name) == 0 || len(name) > MaxTreeName || !treeNameRE.MatchString(name) {
+		return api.Errorf(api.CodeInvalid, "invalid tree name %q: want 1-%d letters, digits, '.', '_' or '-', starting with a letter or digit", name, MaxTreeName)
+	}
+	return nil
+}
+
+// tx bundles the buckets of one write transaction and the command's time.
+type txn struct {
+	tx       *bolt.Tx
+	meta     *bolt.Bucket
+	trees    *bolt.Bucket
+	treeInfo *bolt.Bucket
+	clients  *bolt.Bucket
+	borrows  *bolt.Bucket
+	ranges   *bolt.Bucket
+	schemas  *bolt.Bucket
+	index    uint64
+	c        *Command
+}
+
+func reject(err *api.Error) (*Result, error) { return &Result{Err: err}, nil }
+
+// applyCommand decodes and applies one command. A rejection is returned in
+// Result.Err with the state untouched; err is a storage failure.
+func (f *FSM) applyCommand(tx *bolt.Tx, index uint64, data []byte) (*Result, error) {
+	c, derr := DecodeCommand(data)
+	if derr != nil {
+		return reject(derr.(*api.Error))
+	}
+	t := &txn{
+		tx: tx, index: index, c: c,
+		meta:     tx.Bucket(storage.BucketMeta),
+		trees:    tx.Bucket(storage.BucketTrees),
+		treeInfo: tx.Bucket(storage.BucketTreeInfo),
+		clients:  tx.Bucket(storage.BucketClients),
+		borrows:  tx.Bucket(storage.BucketBorrows),
+		ranges:   tx.Bucket(storage.BucketRanges),
+		schemas:  tx.Bucket(storage.BucketSchemas),
+	}
+	switch c.Op {
+	case OpSetCluster:
+		return t.setCluster()
+	case OpRegisterClient:
+		return t.registerClient()
+	case OpGrantRange:
+		return t.grantRange()
+	case OpCreate:
+		return t.create(f.cfg.MaxRecordSize)
+	case OpUpdate:
+		return t.update(f.cfg.MaxRecordSize)
+	case OpDelete:
+		return t.delete()
+	case OpBorrow:
+		return t.borrow()
+	case OpReturn:
+		return t.returnBorrow(false)
+	case OpForceReturn:
+		return t.returnBorrow(true)
+	case OpRelease:
+		return t.release()
+	case OpSetState:
+		return t.setState()
+	case OpRevise:
+		return t.revise()
+	case OpRegisterSchema:
+		return t.registerSchema(f.cfg.MaxRecordSize)
+	}
+	return reject(api.Errorf(api.CodeInvalid, "unknown op %d", c.Op))
+}
+
+func (t *txn) setCluster() (*Result, error) {
+	id := t.c.Cluster
+	if id == "" || len(id) > MaxClientID {
+		return reject(api.Errorf(api.CodeInvalid, "set-cluster: invalid cluster id %q", id))
+	}
+	if cur := string(t.meta.Get(storage.MetaCluster)); cur != "" {
+		if cur != id {
+			return reject(api.Errorf(api.CodeWrongCluster, "set-cluster: state belongs to cluster %s, not %s", cur, id))
+		}
+		return &Result{}, nil
+	}
+	return &Result{cluster: id}, t.meta.Put(storage.MetaCluster, []byte(id))
+}
+
+func (t *txn) client(id string) (*api.ClientInfo, *api.Error, error) {
+	if id == "" {
+		return nil, api.Errorf(api.CodeInvalid, "%s: no client id given", t.c.Op), nil
+	}
+	var cl api.ClientInfo
+	found, err := storage.Get(t.clients, []byte(id), &cl)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !found {
+		return nil, api.Errorf(api.CodeUnknownClient, "%s: client %q is not registered", t.c.Op, id), nil
+	}
+	return &cl, nil, nil
+}
+
+func (t *txn) registerClient() (*Result, error) {
+	c := t.c
+	if c.Client == "" || len(c.Client) > MaxClientID {
+		return reject(api.Errorf(api.CodeInvalid, "register-client: invalid client id %q", c.Client))
+	}
+	if len(c.Name) > MaxClientName {
+		return reject(api.Errorf(api.CodeInvalid, "register-client: name longer than %d bytes", MaxClientName))
+	}
+	var cl api.ClientInfo
+	found, err := storage.Get(t.clients, []byte(c.Client), &cl)
+	if err != nil {
+		return nil, err
+	}
+	if found && cl.Name == c.Name {
+		return &Result{Client: &cl}, nil
+	}
+	if !found {
+		cl = api.ClientInfo{ID: c.Client, Registered: time.Unix(0, c.Time).UTC()}
+	}
+	cl.Name = c.Name
+	return &Result{Client: &cl}, storage.Put(t.clients, []byte(c.Client), &cl)
+}
+
+// allocate takes n fresh ids from the cluster-wide counter. Every id is
+// handed out once, ever: ranges and operator creates share the counter.
+func (t *txn) allocate(n uint64) (uint64, error) {
+	next := storage.Uint(t.meta, storage.MetaNextID)
+	if next == 0 {
+		next = 1
+	}
+	return next, storage.PutUint(t.meta, storage.MetaNextID, next+n)
+}
+
+func (t *txn) grantRange() (*Result, error) {
+	c := t.c
+	if c.Size == 0 || c.Size > MaxRangeSize {
+		return reject(api.Errorf(api.CodeInvalid, "grant-range: size %d out of 1..%d", c.Size, MaxRangeSize))
+	}
+	if _, rej, err := t.client(c.Client); rej != nil || err != nil {
+		return &Result{Err: rej}, err
+	}
+	start, err := t.allocate(c.Size)
+	if err != nil {
+		return nil, err
+	}
+	r := api.Range{Start: start, End: start + c.Size, Client: c.Client, Granted: time.Unix(0, c.Time).UTC(), Next: start}
+	return &Result{Range: &r}, storage.Put(t.ranges, storage.RangeKey(start), &r)
+}
+
+// rangeOf returns the range containing id, if any.
+func (t *txn) rangeOf(id uint64) (*api.Range, error) {
+	k, v := t.ranges.Cursor().Seek(storage.RangeKey(id + 1))
+	cur := t.ranges.Cursor()
+	if k == nil {
+		k, v = cur.Last()
+	} else {
+		cur.Seek(k)
+		k, v = cur.Prev()
+	}
+	if k == nil {
+		return nil, nil
+	}
+	var r api.Range
+	if err := api.Unmarshal(v, &r); err != nil {
+		return nil, fmt.Errorf("%w: range %x: %v", storage.ErrCorrupt, k, err)
+	}
+	if !r.Contains(id) {
+		return nil, nil
+	}
+	return &r, nil
+}
+
+func (t *txn) validData(data []byte, max int) *api.Error {
+	if len(data) == 0 {
+		return api.Errorf(api.CodeInvalid, "%s: empty value", t.c.Op)
+	}
+	if len(data) > max {
+		return api.Errorf(api.CodeTooLarge, "%s: value of %d bytes exceeds the limit of %d", t.c.Op, len(data), max)
+	}
+	var raw codec.Raw
+	if err := api.Unmarshal(data, &raw); err != nil {
+		return api.Errorf(api.CodeInvalid, "%s: value is not well-formed CBOR: %v", t.c.Op, err)
+	}
+	return nil
+}
+
+func (t *txn) checkSchema(tree string, v uint32) *api.Error {
+	if v != 0 && t.schemas.Get(storage.SchemaKey(tree, v)) == nil {
+		return api.Errorf(api.CodeUnknownSchema, "%s: schema version %d is not registered for tree %q", t.c.Op, v, tree)
+	}
+	return nil
+}
+
+func (t *txn) name() string { return fmt.Sprintf("record %s/%s", t.c.Tree, t.c.Key) }
+
+func (t *txn) create(max int) (*Result, error) {
+	c := t.c
+	if err := ValidTreeName(c.Tree); err != nil {
+		return reject(err.(*api.Error))
+	}
+	if c.Key.Rev > 1 {
+		return reject(api.Errorf(api.CodeInvalid, "create: revision %d: new records start at revision 1 (use revise)", c.Key.Rev))
+	}
+	if rej := t.validData(c.Data, max); rej != nil {
+		return reject(rej)
+	}
+	if rej := t.checkSchema(c.Tree, c.Schema); rej != nil {
+		return reject(rej)
+	}
+	key := api.Key{ID: c.Key.ID, Rev: 1}
+	var rng *api.Range
+	if key.ID != 0 {
+		if _, rej, err := t.client(c.Client); rej != nil || err != nil {
+			return &Result{Err: rej}, err
+		}
+		r, err := t.rangeOf(key.ID)
+		if err != nil {
+			return nil, err
+		}
+		if r == nil || r.Client != c.Client {
+			return reject(api.Errorf(api.CodeNotInRange, "create: id %d is not in a range granted to client %s", key.ID, c.Client))
+		}
+		rng = r
+	} else if c.Client != "" {
+		if _, rej, err := t.client(c.Client); rej != nil || err != nil {
+			return &Result{Err: rej}, err
+		}
+	}
+	b, err := t.tree(c.Tree, true)
+	if err != nil {
+		return nil, err
+	}
+	if key.ID != 0 && b.Get(storage.RecordKey(key)) != nil {
+		return reject(api.Errorf(api.CodeExists, "create: record %s/%s already exists", c.Tree, key))
+	}
+	// Validation done: from here on the command succeeds.
+	if key.ID == 0 {
+		if key.ID, err = t.allocate(1); err != nil {
+			return nil, err
+		}
+	}
+	if rng != nil {
+		rng.Used++
+		rng.Next = max64(rng.Next, key.ID+1)
+		if err := storage.Put(t.ranges, storage.RangeKey(rng.Start), rng); err != nil {
+			return nil, err
+		}
+	}
+	rec := storage.Record{Schema: c.Schema, Data: c.Data, CreatedBy: c.Client, Created: c.Time,
+		UpdatedBy: c.Client, Updated: c.Time, Index: t.index}
+	if err := storage.Put(b, storage.RecordKey(key), &rec); err != nil {
+		return nil, err
+	}
+	return &Result{Key: key}, t.count(c.Tree, +1)
+}
+
+func max64(a, b uint64) uint64 {
+	if a > b {
+		return a
+	}
+	return b
+}
+
+// tree returns a tree's bucket, creating it (and its info) if create.
+func (t *txn) tree(name string, create bool) (*bolt.Bucket, error) {
+	if b := t.trees.Bucket([]byte(name)); b != nil || !create {
+		return b, nil
+	}
+	b, err := t.trees.CreateBucket([]byte(name))
+	if err != nil {
+		return nil, err
+	}
+	return b, storage.Put(t.treeInfo, []byte(name), &storage.TreeInfo{Created: t.c.Time})
+}
+
+func (t *txn) count(tree string, delta int64) error {
+	var info storage.TreeInfo
+	if _, err := storage.Get(t.treeInfo, []byte(tree), &info); err != nil {
+		return err
+	}
+	info.Records = uint64(int64(info.Records) + delta)
+	return storage.Put(t.treeInfo, []byte(tree), &info)
+}
+
+// record loads the command's record and its borrow.
+func (t *txn) record() (*bolt.Bucket, *storage.Record, *storage.Borrow, *api.Error, error) {
+	c := t.c
+	if err := ValidTreeName(c.Tree); err != nil {
+		return nil, nil, nil, err.(*api.Error), nil
+	}
+	if c.Key.ID == 0 || c.Key.Rev == 0 {
+		return nil, nil, nil, api.Errorf(api.CodeInvalid, "%s: invalid key %s", c.Op, c.Key), nil
+	}
+	b := t.trees.Bucket([]byte(c.Tree))
+	if b == nil {
+		return nil, nil, nil, api.Errorf(api.CodeTreeNotFound, "%s: tree %q does not exist", c.Op, c.Tree), nil
+	}
+	var rec storage.Record
+	found, err := storage.Get(b, storage.RecordKey(c.Key), &rec)
+	if err != nil || !found {
+		if err == nil {
+			return nil, nil, nil, api.Errorf(api.CodeNotFound, "%s: %s does not exist", c.Op, t.name()), nil
+		}
+		return nil, nil, nil, nil, err
+	}
+	var bw storage.Borrow
+	found, err = storage.Get(t.borrows, storage.BorrowKey(c.Tree, c.Key), &bw)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	if !found {
+		return b, &rec, nil, nil, nil
+	}
+	return b, &rec, &bw, nil, nil
+}
+
+func (t *txn) released(rec *storage.Record) *api.Error {
+	if rec.Released {
+		return api.Errorf(api.CodeReleased, "%s: %s is released and cannot change (revise it to make a new revision)", t.c.Op, t.name())
+	}
+	return nil
+}
+
+func (t *txn) put(b *bolt.Bucket, rec *storage.Record) error {
+	rec.Index = t.index
+	return storage.Put(b, storage.RecordKey(t.c.Key), rec)
+}
+
+func (t *txn) update(max int) (*Result, error) {
+	c := t.c
+	b, rec, bw, rej, err := t.record()
+	if rej != nil || err != nil {
+		return &Result{Err: rej}, err
+	}
+	if rej := t.released(rec); rej != nil {
+		return reject(rej)
+	}
+	if err := lease.CanEdit(bw, c.Client, t.name(), c.Time); err != nil {
+		return reject(err.(*api.Error))
+	}
+	if rej := t.validData(c.Data, max); rej != nil {
+		return reject(rej)
+	}
+	if rej := t.checkSchema(c.Tree, c.Schema); rej != nil {
+		return reject(rej)
+	}
+	rec.Data, rec.Schema, rec.Updated, rec.UpdatedBy = c.Data, c.Schema, c.Time, c.Client
+	return &Result{Key: c.Key}, t.put(b, rec)
+}
+
+func (t *txn) delete() (*Result, error) {
+	c := t.c
+	b, rec, bw, rej, err := t.record()
+	if rej != nil || err != nil {
+		return &Result{Err: rej}, err
+	}
+	if rej := t.released(rec); rej != nil {
+		return reject(rej)
+	}
+	if err := lease.CanEdit(bw, c.Client, t.name(), c.Time); err != nil {
+		return reject(err.(*api.Error))
+	}
+	if err := b.Delete(storage.RecordKey(c.Key)); err != nil {
+		return nil, err
+	}
+	if err := t.borrows.Delete(storage.BorrowKey(c.Tree, c.Key)); err != nil {
+		return nil, err
+	}
+	return &Result{Key: c.Key}, t.count(c.Tree, -1)
+}
+
+func (t *txn) borrow() (*Result, error) {
+	c := t.c
+	_, rec, bw, rej, err := t.record()
+	if rej != nil || err != nil {
+		return &Result{Err: rej}, err
+	}
+	if rej := t.released(rec); rej != nil {
+		return reject(rej)
+	}
+	if _, rej, err := t.client(c.Client); rej != nil || err != nil {
+		return &Result{Err: rej}, err
+	}
+	if c.Expires != 0 && c.Expires <= c.Time {
+		return reject(api.Errorf(api.CodeInvalid, "borrow: expiry is not after the borrow time"))
+	}
+	holder := ""
+	if bw != nil {
+		if h, _, err := t.client(bw.Client); err != nil {
+			return nil, err
+		} else if h != nil {
+			holder = fmt.Sprintf("%q", h.Name)
+		}
+	}
+	if err := lease.CanBorrow(bw, c.Client, holder, t.name(), c.Time); err != nil {
+		return reject(err.(*api.Error))
+	}
+	nb := storage.Borrow{Client: c.Client, Since: c.Time, Expires: c.Expires}
+	if lease.Held(bw, c.Time) {
+		nb.Since = bw.Since // renewal keeps the original start
+	}
+	return &Result{Key: c.Key}, storage.Put(t.borrows, storage.BorrowKey(c.Tree, c.Key), &nb)
+}
+
+func (t *txn) returnBorrow(force bool) (*Result, error) {
+	c := t.c
+	_, _, bw, rej, err := t.record()
+	if rej != nil || err != nil {
+		return &Result{Err: rej}, err
+	}
+	if force {
+		if len(c.Reason) > MaxReason {
+			return reject(api.Errorf(api.CodeInvalid, "force-return: reason longer than %d bytes", MaxReason))
+		}
+		if bw == nil {
+			return reject(api.Errorf(api.CodeNotBorrowed, "force-return: %s is not borrowed", t.name()))
+		}
+	} else if err := lease.CanEdit(bw, c.Client, t.name(), c.Time); err != nil && (bw == nil || bw.Client != c.Client) {
+		// An expired borrow may still be returned by its holder.
+		return reject(err.(*api.Error))
+	}
+	return &Result{Key: c.Key}, t.borrows.Delete(storage.BorrowKey(c.Tree, c.Key))
+}
+
+func (t *txn) release() (*Result, error) {
+	c := t.c
+	b, rec, bw, rej, err := t.record()
+	if rej != nil || err != nil {
+		return &Result{Err: rej}, err
+	}
+	if rej := t.released(rec); rej != nil {
+		return reject(rej)
+	}
+	if err := lease.CanEdit(bw, c.Client, t.name(), c.Time); err != nil {
+		return reject(err.(*api.Error))
+	}
+	rec.Released, rec.Updated, rec.UpdatedBy = true, c.Time, c.Client
+	if err := t.put(b, rec); err != nil {
+		return nil, err
+	}
+	// A released record cannot be edited, so its borrow ends with release.
+	return &Result{Key: c.Key}, t.borrows.Delete(storage.BorrowKey(c.Tree, c.Key))
+}
+
+func (t *txn) setState() (*Result, error) {
+	c := t.c
+	b, rec, bw, rej, err := t.record()
+	if rej != nil || err != nil {
+		return &Result{Err: rej}, err
+	}
+	if lease.Held(bw, c.Time) && bw.Client != c.Client {
+		return reject(api.Errorf(api.CodeBorrowed, "set-state: %s is borrowed by client %s", t.name(), bw.Client))
+	}
+	if rec.State == c.State {
+		return &Result{Key: c.Key}, nil
+	}
+	rec.State, rec.Updated, rec.UpdatedBy = c.State, c.Time, c.Client
+	return &Result{Key: c.Key}, t.put(b, rec)
+}
+
+func (t *txn) revise() (*Result, error) {
+	c := t.c
+	b, rec, _, rej, err := t.record()
+	if rej != nil || err != nil {
+		return &Result{Err: rej}, err
+	}
+	if !rec.Released {
+		return reject(api.Errorf(api.CodeNotReleased, "revise: %s is a draft; release it before making a new revision", t.name()))
+	}
+	if c.Key.Rev == ^uint32(0) {
+		return reject(api.Errorf(api.CodeInvalid, "revise: %s is at the last possible revision", t.name()))
+	}
+	if c.Client != "" {
+		if _, rej, err := t.client(c.Client); rej != nil || err != nil {
+			return &Result{Err: rej}, err
+		}
+	}
+	next := api.Key{ID: c.Key.ID, Rev: c.Key.Rev + 1}
+	if k, _ := b.Cursor().Seek(storage.RecordKey(next)); k != nil {
+		if nk, err := storage.ParseRecordKey(k); err == nil && nk.ID == next.ID {
+			return reject(api.Errorf(api.CodeExists, "revise: revision %s already exists", nk))
+		}
+	}
+	draft := storage.Record{Schema: rec.Schema, Data: rec.Data, CreatedBy: c.Client, Created: c.Time,
+		UpdatedBy: c.Client, Updated: c.Time, Index: t.index}
+	if err := storage.Put(b, storage.RecordKey(next), &draft); err != nil {
+		return nil, err
+	}
+	if c.Client != "" {
+		// The reviser holds the new draft, ready to edit it.
+		if err := storage.Put(t.borrows, storage.BorrowKey(c.Tree, next), &storage.Borrow{Client: c.Client, Since: c.Time}); err != nil {
+			return nil, err
+		}
+	}
+	return &Result{Key: next}, t.count(c.Tree, +1)
+}
+
+func (t *txn) registerSchema(max int) (*Result, error) {
+	c := t.c
+	if err := ValidTreeName(c.Tree); err != nil {
+		return reject(err.(*api.Error))
+	}
+	if rej := t.validData(c.Data, max); rej != nil {
+		return reject(rej)
+	}
+	if c.Hash == "" || len(c.Hash) > 128 {
+		return reject(api.Errorf(api.CodeInvalid, "register-schema: invalid hash %q", c.Hash))
+	}
+	prefix := storage.TreePrefix(c.Tree)
+	var latest api.Schema
+	cur := t.schemas.Cursor()
+	k, _ := cur.Seek(append(append([]byte{}, prefix...), 0xff, 0xff, 0xff, 0xff, 0xff))
+	if k == nil {
+		k, _ = cur.Last()
+	} else {
+		k, _ = cur.Prev()
+	}
+	if k != nil && len(k) == len(prefix)+4 && string(k[:len(prefix)]) == string(prefix) {
+		if _, err := storage.Get(t.schemas, k, &latest); err != nil {
+			return nil, err
+		}
+		if latest.Hash == c.Hash {
+			return &Result{Version: latest.Version}, nil
+		}
+	}
+	if _, err := t.tree(c.Tree, true); err != nil {
+		return nil, err
+	}
+	s := api.Schema{Tree: c.Tree, Version: latest.Version + 1, Hash: c.Hash, Definition: c.Data, Registered: time.Unix(0, c.Time).UTC()}
+	return &Result{Version: s.Version}, storage.Put(t.schemas, storage.SchemaKey(c.Tree, s.Version), &s)
+}

@@ -1,0 +1,103 @@
+package fsm
+
+import (
+	"fmt"
+
+	"github.com/shelfdb/shelf/api"
+)
+
+// Op is the kind of a command.
+type Op uint8
+
+// The commands of the state machine.
+const (
+	OpSetCluster     Op = iota + 1 // set the cluster id (once, by the first leader)
+	OpRegisterClient               // register a client id with a name
+	OpGrantRange                   // grant a key range to a client
+	OpCreate                       // create a record
+	OpUpdate                       // replace a record's value (borrow holder only)
+	OpDelete                       // delete a record (borrow holder only)
+	OpBorrow                       // check out a record
+	OpReturn                       // check in a record
+	OpForceReturn                  // operator ends someone's borrow
+	OpRelease                      // make a record immutable
+	OpSetState                     // set a record's state number
+	OpRevise                       // make revision Rev+1 of a released record as a draft
+	OpRegisterSchema               // register a schema version for a tree
+	opMax
+)
+
+var opNames = [...]string{
+	OpSetCluster: "set-cluster", OpRegisterClient: "register-client", OpGrantRange: "grant-range",
+	OpCreate: "create", OpUpdate: "update", OpDelete: "delete", OpBorrow: "borrow",
+	OpReturn: "return", OpForceReturn: "force-return", OpRelease: "release",
+	OpSetState: "set-state", OpRevise: "revise", OpRegisterSchema: "register-schema",
+}
+
+// String returns the op's name.
+func (o Op) String() string {
+	if o > 0 && o < opMax {
+		return opNames[o]
+	}
+	return fmt.Sprintf("op(%d)", uint8(o))
+}
+
+// Command is one entry of the replicated log. Everything that must be the
+// same on every replica travels inside it: the time (chosen by the leader
+// before raft.Apply), new ids, the acting client. Apply never reads the
+// clock, the network or random numbers.
+type Command struct {
+	Op      Op      `codec:"op"`
+	Time    int64   `codec:"t"`            // unix nanoseconds, leader's clock
+	Cluster string  `codec:"cl,omitempty"` // OpSetCluster
+	Client  string  `codec:"c,omitempty"`  // acting client id; "" = operator
+	Name    string  `codec:"n,omitempty"`  // OpRegisterClient
+	Tree    string  `codec:"tr,omitempty"` // record and schema ops
+	Key     api.Key `codec:"k"`            // record ops; Key.ID 0 on create = assign
+	Schema  uint32  `codec:"s,omitempty"`  // schema version of Data
+	Data    []byte  `codec:"d,omitempty"`  // record CBOR or schema definition
+	Size    uint64  `codec:"sz,omitempty"` // OpGrantRange
+	State   int64   `codec:"st,omitempty"` // OpSetState
+	Reason  string  `codec:"r,omitempty"`  // OpForceReturn
+	Expires int64   `codec:"e,omitempty"`  // OpBorrow: unix nanoseconds, 0 = never
+	Hash    string  `codec:"h,omitempty"`  // OpRegisterSchema: definition hash
+}
+
+// Encode returns the command's CBOR bytes, as stored in the raft log.
+func (c *Command) Encode() ([]byte, error) {
+	return api.Marshal(c)
+}
+
+// DecodeCommand decodes and checks the shape of a log entry. It never
+// panics, whatever the bytes.
+func DecodeCommand(b []byte) (*Command, error) {
+	var c Command
+	if err := api.Unmarshal(b, &c); err != nil {
+		return nil, api.Errorf(api.CodeInvalid, "malformed command: %v", err)
+	}
+	if c.Op == 0 || c.Op >= opMax {
+		return nil, api.Errorf(api.CodeInvalid, "malformed command: unknown op %d", c.Op)
+	}
+	return &c, nil
+}
+
+// Result is what applying a command returns. Err is set when the state
+// machine rejected the command; the state is then unchanged.
+type Result struct {
+	Err     *api.Error      `codec:"err,omitempty"`
+	Key     api.Key         `codec:"k"`
+	Range   *api.Range      `codec:"rg,omitempty"`
+	Client  *api.ClientInfo `codec:"cli,omitempty"`
+	Version uint32          `codec:"v,omitempty"`
+	Index   uint64          `codec:"i"`
+
+	cluster string // OpSetCluster applied: the new cluster id
+}
+
+// Error returns the rejection as an error, or nil.
+func (r *Result) Error() error {
+	if r == nil || r.Err == nil {
+		return nil
+	}
+	return r.Err
+}

@@ -1,0 +1,219 @@
+// Package fsm is Shelf's deterministic state machine: it validates and
+// applies log entries (Command) to the bbolt state laid out by package
+// storage, and answers reads from that state. Servers run it under raft
+// (see package cluster); client replicas run the same code on the same
+// committed entries, so a replica at index N equals a server at index N.
+//
+// Apply never reads the clock, the network or random numbers: everything
+// that must agree across replicas travels in the Command. The applied log
+// index is stored in the same bbolt transaction as the change it belongs
+// to, so an entry replayed after a crash is recognised and skipped.
+package fsm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+
+	"github.com/shelfdb/shelf/storage"
+	bolt "go.etcd.io/bbolt"
+)
+
+// DefaultMaxRecordSize is the largest record value accepted by default.
+const DefaultMaxRecordSize = 1 << 20
+
+// Config configures an FSM.
+type Config struct {
+	// Path is the bbolt file; created if missing.
+	Path string
+	// Logger receives the FSM's logs; slog.Default() if nil.
+	Logger *slog.Logger
+	// MaxRecordSize caps a record's value (and a schema definition) in
+	// bytes; DefaultMaxRecordSize if 0. Every replica must use the same
+	// value, so it is a cluster-wide constant in practice.
+	MaxRecordSize int
+	// NoSync skips fsync on commit (tests and benchmarks only).
+	NoSync bool
+}
+
+// FSM is the state machine over one bbolt file. Reads may run concurrently
+// with each other and with Apply; Apply, ApplyBatch and Restore are
+// serialised internally.
+type FSM struct {
+	cfg Config
+	log *slog.Logger
+
+	applyMu sync.Mutex   // serialises Apply, ApplyBatch and Restore
+	dbMu    sync.RWMutex // guards db against the swap in Restore
+	db      *bolt.DB
+
+	applied atomic.Uint64
+	cluster atomic.Pointer[string]
+
+	waitMu sync.Mutex
+	waitCh chan struct{} // closed and replaced whenever applied grows
+}
+
+// Entry is one log entry handed to ApplyBatch. Data nil marks an entry that
+// is not a command (a raft configuration change): it only advances the
+// applied index.
+type Entry struct {
+	Index uint64
+	Data  []byte
+}
+
+// Open opens or creates the state file at cfg.Path.
+func Open(cfg Config) (*FSM, error) {
+	if cfg.Path == "" {
+		return nil, errors.New("fsm: Config.Path is empty")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.MaxRecordSize <= 0 {
+		cfg.MaxRecordSize = DefaultMaxRecordSize
+	}
+	db, err := storage.Open(cfg.Path, storage.Options{NoSync: cfg.NoSync})
+	if err != nil {
+		return nil, err
+	}
+	f := &FSM{cfg: cfg, log: cfg.Logger, db: db, waitCh: make(chan struct{})}
+	if err := f.loadMeta(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+func (f *FSM) loadMeta() error {
+	return f.db.View(func(tx *bolt.Tx) error {
+		if err := storage.Check(tx); err != nil {
+			return err
+		}
+		meta := tx.Bucket(storage.BucketMeta)
+		f.applied.Store(storage.Uint(meta, storage.MetaApplied))
+		id := string(meta.Get(storage.MetaCluster))
+		f.cluster.Store(&id)
+		return nil
+	})
+}
+
+// Close closes the state file.
+func (f *FSM) Close() error {
+	f.applyMu.Lock()
+	defer f.applyMu.Unlock()
+	f.dbMu.Lock()
+	defer f.dbMu.Unlock()
+	return f.db.Close()
+}
+
+// Path returns the state file's path.
+func (f *FSM) Path() string { return f.cfg.Path }
+
+// AppliedIndex returns the index of the last applied log entry.
+func (f *FSM) AppliedIndex() uint64 { return f.applied.Load() }
+
+// ClusterID returns the cluster id, or "" before OpSetCluster was applied.
+func (f *FSM) ClusterID() string { return *f.cluster.Load() }
+
+// WaitApplied blocks until the applied index reaches index or ctx ends.
+func (f *FSM) WaitApplied(ctx context.Context, index uint64) error {
+	for {
+		f.waitMu.Lock()
+		ch := f.waitCh
+		f.waitMu.Unlock()
+		if f.applied.Load() >= index {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for index %d (applied %d): %w", index, f.applied.Load(), ctx.Err())
+		}
+	}
+}
+
+func (f *FSM) setApplied(index uint64) {
+	f.applied.Store(index)
+	f.waitMu.Lock()
+	close(f.waitCh)
+	f.waitCh = make(chan struct{})
+	f.waitMu.Unlock()
+}
+
+// Apply applies one log entry in its own transaction.
+func (f *FSM) Apply(index uint64, data []byte) *Result {
+	return f.ApplyBatch([]Entry{{Index: index, Data: data}})[0]
+}
+
+// ApplyBatch applies entries, in order, in one bbolt transaction: one fsync
+// for the whole batch. Entries at or below the applied index are skipped
+// (a replay after restart). A command the state machine rejects leaves the
+// state unchanged and reports the rejection in its Result; the batch goes
+// on. A storage failure is fatal: the node cannot know what it applied, so
+// it stops (panics) rather than diverge from its peers.
+func (f *FSM) ApplyBatch(entries []Entry) []*Result {
+	results := make([]*Result, len(entries))
+	if len(entries) == 0 {
+		return results
+	}
+	f.applyMu.Lock()
+	defer f.applyMu.Unlock()
+	f.dbMu.RLock()
+	defer f.dbMu.RUnlock()
+
+	var last uint64
+	var newCluster *string
+	err := f.db.Update(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(storage.BucketMeta)
+		applied := storage.Uint(meta, storage.MetaApplied)
+		last = applied
+		for i, e := range entries {
+			if e.Index <= applied {
+				results[i] = &Result{Index: e.Index}
+				continue
+			}
+			applied = e.Index
+			if e.Data == nil {
+				results[i] = &Result{Index: e.Index}
+				continue
+			}
+			r, err := f.applyCommand(tx, e.Index, e.Data)
+			if err != nil {
+				return fmt.Errorf("apply entry %d: %w", e.Index, err)
+			}
+			r.Index = e.Index
+			results[i] = r
+			if r.Err == nil && r.cluster != "" {
+				c := r.cluster
+				newCluster = &c
+			}
+		}
+		if applied == last {
+			return nil
+		}
+		last = applied
+		return storage.PutUint(meta, storage.MetaApplied, applied)
+	})
+	if err != nil {
+		f.log.Error("fsm: storage failure while applying; stopping", "path", f.cfg.Path, "err", err)
+		panic(fmt.Sprintf("fsm: storage failure while applying to %s: %v", f.cfg.Path, err))
+	}
+	if newCluster != nil {
+		f.cluster.Store(newCluster)
+	}
+	if last > f.applied.Load() {
+		f.setApplied(last)
+	}
+	return results
+}
+
+// view runs fn in a read transaction.
+func (f *FSM) view(fn func(tx *bolt.Tx) error) error {
+	f.dbMu.RLock()
+	defer f.dbMu.RUnlock()
+	return f.db.View(fn)
+}

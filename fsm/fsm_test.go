@@ -1,0 +1,448 @@
+package fsm
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/shelfdb/shelf/api"
+)
+
+type harness struct {
+	t     testing.TB
+	f     *FSM
+	index uint64
+	now   int64
+}
+
+func newHarness(t testing.TB) *harness {
+	t.Helper()
+	f, err := Open(Config{Path: filepath.Join(t.TempDir(), "fsm.db"), NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return &harness{t: t, f: f, now: time.Date(2026, 11, 24, 9, 0, 0, 0, time.UTC).UnixNano()}
+}
+
+func (h *harness) apply(c Command) *Result {
+	h.t.Helper()
+	h.index++
+	h.now += int64(time.Second)
+	if c.Time == 0 {
+		c.Time = h.now
+	}
+	b, err := c.Encode()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	r := h.f.Apply(h.index, b)
+	if r.Index != h.index {
+		h.t.Fatalf("result index %d, want %d", r.Index, h.index)
+	}
+	return r
+}
+
+func (h *harness) ok(c Command) *Result {
+	h.t.Helper()
+	r := h.apply(c)
+	if r.Err != nil {
+		h.t.Fatalf("%s: unexpected rejection: %v", c.Op, r.Err)
+	}
+	return r
+}
+
+func (h *harness) rejects(c Command, want error) *Result {
+	h.t.Helper()
+	r := h.apply(c)
+	if !errors.Is(r.Error(), want) {
+		h.t.Fatalf("%s: got %v, want %v", c.Op, r.Error(), want)
+	}
+	return r
+}
+
+func value(t testing.TB, v any) []byte {
+	t.Helper()
+	b, err := api.EncodeValue(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// setup registers clients a and b, each with a range of 10 ids.
+func setup(t testing.TB) (h *harness, ra, rb *api.Range) {
+	h = newHarness(t)
+	h.ok(Command{Op: OpSetCluster, Cluster: "c1"})
+	h.ok(Command{Op: OpRegisterClient, Client: "a", Name: "alice"})
+	h.ok(Command{Op: OpRegisterClient, Client: "b", Name: "bob"})
+	ra = h.ok(Command{Op: OpGrantRange, Client: "a", Size: 10}).Range
+	rb = h.ok(Command{Op: OpGrantRange, Client: "b", Size: 10}).Range
+	return h, ra, rb
+}
+
+func TestClusterIDIsSetOnce(t *testing.T) {
+	h := newHarness(t)
+	h.rejects(Command{Op: OpSetCluster}, api.ErrInvalid)
+	h.ok(Command{Op: OpSetCluster, Cluster: "c1"})
+	if h.f.ClusterID() != "c1" {
+		t.Fatalf("cluster id %q", h.f.ClusterID())
+	}
+	h.ok(Command{Op: OpSetCluster, Cluster: "c1"})
+	h.rejects(Command{Op: OpSetCluster, Cluster: "c2"}, api.ErrWrongCluster)
+	if h.f.ClusterID() != "c1" {
+		t.Fatalf("cluster id changed to %q", h.f.ClusterID())
+	}
+}
+
+func TestRangesNeverOverlap(t *testing.T) {
+	h, ra, rb := setup(t)
+	if ra.Start != 1 || ra.End != 11 || rb.Start != 11 || rb.End != 21 {
+		t.Fatalf("ranges %+v %+v", ra, rb)
+	}
+	// An operator create takes from the same counter: never inside a range.
+	k := h.ok(Command{Op: OpCreate, Tree: "parts", Data: value(t, map[string]any{"n": 1})}).Key
+	if k.ID != 21 || k.Rev != 1 {
+		t.Fatalf("operator key %v, want 21/1", k)
+	}
+	rc := h.ok(Command{Op: OpGrantRange, Client: "a", Size: 5}).Range
+	if rc.Start != 22 {
+		t.Fatalf("third range starts at %d, want 22", rc.Start)
+	}
+	h.rejects(Command{Op: OpGrantRange, Client: "a", Size: 0}, api.ErrInvalid)
+	h.rejects(Command{Op: OpGrantRange, Client: "a", Size: MaxRangeSize + 1}, api.ErrInvalid)
+	h.rejects(Command{Op: OpGrantRange, Client: "zz", Size: 5}, api.ErrUnknownClient)
+	rs, err := h.f.Ranges("a")
+	if err != nil || len(rs) != 2 {
+		t.Fatalf("ranges of a: %v %v", rs, err)
+	}
+}
+
+func TestCreateOnlyFromOwnRange(t *testing.T) {
+	h, ra, rb := setup(t)
+	data := value(t, map[string]any{"name": "R1"})
+	h.ok(Command{Op: OpCreate, Tree: "parts", Client: "a", Key: api.Key{ID: ra.Start + 3}, Data: data})
+	h.rejects(Command{Op: OpCreate, Tree: "parts", Client: "a", Key: api.Key{ID: rb.Start}, Data: data}, api.ErrNotInRange)
+	h.rejects(Command{Op: OpCreate, Tree: "parts", Client: "a", Key: api.Key{ID: 999}, Data: data}, api.ErrNotInRange)
+	h.rejects(Command{Op: OpCreate, Tree: "parts", Client: "a", Key: api.Key{ID: ra.Start + 3}, Data: data}, api.ErrExists)
+	h.rejects(Command{Op: OpCreate, Tree: "parts", Client: "nobody", Key: api.Key{ID: ra.Start}, Data: data}, api.ErrUnknownClient)
+	h.rejects(Command{Op: OpCreate, Tree: "bad/name", Client: "a", Key: api.Key{ID: ra.Start}, Data: data}, api.ErrInvalid)
+	h.rejects(Command{Op: OpCreate, Tree: "parts", Client: "a", Key: api.Key{ID: ra.Start}}, api.ErrInvalid)
+	h.rejects(Command{Op: OpCreate, Tree: "parts", Client: "a", Key: api.Key{ID: ra.Start}, Data: []byte{0xff, 0x00}}, api.ErrInvalid)
+	h.rejects(Command{Op: OpCreate, Tree: "parts", Client: "a", Key: api.Key{ID: ra.Start, Rev: 2}, Data: data}, api.ErrInvalid)
+	h.rejects(Command{Op: OpCreate, Tree: "parts", Client: "a", Key: api.Key{ID: ra.Start}, Data: data, Schema: 3}, api.ErrUnknownSchema)
+	h.rejects(Command{Op: OpCreate, Tree: "parts", Client: "a", Key: api.Key{ID: ra.Start}, Data: bytes.Repeat([]byte{0x40}, DefaultMaxRecordSize+1)}, api.ErrTooLarge)
+
+	rs, _ := h.f.Ranges("a")
+	if rs[0].Used != 1 || rs[0].Next != ra.Start+4 {
+		t.Fatalf("range usage %+v", rs[0])
+	}
+	rec, err := h.f.Get("parts", api.Key{ID: ra.Start + 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Key.Rev != 1 || rec.CreatedBy != "a" || !bytes.Equal(rec.Data, data) || rec.Borrow != nil {
+		t.Fatalf("record %+v", rec)
+	}
+	trees, _ := h.f.Trees()
+	if len(trees) != 1 || trees[0].Name != "parts" || trees[0].Records != 1 {
+		t.Fatalf("trees %+v", trees)
+	}
+}
+
+func TestBorrowRules(t *testing.T) {
+	h, ra, _ := setup(t)
+	key := api.Key{ID: ra.Start, Rev: 1}
+	h.ok(Command{Op: OpCreate, Tree: "parts", Client: "a", Key: key, Data: value(t, "v1")})
+	upd := func(client string) Command {
+		return Command{Op: OpUpdate, Tree: "parts", Client: client, Key: key, Data: value(t, "v2-"+client)}
+	}
+	h.rejects(upd("a"), api.ErrNotBorrowed) // creator does not hold it either
+	h.rejects(Command{Op: OpDelete, Tree: "parts", Client: "a", Key: key}, api.ErrNotBorrowed)
+	h.ok(Command{Op: OpBorrow, Tree: "parts", Client: "a", Key: key})
+	r := h.rejects(Command{Op: OpBorrow, Tree: "parts", Client: "b", Key: key}, api.ErrBorrowed)
+	if !bytes.Contains([]byte(r.Err.Message), []byte("alice")) {
+		t.Fatalf("ErrBorrowed does not name the holder: %q", r.Err.Message)
+	}
+	h.rejects(upd("b"), api.ErrNotBorrowed)
+	h.rejects(Command{Op: OpReturn, Tree: "parts", Client: "b", Key: key}, api.ErrNotBorrowed)
+	h.ok(Command{Op: OpBorrow, Tree: "parts", Client: "a", Key: key}) // renew
+	h.ok(upd("a"))
+	rec, _ := h.f.Get("parts", key)
+	if rec.Borrow == nil || rec.Borrow.Client != "a" || rec.Borrow.ClientName != "alice" {
+		t.Fatalf("borrow %+v", rec.Borrow)
+	}
+	if v, _ := api.DecodeValue(rec.Data); v != "v2-a" {
+		t.Fatalf("value %v", v)
+	}
+	h.ok(Command{Op: OpReturn, Tree: "parts", Client: "a", Key: key})
+	h.rejects(upd("a"), api.ErrNotBorrowed)
+	h.rejects(Command{Op: OpReturn, Tree: "parts", Client: "a", Key: key}, api.ErrNotBorrowed)
+
+	// Force return by an operator ends b's borrow; b can no longer edit.
+	h.ok(Command{Op: OpBorrow, Tree: "parts", Client: "b", Key: key})
+	bs, _ := h.f.Borrows("")
+	if len(bs) != 1 || bs[0].Client != "b" || bs[0].Key != key || bs[0].Tree != "parts" {
+		t.Fatalf("borrows %+v", bs)
+	}
+	h.ok(Command{Op: OpForceReturn, Tree: "parts", Key: key, Reason: "bob is on holiday"})
+	h.rejects(Command{Op: OpForceReturn, Tree: "parts", Key: key}, api.ErrNotBorrowed)
+	h.rejects(upd("b"), api.ErrNotBorrowed)
+
+	// Delete needs the borrow and removes record and borrow.
+	h.ok(Command{Op: OpBorrow, Tree: "parts", Client: "b", Key: key})
+	h.rejects(Command{Op: OpDelete, Tree: "parts", Client: "a", Key: key}, api.ErrNotBorrowed)
+	h.ok(Command{Op: OpDelete, Tree: "parts", Client: "b", Key: key})
+	if _, err := h.f.Get("parts", key); !errors.Is(err, api.ErrNotFound) {
+		t.Fatalf("after delete: %v", err)
+	}
+	if bs, _ := h.f.Borrows("parts"); len(bs) != 0 {
+		t.Fatalf("borrow survived delete: %+v", bs)
+	}
+	h.rejects(Command{Op: OpBorrow, Tree: "parts", Client: "a", Key: key}, api.ErrNotFound)
+	h.rejects(Command{Op: OpBorrow, Tree: "nosuch", Client: "a", Key: key}, api.ErrTreeNotFound)
+	h.rejects(Command{Op: OpBorrow, Tree: "parts", Client: "a", Key: api.Key{ID: 1}}, api.ErrInvalid)
+	h.rejects(Command{Op: OpBorrow, Tree: "parts", Client: "zz", Key: key}, api.ErrNotFound)
+	if trees, _ := h.f.Trees(); trees[0].Records != 0 {
+		t.Fatalf("count after delete: %+v", trees)
+	}
+}
+
+func TestBorrowExpiry(t *testing.T) {
+	h, ra, _ := setup(t)
+	key := api.Key{ID: ra.Start, Rev: 1}
+	h.ok(Command{Op: OpCreate, Tree: "parts", Client: "a", Key: key, Data: value(t, 1)})
+	h.rejects(Command{Op: OpBorrow, Tree: "parts", Client: "a", Key: key, Expires: h.now - 1}, api.ErrInvalid)
+	expires := h.now + int64(10*time.Second)
+	h.ok(Command{Op: OpBorrow, Tree: "parts", Client: "a", Key: key, Expires: expires})
+	h.rejects(Command{Op: OpBorrow, Tree: "parts", Client: "b", Key: key, Time: expires - 1}, api.ErrBorrowed)
+	h.ok(Command{Op: OpUpdate, Tree: "parts", Client: "a", Key: key, Data: value(t, 2), Time: expires - 1})
+	// At the expiry time the borrow no longer counts, even before any command removed it.
+	h.rejects(Command{Op: OpUpdate, Tree: "parts", Client: "a", Key: key, Data: value(t, 3), Time: expires}, api.ErrNotBorrowed)
+	h.ok(Command{Op: OpBorrow, Tree: "parts", Client: "b", Key: key, Time: expires})
+	h.ok(Command{Op: OpUpdate, Tree: "parts", Client: "b", Key: key, Data: value(t, 4), Time: expires + 1})
+}
+
+func TestReleaseStateRevise(t *testing.T) {
+	h, ra, _ := setup(t)
+	key := api.Key{ID: ra.Start, Rev: 1}
+	h.ok(Command{Op: OpCreate, Tree: "parts", Client: "a", Key: key, Data: value(t, "r1")})
+	h.rejects(Command{Op: OpRevise, Tree: "parts", Client: "a", Key: key}, api.ErrNotReleased)
+	h.rejects(Command{Op: OpRelease, Tree: "parts", Client: "a", Key: key}, api.ErrNotBorrowed)
+	h.ok(Command{Op: OpBorrow, Tree: "parts", Client: "a", Key: key})
+	h.rejects(Command{Op: OpSetState, Tree: "parts", Client: "b", Key: key, State: 1}, api.ErrBorrowed)
+	h.ok(Command{Op: OpRelease, Tree: "parts", Client: "a", Key: key})
+
+	rec, _ := h.f.Get("parts", key)
+	if !rec.Released || rec.Borrow != nil {
+		t.Fatalf("after release: %+v", rec)
+	}
+	// Nothing but the state number changes any more.
+	h.rejects(Command{Op: OpBorrow, Tree: "parts", Client: "a", Key: key}, api.ErrReleased)
+	h.rejects(Command{Op: OpUpdate, Tree: "parts", Client: "a", Key: key, Data: value(t, "x")}, api.ErrReleased)
+	h.rejects(Command{Op: OpDelete, Tree: "parts", Client: "a", Key: key}, api.ErrReleased)
+	h.rejects(Command{Op: OpRelease, Tree: "parts", Client: "a", Key: key}, api.ErrReleased)
+	h.ok(Command{Op: OpSetState, Tree: "parts", Client: "b", Key: key, State: 3})
+	rec2, _ := h.f.Get("parts", key)
+	if rec2.State != 3 || !bytes.Equal(rec2.Data, rec.Data) {
+		t.Fatalf("state %d data %x", rec2.State, rec2.Data)
+	}
+
+	next := h.ok(Command{Op: OpRevise, Tree: "parts", Client: "b", Key: key}).Key
+	if next != (api.Key{ID: key.ID, Rev: 2}) {
+		t.Fatalf("revise gave %v", next)
+	}
+	h.rejects(Command{Op: OpRevise, Tree: "parts", Client: "b", Key: key}, api.ErrExists)
+	draft, _ := h.f.Get("parts", api.Key{ID: key.ID}) // latest revision
+	if draft.Key != next || draft.Released || draft.State != 0 || !bytes.Equal(draft.Data, rec.Data) {
+		t.Fatalf("draft %+v", draft)
+	}
+	if draft.Borrow == nil || draft.Borrow.Client != "b" {
+		t.Fatalf("reviser should hold the draft: %+v", draft.Borrow)
+	}
+	h.ok(Command{Op: OpUpdate, Tree: "parts", Client: "b", Key: next, Data: value(t, "r2")})
+	old, _ := h.f.Get("parts", key)
+	if !bytes.Equal(old.Data, rec.Data) {
+		t.Fatal("released revision changed after its draft was edited")
+	}
+	list, err := h.f.List("parts", api.Key{}, 0)
+	if err != nil || len(list) != 2 || list[0].Key != key || list[1].Key != next {
+		t.Fatalf("list %v %v", list, err)
+	}
+}
+
+func TestSchemas(t *testing.T) {
+	h, ra, _ := setup(t)
+	def := value(t, map[string]any{"fields": []any{"name"}})
+	v1 := h.ok(Command{Op: OpRegisterSchema, Tree: "parts", Data: def, Hash: "h1"}).Version
+	again := h.ok(Command{Op: OpRegisterSchema, Tree: "parts", Data: def, Hash: "h1"}).Version
+	v2 := h.ok(Command{Op: OpRegisterSchema, Tree: "parts", Data: def, Hash: "h2"}).Version
+	if v1 != 1 || again != 1 || v2 != 2 {
+		t.Fatalf("versions %d %d %d", v1, again, v2)
+	}
+	h.ok(Command{Op: OpRegisterSchema, Tree: "parts2", Data: def, Hash: "h1"})
+	h.rejects(Command{Op: OpRegisterSchema, Tree: "parts", Data: def}, api.ErrInvalid)
+	h.ok(Command{Op: OpCreate, Tree: "parts", Client: "a", Key: api.Key{ID: ra.Start}, Data: value(t, 1), Schema: 2})
+	h.rejects(Command{Op: OpCreate, Tree: "parts", Client: "a", Key: api.Key{ID: ra.Start + 1}, Data: value(t, 1), Schema: 3}, api.ErrUnknownSchema)
+	ss, _ := h.f.Schemas("parts")
+	if len(ss) != 2 || ss[1].Version != 2 || ss[1].Hash != "h2" {
+		t.Fatalf("schemas %+v", ss)
+	}
+	trees, _ := h.f.Trees()
+	if len(trees) != 2 || len(trees[0].Schemas) != 2 || len(trees[1].Schemas) != 1 {
+		t.Fatalf("trees %+v", trees)
+	}
+}
+
+func TestReplayIsSkipped(t *testing.T) {
+	h, ra, _ := setup(t)
+	c := Command{Op: OpCreate, Tree: "parts", Client: "a", Key: api.Key{ID: ra.Start}, Data: value(t, 1), Time: h.now}
+	b, _ := c.Encode()
+	h.index++
+	if r := h.f.Apply(h.index, b); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	// The same entry again (raft replaying after a restart) changes nothing
+	// and is not rejected as a duplicate.
+	if r := h.f.Apply(h.index, b); r.Err != nil {
+		t.Fatalf("replay rejected: %v", r.Err)
+	}
+	if tr, _ := h.f.Trees(); tr[0].Records != 1 {
+		t.Fatalf("replay applied twice: %+v", tr)
+	}
+	// Non-command entries only advance the index.
+	h.f.ApplyBatch([]Entry{{Index: h.index + 1}})
+	if h.f.AppliedIndex() != h.index+1 {
+		t.Fatalf("applied %d", h.f.AppliedIndex())
+	}
+}
+
+func TestGarbageEntryIsRejectedNotFatal(t *testing.T) {
+	h := newHarness(t)
+	for i, b := range [][]byte{{}, {0xff}, []byte("hello"), {0xa1, 0x62, 'o', 'p', 0x18, 200}} {
+		r := h.f.Apply(uint64(i+1), b)
+		if !errors.Is(r.Error(), api.ErrInvalid) {
+			t.Fatalf("entry %x: %v", b, r.Error())
+		}
+	}
+	if h.f.AppliedIndex() != 4 {
+		t.Fatalf("applied %d", h.f.AppliedIndex())
+	}
+}
+
+func TestPersistsAcrossReopen(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "fsm.db")
+	f, err := Open(Config{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{t: t, f: f, now: 1}
+	h.ok(Command{Op: OpSetCluster, Cluster: "c1"})
+	k := h.ok(Command{Op: OpCreate, Tree: "t", Data: value(t, 1)}).Key
+	f.Close()
+	f, err = Open(Config{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if f.AppliedIndex() != 2 || f.ClusterID() != "c1" {
+		t.Fatalf("applied %d cluster %q", f.AppliedIndex(), f.ClusterID())
+	}
+	if _, err := f.Get("t", k); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestSnapshotRestore(t *testing.T) {
+	h, ra, _ := setup(t)
+	for i := range uint64(5) {
+		h.ok(Command{Op: OpCreate, Tree: "parts", Client: "a", Key: api.Key{ID: ra.Start + i}, Data: value(t, i)})
+	}
+	snap, err := h.f.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := snap.Index()
+	// Writes after the snapshot was taken are not in it.
+	h.ok(Command{Op: OpCreate, Tree: "parts", Client: "a", Key: api.Key{ID: ra.Start + 7}, Data: value(t, 7)})
+	var buf bytes.Buffer
+	if _, err := snap.WriteTo(&buf); err != nil {
+		t.Fatal(err)
+	}
+	snap.Release()
+
+	other := newHarness(t)
+	other.ok(Command{Op: OpCreate, Tree: "junk", Data: value(t, 0)})
+	if err := other.f.Restore(bytes.NewReader(buf.Bytes())); err != nil {
+		t.Fatal(err)
+	}
+	if other.f.AppliedIndex() != at || other.f.ClusterID() != "c1" {
+		t.Fatalf("restored applied %d (want %d) cluster %q", other.f.AppliedIndex(), at, other.f.ClusterID())
+	}
+	list, _ := other.f.List("parts", api.Key{}, 0)
+	if len(list) != 5 {
+		t.Fatalf("restored %d records, want 5", len(list))
+	}
+	if _, err := other.f.Get("junk", api.Key{ID: 21}); !errors.Is(err, api.ErrTreeNotFound) {
+		t.Fatalf("restore kept old state: %v", err)
+	}
+
+	// A damaged stream leaves the state in place.
+	bad := bytes.Clone(buf.Bytes())
+	bad = bad[:len(bad)/2]
+	if err := other.f.Restore(bytes.NewReader(bad)); !errors.Is(err, ErrBadSnapshot) {
+		t.Fatalf("truncated snapshot: %v", err)
+	}
+	if err := other.f.Restore(bytes.NewReader([]byte("not a snapshot at all"))); !errors.Is(err, ErrBadSnapshot) {
+		t.Fatalf("garbage snapshot: %v", err)
+	}
+	if list, _ := other.f.List("parts", api.Key{}, 0); len(list) != 5 {
+		t.Fatalf("failed restore damaged state: %d records", len(list))
+	}
+}
+
+func TestWaitApplied(t *testing.T) {
+	h := newHarness(t)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	var werr error
+	go func() {
+		defer wg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		werr = h.f.WaitApplied(ctx, 3)
+	}()
+	for range 3 {
+		h.ok(Command{Op: OpSetCluster, Cluster: "c1"})
+	}
+	wg.Wait()
+	if werr != nil {
+		t.Fatal(werr)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := h.f.WaitApplied(ctx, 100); !errors.Is(err, context.Canceled) {
+		t.Fatalf("WaitApplied on cancelled ctx: %v", err)
+	}
+}
+
+func TestReadErrors(t *testing.T) {
+	h, _, _ := setup(t)
+	if _, err := h.f.Get("nosuch", api.Key{ID: 1}); !errors.Is(err, api.ErrTreeNotFound) {
+		t.Fatal(err)
+	}
+	if _, err := h.f.Get("../x", api.Key{ID: 1}); !errors.Is(err, api.ErrInvalid) {
+		t.Fatal(err)
+	}
+	if _, err := h.f.List("nosuch", api.Key{}, 10); !errors.Is(err, api.ErrTreeNotFound) {
+		t.Fatal(err)
+	}
+	if _, err := h.f.Client("nosuch"); !errors.Is(err, api.ErrUnknownClient) {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,289 @@
+package fsm
+
+import (
+	"bytes"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/shelfdb/shelf/api"
+	"github.com/shelfdb/shelf/storage"
+	bolt "go.etcd.io/bbolt"
+)
+
+func unixTime(ns int64) time.Time {
+	if ns == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, ns).UTC()
+}
+
+func toRecord(tx *bolt.Tx, tree string, k []byte, v []byte) (api.Record, error) {
+	key, err := storage.ParseRecordKey(k)
+	if err != nil {
+		return api.Record{}, err
+	}
+	var rec storage.Record
+	if err := api.Unmarshal(v, &rec); err != nil {
+		return api.Record{}, fmt.Errorf("%w: record %s/%s: %v", storage.ErrCorrupt, tree, key, err)
+	}
+	out := api.Record{
+		Tree: tree, Key: key, Schema: rec.Schema, Data: rec.Data, Released: rec.Released, State: rec.State,
+		CreatedBy: rec.CreatedBy, Created: unixTime(rec.Created), UpdatedBy: rec.UpdatedBy,
+		Updated: unixTime(rec.Updated), Index: rec.Index,
+	}
+	var bw storage.Borrow
+	found, err := storage.Get(tx.Bucket(storage.BucketBorrows), storage.BorrowKey(tree, key), &bw)
+	if err != nil {
+		return api.Record{}, err
+	}
+	if found {
+		b := toBorrow(tx, tree, key, bw)
+		out.Borrow = &b
+	}
+	return out, nil
+}
+
+func toBorrow(tx *bolt.Tx, tree string, key api.Key, bw storage.Borrow) api.Borrow {
+	b := api.Borrow{Tree: tree, Key: key, Client: bw.Client, Since: unixTime(bw.Since), Expires: unixTime(bw.Expires)}
+	var cl api.ClientInfo
+	if found, _ := storage.Get(tx.Bucket(storage.BucketClients), []byte(bw.Client), &cl); found {
+		b.ClientName = cl.Name
+	}
+	return b
+}
+
+func treeBucket(tx *bolt.Tx, tree string) (*bolt.Bucket, error) {
+	if err := ValidTreeName(tree); err != nil {
+		return nil, err
+	}
+	b := tx.Bucket(storage.BucketTrees).Bucket([]byte(tree))
+	if b == nil {
+		return nil, api.Errorf(api.CodeTreeNotFound, "tree %q does not exist", tree)
+	}
+	return b, nil
+}
+
+// Get returns a record. key.Rev 0 means the latest revision of key.ID. The
+// record's Data is a copy, safe to keep.
+func (f *FSM) Get(tree string, key api.Key) (api.Record, error) {
+	var out api.Record
+	err := f.View(tree, key, func(r *api.Record) error {
+		out = *r
+		out.Data = bytes.Clone(r.Data)
+		return nil
+	})
+	return out, err
+}
+
+// View calls fn with a record whose Data points into the database map:
+// valid only until fn returns, and never to be modified. It saves a copy
+// when the caller only decodes the value.
+func (f *FSM) View(tree string, key api.Key, fn func(*api.Record) error) error {
+	if key.ID == 0 {
+		return api.Errorf(api.CodeInvalid, "invalid record id 0")
+	}
+	return f.view(func(tx *bolt.Tx) error {
+		b, err := treeBucket(tx, tree)
+		if err != nil {
+			return err
+		}
+		var k, v []byte
+		if key.Rev != 0 {
+			k = storage.RecordKey(key)
+			v = b.Get(k)
+		} else {
+			c := b.Cursor()
+			k, v = c.Seek(storage.RecordKey(api.Key{ID: key.ID, Rev: ^uint32(0)}))
+			if k == nil || !bytes.Equal(k, storage.RecordKey(api.Key{ID: key.ID, Rev: ^uint32(0)})) {
+				k, v = c.Prev()
+			}
+			if k != nil {
+				if kk, _ := storage.ParseRecordKey(k); kk.ID != key.ID {
+					v = nil
+				}
+			}
+		}
+		if v == nil {
+			return api.Errorf(api.CodeNotFound, "record %s/%s does not exist", tree, key)
+		}
+		rec, err := toRecord(tx, tree, k, v)
+		if err != nil {
+			return err
+		}
+		return fn(&rec)
+	})
+}
+
+// List returns up to limit records of tree with key greater than after, in
+// (id, rev) order. An empty after starts at the beginning.
+func (f *FSM) List(tree string, after api.Key, limit int) ([]api.Record, error) {
+	var out []api.Record
+	err := f.Scan(tree, after, func(r *api.Record) (bool, error) {
+		cp := *r
+		cp.Data = bytes.Clone(r.Data)
+		out = append(out, cp)
+		return limit <= 0 || len(out) < limit, nil
+	})
+	return out, err
+}
+
+// Scan calls fn for each record of tree with key greater than after, in
+// (id, rev) order, until fn returns false or an error. The record's Data is
+// valid only during the call.
+func (f *FSM) Scan(tree string, after api.Key, fn func(*api.Record) (bool, error)) error {
+	return f.view(func(tx *bolt.Tx) error {
+		b, err := treeBucket(tx, tree)
+		if err != nil {
+			return err
+		}
+		c := b.Cursor()
+		start := storage.RecordKey(after)
+		k, v := c.Seek(start)
+		if k != nil && bytes.Equal(k, start) {
+			k, v = c.Next()
+		}
+		for ; k != nil; k, v = c.Next() {
+			rec, err := toRecord(tx, tree, k, v)
+			if err != nil {
+				return err
+			}
+			more, err := fn(&rec)
+			if err != nil || !more {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// Trees lists all trees in name order.
+func (f *FSM) Trees() ([]api.Tree, error) {
+	var out []api.Tree
+	err := f.view(func(tx *bolt.Tx) error {
+		schemas := tx.Bucket(storage.BucketSchemas)
+		return tx.Bucket(storage.BucketTreeInfo).ForEach(func(k, v []byte) error {
+			var info storage.TreeInfo
+			if err := api.Unmarshal(v, &info); err != nil {
+				return fmt.Errorf("%w: tree info %q: %v", storage.ErrCorrupt, k, err)
+			}
+			t := api.Tree{Name: string(k), Records: info.Records, Created: unixTime(info.Created), Schemas: []uint32{}}
+			prefix := storage.TreePrefix(t.Name)
+			c := schemas.Cursor()
+			for sk, _ := c.Seek(prefix); sk != nil && bytes.HasPrefix(sk, prefix); sk, _ = c.Next() {
+				if len(sk) == len(prefix)+4 {
+					t.Schemas = append(t.Schemas, uint32(sk[len(prefix)])<<24|uint32(sk[len(prefix)+1])<<16|uint32(sk[len(prefix)+2])<<8|uint32(sk[len(prefix)+3]))
+				}
+			}
+			out = append(out, t)
+			return nil
+		})
+	})
+	return out, err
+}
+
+// Schemas lists the registered schema versions of tree, ascending.
+func (f *FSM) Schemas(tree string) ([]api.Schema, error) {
+	var out []api.Schema
+	err := f.view(func(tx *bolt.Tx) error {
+		if _, err := treeBucket(tx, tree); err != nil {
+			return err
+		}
+		prefix := storage.TreePrefix(tree)
+		c := tx.Bucket(storage.BucketSchemas).Cursor()
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			if len(k) != len(prefix)+4 {
+				continue
+			}
+			var s api.Schema
+			if err := api.Unmarshal(v, &s); err != nil {
+				return fmt.Errorf("%w: schema %x: %v", storage.ErrCorrupt, k, err)
+			}
+			out = append(out, s)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Borrows lists the borrows of tree ("" for all trees), in tree and key
+// order. Expired borrows that no command has removed yet are included with
+// their expiry, so an operator sees them.
+func (f *FSM) Borrows(tree string) ([]api.Borrow, error) {
+	var out []api.Borrow
+	err := f.view(func(tx *bolt.Tx) error {
+		var prefix []byte
+		if tree != "" {
+			if _, err := treeBucket(tx, tree); err != nil {
+				return err
+			}
+			prefix = storage.TreePrefix(tree)
+		}
+		c := tx.Bucket(storage.BucketBorrows).Cursor()
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			i := bytes.IndexByte(k, 0)
+			if i < 0 {
+				return fmt.Errorf("%w: borrow key %x", storage.ErrCorrupt, k)
+			}
+			key, err := storage.ParseRecordKey(k[i+1:])
+			if err != nil {
+				return err
+			}
+			var bw storage.Borrow
+			if err := api.Unmarshal(v, &bw); err != nil {
+				return fmt.Errorf("%w: borrow %x: %v", storage.ErrCorrupt, k, err)
+			}
+			out = append(out, toBorrow(tx, string(k[:i]), key, bw))
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Clients lists registered clients by name, then id.
+func (f *FSM) Clients() ([]api.ClientInfo, error) {
+	var out []api.ClientInfo
+	err := f.view(func(tx *bolt.Tx) error {
+		return tx.Bucket(storage.BucketClients).ForEach(func(k, v []byte) error {
+			var c api.ClientInfo
+			if err := api.Unmarshal(v, &c); err != nil {
+				return fmt.Errorf("%w: client %q: %v", storage.ErrCorrupt, k, err)
+			}
+			out = append(out, c)
+			return nil
+		})
+	})
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, err
+}
+
+// Client returns one registered client.
+func (f *FSM) Client(id string) (api.ClientInfo, error) {
+	var c api.ClientInfo
+	err := f.view(func(tx *bolt.Tx) error {
+		found, err := storage.Get(tx.Bucket(storage.BucketClients), []byte(id), &c)
+		if err == nil && !found {
+			err = api.Errorf(api.CodeUnknownClient, "client %q is not registered", id)
+		}
+		return err
+	})
+	return c, err
+}
+
+// Ranges lists granted key ranges in id order, of one client or ("") all.
+func (f *FSM) Ranges(client string) ([]api.Range, error) {
+	var out []api.Range
+	err := f.view(func(tx *bolt.Tx) error {
+		return tx.Bucket(storage.BucketRanges).ForEach(func(k, v []byte) error {
+			var r api.Range
+			if err := api.Unmarshal(v, &r); err != nil {
+				return fmt.Errorf("%w: range %x: %v", storage.ErrCorrupt, k, err)
+			}
+			if client == "" || r.Client == client {
+				out = append(out, r)
+			}
+			return nil
+		})
+	})
+	return out, err
+}

@@ -1,0 +1,247 @@
+// Package storage owns Shelf's on-disk layout: one bbolt file holding the
+// replicated state (trees of records, borrows, key ranges, clients, schemas,
+// metadata). Servers and client replicas use the same layout, so a replica
+// at log index N holds the same content as a server at index N.
+//
+// Layout (top-level buckets):
+//
+//	meta      format marker, cluster id, applied index, next free record id
+//	trees     one nested bucket per tree; key = id (8 bytes BE) ++ rev (4 bytes BE)
+//	treeinfo  tree name -> TreeInfo (record count, creation time)
+//	clients   client id -> api.ClientInfo
+//	borrows   tree ++ 0x00 ++ record key -> Borrow
+//	ranges    start id (8 bytes BE) -> api.Range
+//	schemas   tree ++ 0x00 ++ version (4 bytes BE) -> api.Schema
+//
+// Keys are big-endian so that a cursor walks records in (id, rev) order.
+package storage
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/shelfdb/shelf/api"
+	bolt "go.etcd.io/bbolt"
+)
+
+// FormatVersion is written to the meta bucket of every Shelf file.
+const FormatVersion = "shelf/1"
+
+// Bucket names.
+var (
+	BucketMeta     = []byte("meta")
+	BucketTrees    = []byte("trees")
+	BucketTreeInfo = []byte("treeinfo")
+	BucketClients  = []byte("clients")
+	BucketBorrows  = []byte("borrows")
+	BucketRanges   = []byte("ranges")
+	BucketSchemas  = []byte("schemas")
+
+	allBuckets = [][]byte{BucketMeta, BucketTrees, BucketTreeInfo, BucketClients,
+		BucketBorrows, BucketRanges, BucketSchemas}
+)
+
+// Meta keys.
+var (
+	MetaFormat  = []byte("format")
+	MetaCluster = []byte("cluster")
+	MetaApplied = []byte("applied")
+	MetaNextID  = []byte("nextid")
+)
+
+// Errors returned by Open.
+var (
+	// ErrCorrupt means the file is not a readable bbolt database.
+	ErrCorrupt = errors.New("storage: file is corrupt or not a database")
+	// ErrForeign means the file is a bbolt database but not a Shelf one
+	// (or one of an unknown format version).
+	ErrForeign = errors.New("storage: file is not a Shelf database")
+	// ErrLocked means another process holds the file open.
+	ErrLocked = errors.New("storage: file is in use by another process")
+)
+
+// Options tune Open.
+type Options struct {
+	// NoSync skips fsync after each commit. Only for tests and bulk loads.
+	NoSync bool
+	// LockTimeout is how long Open waits for the file lock (default 2s).
+	LockTimeout time.Duration
+	// MmapSize is the initial size of the memory map (default 1 GiB of
+	// address space, not memory). bbolt must remap to grow past it, and a
+	// remap waits for every open read transaction, snapshots included; a
+	// map larger than the file lets writes go on while a snapshot streams.
+	MmapSize int
+}
+
+// Open opens (creating if missing) the Shelf database file at path and
+// checks its format marker.
+func Open(path string, opts Options) (*bolt.DB, error) {
+	if opts.LockTimeout == 0 {
+		opts.LockTimeout = 2 * time.Second
+	}
+	if opts.MmapSize == 0 {
+		opts.MmapSize = 1 << 30
+	}
+	if err := checkFile(path); err != nil {
+		return nil, err
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.LockTimeout, NoSync: opts.NoSync, FreelistType: bolt.FreelistMapType, InitialMmapSize: opts.MmapSize})
+	if err != nil {
+		if errors.Is(err, bolt.ErrTimeout) {
+			return nil, fmt.Errorf("%w: %s", ErrLocked, path)
+		}
+		if _, serr := os.Stat(path); serr == nil {
+			return nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, path, err)
+		}
+		return nil, fmt.Errorf("storage: open %s: %w", path, err)
+	}
+	if err := db.Update(initialise); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("%w (%s)", err, path)
+	}
+	return db, nil
+}
+
+func initialise(tx *bolt.Tx) error {
+	meta := tx.Bucket(BucketMeta)
+	if meta == nil {
+		// A new file has no buckets at all; anything else is foreign.
+		empty := true
+		_ = tx.ForEach(func([]byte, *bolt.Bucket) error { empty = false; return nil })
+		if !empty {
+			return ErrForeign
+		}
+	} else if f := meta.Get(MetaFormat); !bytes.Equal(f, []byte(FormatVersion)) {
+		return fmt.Errorf("%w: format %q, want %q", ErrForeign, f, FormatVersion)
+	}
+	for _, name := range allBuckets {
+		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+			return err
+		}
+	}
+	meta = tx.Bucket(BucketMeta)
+	if meta.Get(MetaFormat) == nil {
+		if err := meta.Put(MetaFormat, []byte(FormatVersion)); err != nil {
+			return err
+		}
+		if err := PutUint(meta, MetaNextID, 1); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Check verifies that tx belongs to a Shelf database of this format.
+func Check(tx *bolt.Tx) error {
+	meta := tx.Bucket(BucketMeta)
+	if meta == nil || !bytes.Equal(meta.Get(MetaFormat), []byte(FormatVersion)) {
+		return ErrForeign
+	}
+	for _, name := range allBuckets {
+		if tx.Bucket(name) == nil {
+			return fmt.Errorf("%w: bucket %q missing", ErrCorrupt, name)
+		}
+	}
+	return nil
+}
+
+// RecordKey encodes a record key so that byte order is (id, rev) order.
+func RecordKey(k api.Key) []byte {
+	b := make([]byte, 12)
+	binary.BigEndian.PutUint64(b, k.ID)
+	binary.BigEndian.PutUint32(b[8:], k.Rev)
+	return b
+}
+
+// ParseRecordKey decodes a key made by RecordKey.
+func ParseRecordKey(b []byte) (api.Key, error) {
+	if len(b) != 12 {
+		return api.Key{}, fmt.Errorf("%w: record key of %d bytes", ErrCorrupt, len(b))
+	}
+	return api.Key{ID: binary.BigEndian.Uint64(b), Rev: binary.BigEndian.Uint32(b[8:])}, nil
+}
+
+// BorrowKey is the borrows bucket key of a record.
+func BorrowKey(tree string, k api.Key) []byte {
+	return append(append([]byte(tree), 0), RecordKey(k)...)
+}
+
+// SchemaKey is the schemas bucket key of a tree's schema version.
+func SchemaKey(tree string, version uint32) []byte {
+	b := append([]byte(tree), 0, 0, 0, 0, 0)
+	binary.BigEndian.PutUint32(b[len(tree)+1:], version)
+	return b
+}
+
+// TreePrefix is the prefix of a tree's keys in the borrows and schemas buckets.
+func TreePrefix(tree string) []byte { return append([]byte(tree), 0) }
+
+// RangeKey is the ranges bucket key of a range starting at start.
+func RangeKey(start uint64) []byte { return binary.BigEndian.AppendUint64(nil, start) }
+
+// Uint reads an 8-byte big-endian counter (0 when absent).
+func Uint(b *bolt.Bucket, key []byte) uint64 {
+	v := b.Get(key)
+	if len(v) != 8 {
+		return 0
+	}
+	return binary.BigEndian.Uint64(v)
+}
+
+// PutUint writes an 8-byte big-endian counter.
+func PutUint(b *bolt.Bucket, key []byte, v uint64) error {
+	return b.Put(key, binary.BigEndian.AppendUint64(nil, v))
+}
+
+// Get decodes the CBOR value stored under key into v; found is false when
+// the key is absent.
+func Get(b *bolt.Bucket, key []byte, v any) (found bool, err error) {
+	raw := b.Get(key)
+	if raw == nil {
+		return false, nil
+	}
+	if err := api.Unmarshal(raw, v); err != nil {
+		return true, fmt.Errorf("%w: value at key %x: %v", ErrCorrupt, key, err)
+	}
+	return true, nil
+}
+
+// Put stores v as CBOR under key.
+func Put(b *bolt.Bucket, key []byte, v any) error {
+	raw, err := api.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return b.Put(key, raw)
+}
+
+// Record is a record as stored: its value bytes and its metadata. The
+// borrow lives in the borrows bucket, the tree and key in the bucket path.
+type Record struct {
+	Schema    uint32 `codec:"s,omitempty"`
+	Data      []byte `codec:"d"`
+	Released  bool   `codec:"r,omitempty"`
+	State     int64  `codec:"st,omitempty"`
+	CreatedBy string `codec:"cb,omitempty"`
+	Created   int64  `codec:"c"`
+	UpdatedBy string `codec:"ub,omitempty"`
+	Updated   int64  `codec:"u"`
+	Index     uint64 `codec:"i"`
+}
+
+// Borrow is a borrow as stored.
+type Borrow struct {
+	Client  string `codec:"c"`
+	Since   int64  `codec:"s"`
+	Expires int64  `codec:"e,omitempty"`
+}
+
+// TreeInfo is a tree's summary as stored.
+type TreeInfo struct {
+	Records uint64 `codec:"n"`
+	Created int64  `codec:"c"`
+}
