@@ -1,0 +1,74 @@
+package fsm
+
+import (
+	"fmt"
+	"path/filepath"
+	"testing"
+
+	"github.com/shelfdb/shelf/api"
+)
+
+func benchFSM(b *testing.B, noSync bool) (*FSM, uint64) {
+	f, err := Open(Config{Path: filepath.Join(b.TempDir(), "fsm.db"), NoSync: noSync})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { f.Close() })
+	var idx uint64
+	for _, c := range []Command{{Op: OpSetCluster, Cluster: "c"}, {Op: OpRegisterClient, Client: "a", Name: "a"},
+		{Op: OpGrantRange, Client: "a", Size: MaxRangeSize}} {
+		idx++
+		enc, _ := c.Encode()
+		if r := f.Apply(idx, enc); r.Err != nil {
+			b.Fatal(r.Err)
+		}
+	}
+	return f, idx
+}
+
+// BenchmarkApplyCreate measures creating one record per log entry, with
+// batches of the given size applied in one transaction (one fsync), as
+// raft's BatchingFSM hands them over.
+func BenchmarkApplyCreate(b *testing.B) {
+	data, _ := api.EncodeValue(map[string]any{"name": "R1", "qty": 10, "desc": "resistor 10k 0603"})
+	for _, batch := range []int{1, 64} {
+		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
+			f, idx := benchFSM(b, false)
+			entries := make([]Entry, 0, batch)
+			id := uint64(0)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i += batch {
+				entries = entries[:0]
+				for j := 0; j < batch; j++ {
+					idx++
+					id++
+					enc, _ := (&Command{Op: OpCreate, Time: int64(idx), Tree: "parts", Client: "a", Key: api.Key{ID: id % MaxRangeSize}, Data: data}).Encode()
+					entries = append(entries, Entry{Index: idx, Data: enc})
+				}
+				f.ApplyBatch(entries)
+			}
+		})
+	}
+}
+
+// BenchmarkGet measures a local read of one record, decoded by the caller.
+func BenchmarkGet(b *testing.B) {
+	f, idx := benchFSM(b, true)
+	data, _ := api.EncodeValue(map[string]any{"name": "R1", "qty": 10})
+	const n = 10000
+	entries := make([]Entry, 0, n)
+	for i := uint64(1); i <= n; i++ {
+		idx++
+		enc, _ := (&Command{Op: OpCreate, Time: 1, Tree: "parts", Client: "a", Key: api.Key{ID: i}, Data: data}).Encode()
+		entries = append(entries, Entry{Index: idx, Data: enc})
+	}
+	f.ApplyBatch(entries)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := f.Get("parts", api.Key{ID: uint64(i%n) + 1, Rev: 1}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
