@@ -177,13 +177,15 @@ func (t *txn) grantRange() (*Result, error) {
 
 // rangeOf returns the range containing id, if any.
 func (t *txn) rangeOf(id uint64) (*api.Range, error) {
-	k, v := t.ranges.Cursor().Seek(storage.RangeKey(id + 1))
-	cur := t.ranges.Cursor()
-	if k == nil {
-		k, v = cur.Last()
+	// The range containing id is the last one starting at or before id.
+	c := t.ranges.Cursor()
+	var k, v []byte
+	if id == ^uint64(0) {
+		k, v = c.Last()
+	} else if k, _ = c.Seek(storage.RangeKey(id + 1)); k == nil {
+		k, v = c.Last()
 	} else {
-		cur.Seek(k)
-		k, v = cur.Prev()
+		k, v = c.Prev()
 	}
 	if k == nil {
 		return nil, nil

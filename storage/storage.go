@@ -26,6 +26,7 @@ import (
 
 	"github.com/shelfdb/shelf/api"
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // FormatVersion is written to the meta bucket of every Shelf file.
@@ -91,7 +92,7 @@ func Open(path string, opts Options) (*bolt.DB, error) {
 	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.LockTimeout, NoSync: opts.NoSync, FreelistType: bolt.FreelistMapType, InitialMmapSize: opts.MmapSize})
 	if err != nil {
-		if errors.Is(err, bolt.ErrTimeout) {
+		if errors.Is(err, berrors.ErrTimeout) {
 			return nil, fmt.Errorf("%w: %s", ErrLocked, path)
 		}
 		if _, serr := os.Stat(path); serr == nil {
