@@ -1,0 +1,321 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"github.com/shelfdb/shelf/api"
+	"github.com/shelfdb/shelf/fsm"
+)
+
+// ForwardedHeader marks a request that a follower forwarded to the node
+// it took for the leader. Such a request is never forwarded again: if the
+// receiver is not the leader either, it answers no_leader and the
+// follower retries.
+const ForwardedHeader = "X-Shelf-Forwarded-By"
+
+// InternalApplyPath is the HTTP route followers forward writes to.
+const InternalApplyPath = "/v1/internal/apply"
+
+// maxAnswer bounds the size of an answer read from the leader.
+const maxAnswer = 16 << 20
+
+type forwardedKey struct{}
+
+// WithForwarded marks ctx as serving a request forwarded by another node
+// (the HTTP layer sets it when ForwardedHeader is present): node methods
+// then act only if this node is the leader, and never forward again.
+func WithForwarded(ctx context.Context) context.Context {
+	return context.WithValue(ctx, forwardedKey{}, true)
+}
+
+func isForwarded(ctx context.Context) bool {
+	v, _ := ctx.Value(forwardedKey{}).(bool)
+	return v
+}
+
+func noLeader(format string, args ...any) *api.Error {
+	return api.Errorf(api.CodeNoLeader, format, args...)
+}
+
+func unavailable(format string, args ...any) *api.Error {
+	return api.Errorf(api.CodeUnavailable, format, args...)
+}
+
+// Apply commits cmd through raft and returns the state machine's result.
+// On the leader the command gets the leader's clock (cmd.Time) and is
+// applied directly; a follower forwards it to the leader, retrying with
+// backoff while there is no leader or leadership moves, within ctx and
+// Config.ApplyTimeout. When Apply returns, this node has applied the
+// entry too (read your own writes).
+//
+// The error is non-nil when the command could not be committed (or its
+// outcome is unknown): it is an *api.Error with code no_leader or
+// unavailable, or ctx's error. A command the state machine rejected is
+// not an error here: the rejection is in the Result's Err.
+func (n *Node) Apply(ctx context.Context, cmd *fsm.Command) (*fsm.Result, error) {
+	if cmd == nil {
+		return nil, api.Errorf(api.CodeInvalid, "no command")
+	}
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.ApplyTimeout)
+	defer cancel()
+	var res *fsm.Result
+	err := n.withLeader(ctx,
+		func(ctx context.Context) error {
+			r, err := n.applyLocal(ctx, cmd)
+			res = r
+			return err
+		},
+		func(ctx context.Context, addr string) error {
+			var r fsm.Result
+			if err := n.call(ctx, http.MethodPost, addr, InternalApplyPath, cmd, &r); err != nil {
+				return err
+			}
+			res = &r
+			return nil
+		})
+	if err != nil {
+		return nil, err
+	}
+	if res.Index > 0 {
+		if err := n.fsm.WaitApplied(ctx, res.Index); err != nil {
+			return nil, unavailable("committed at index %d, but node %s has not applied it yet: %v", res.Index, n.cfg.NodeID, err)
+		}
+	}
+	return res, nil
+}
+
+// ApplyLeader applies cmd only if this node is the leader: it serves
+// writes forwarded by followers. Otherwise the error has code no_leader,
+// which tells the follower to find the leader again.
+func (n *Node) ApplyLeader(ctx context.Context, cmd *fsm.Command) (*fsm.Result, error) {
+	if cmd == nil {
+		return nil, api.Errorf(api.CodeInvalid, "no command")
+	}
+	if n.closed.Load() {
+		return nil, unavailable("node %s is shutting down", n.cfg.NodeID)
+	}
+	if n.raft.State() != raft.Leader {
+		return nil, noLeader("node %s is not the leader", n.cfg.NodeID)
+	}
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.ApplyTimeout)
+	defer cancel()
+	res, err := n.applyLocal(ctx, cmd)
+	if err == nil {
+		n.pushCommit(res.Index)
+	}
+	return res, err
+}
+
+// pushCommit makes followers learn quickly that index is committed: the
+// follower that forwarded the write waits until it has applied it too.
+// Raft tells followers the commit index with the next AppendEntries,
+// which comes with the next write or after CommitTimeout when idle; if
+// nothing follows index yet, a barrier entry is appended (not waited for)
+// to carry the news at once.
+func (n *Node) pushCommit(index uint64) {
+	if index == 0 || n.raft.LastIndex() > index {
+		return
+	}
+	go func() { _ = n.raft.Barrier(n.cfg.ApplyTimeout) }()
+}
+
+// applyLocal applies cmd through this node's raft, which must lead.
+func (n *Node) applyLocal(ctx context.Context, cmd *fsm.Command) (*fsm.Result, error) {
+	c := *cmd
+	c.Time = time.Now().UnixNano()
+	b, err := c.Encode()
+	if err != nil {
+		return nil, api.Errorf(api.CodeInvalid, "encode command: %v", err)
+	}
+	timeout := n.cfg.ApplyTimeout
+	if d, ok := ctx.Deadline(); ok {
+		timeout = max(time.Until(d), time.Millisecond)
+	}
+	f := n.raft.Apply(b, timeout)
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		return nil, unavailable("%s not committed in time (%v); it may still be applied", c.Op, ctx.Err())
+	}
+	switch {
+	case err == nil:
+	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipTransferInProgress):
+		return nil, noLeader("node %s is no longer the leader", n.cfg.NodeID)
+	case errors.Is(err, raft.ErrLeadershipLost):
+		return nil, unavailable("leadership lost while committing %s; it may or may not be applied", c.Op)
+	case errors.Is(err, raft.ErrRaftShutdown):
+		return nil, unavailable("node %s is shutting down", n.cfg.NodeID)
+	case errors.Is(err, raft.ErrEnqueueTimeout):
+		return nil, unavailable("raft is too busy to take %s: %v", c.Op, err)
+	default:
+		return nil, api.Errorf(api.CodeInternal, "raft apply %s: %v", c.Op, err)
+	}
+	res, ok := f.Response().(*fsm.Result)
+	if !ok || res == nil {
+		return nil, api.Errorf(api.CodeInternal, "raft apply %s: no result from the state machine (got %T)", c.Op, f.Response())
+	}
+	if res.Index == 0 {
+		res.Index = f.Index()
+	}
+	return res, nil
+}
+
+// withLeader runs local if this node leads, otherwise remote with the
+// leader's HTTP address. It retries while the error is no_leader (no
+// leader yet, leadership moved, leader unreachable before the request
+// was sent), until ctx ends.
+func (n *Node) withLeader(ctx context.Context, local func(context.Context) error, remote func(context.Context, string) error) error {
+	backoff := 10 * time.Millisecond
+	for {
+		if n.closed.Load() {
+			return unavailable("node %s is shutting down", n.cfg.NodeID)
+		}
+		var err error
+		switch {
+		case n.raft.State() == raft.Leader:
+			err = local(ctx)
+		case isForwarded(ctx):
+			return noLeader("node %s is not the leader", n.cfg.NodeID)
+		default:
+			var addr string
+			if addr, err = n.leaderHTTP(); err == nil {
+				err = remote(ctx, addr)
+			}
+		}
+		if err == nil || api.CodeOf(err) != api.CodeNoLeader {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return noLeader("%v (gave up: %v)", err, ctx.Err())
+		case <-n.shutdownCh:
+			return unavailable("node %s is shutting down", n.cfg.NodeID)
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 500*time.Millisecond)
+	}
+}
+
+// leaderHTTP returns the HTTP address of the current leader, from its
+// gossip metadata.
+func (n *Node) leaderHTTP() (string, error) {
+	addr, id := n.raft.LeaderWithID()
+	if id == "" {
+		return "", noLeader("node %s knows no leader", n.cfg.NodeID)
+	}
+	if string(id) == n.cfg.NodeID {
+		return "", noLeader("leadership of node %s is changing", n.cfg.NodeID)
+	}
+	if h := n.httpOf(string(id), string(addr)); h != "" {
+		return h, nil
+	}
+	return "", noLeader("the HTTP address of leader %s is not known yet", id)
+}
+
+// httpOf returns the HTTP address of node id (or, failing that, of the
+// node with raft address raftAddr) from gossip.
+func (n *Node) httpOf(id, raftAddr string) string {
+	if id == "" && raftAddr == "" {
+		return ""
+	}
+	if id == n.cfg.NodeID {
+		return n.cfg.HTTPAddr
+	}
+	if p, ok := n.gossip.byID(id); ok && p.meta.HTTP != "" {
+		return p.meta.HTTP
+	}
+	if raftAddr != "" {
+		for _, p := range n.gossip.snapshot() {
+			if p.meta.Raft == raftAddr && p.meta.HTTP != "" {
+				return p.meta.HTTP
+			}
+		}
+	}
+	return ""
+}
+
+// call sends one CBOR request to another node's HTTP API and decodes the
+// answer into out (if not nil). An *api.Error answer is returned as is.
+// A failure to connect is a no_leader error (nothing was sent, so the
+// caller may retry); a failure after sending is unavailable.
+func (n *Node) call(ctx context.Context, method, addr, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := api.Marshal(in)
+		if err != nil {
+			return api.Errorf(api.CodeInvalid, "encode request: %v", err)
+		}
+		body = bytes.NewReader(b)
+	}
+	u := "http://" + addr + path
+	req, err := http.NewRequestWithContext(ctx, method, u, body)
+	if err != nil {
+		return api.Errorf(api.CodeInternal, "forward %s %s: %v", method, u, err)
+	}
+	req.Header.Set("Accept", api.ContentCBOR)
+	if in != nil {
+		req.Header.Set("Content-Type", api.ContentCBOR)
+	}
+	req.Header.Set(ForwardedHeader, n.cfg.NodeID)
+	resp, err := n.cfg.HTTPClient.Do(req)
+	if err != nil {
+		if isDialError(err) {
+			return noLeader("leader at %s unreachable: %v", addr, err)
+		}
+		return unavailable("forward %s %s: %v; the request may or may not have been applied", method, u, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
+	if err != nil {
+		return unavailable("forward %s %s: reading the answer: %v", method, u, err)
+	}
+	if resp.StatusCode >= 300 {
+		var e api.Error
+		if decodeAnswer(resp.Header.Get("Content-Type"), b, &e) == nil && e.Code != "" {
+			return &e
+		}
+		return unavailable("forward %s %s: %s", method, u, resp.Status)
+	}
+	if out == nil {
+		return nil
+	}
+	if err := decodeAnswer(resp.Header.Get("Content-Type"), b, out); err != nil {
+		return api.Errorf(api.CodeInternal, "forward %s %s: bad answer: %v", method, u, err)
+	}
+	return nil
+}
+
+func decodeAnswer(contentType string, b []byte, out any) error {
+	mt, _, _ := mime.ParseMediaType(contentType)
+	switch mt {
+	case api.ContentCBOR:
+		return api.Unmarshal(b, out)
+	case api.ContentJSON:
+		return json.Unmarshal(b, out)
+	}
+	return fmt.Errorf("unexpected content type %q", contentType)
+}
+
+// isDialError reports whether err happened while connecting, so that the
+// request was certainly not sent.
+func isDialError(err error) bool {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	var oe *net.OpError
+	return errors.As(err, &oe) && oe.Op == "dial"
+}

@@ -1,0 +1,166 @@
+package cluster
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// Defaults of the tunables in Config.
+const (
+	DefaultApplyTimeout      = 10 * time.Second
+	DefaultJoinTimeout       = 30 * time.Second
+	DefaultReconcileInterval = 2 * time.Second
+	DefaultSnapshotRetain    = 2
+)
+
+// Config configures a Node. NodeID, DataDir, RaftAddr and GossipAddr are
+// required; the zero value of every tunable means its default.
+type Config struct {
+	// NodeID names the node in raft and in gossip. It must be unique in
+	// the cluster and stay the same across restarts.
+	NodeID string
+	// DataDir holds raft.db (raft log and stable store), fsm.db (the
+	// state machine), the raft snapshots and the known gossip peers.
+	DataDir string
+	// RaftAddr is the host:port the raft transport binds to and
+	// advertises to peers, so it must be reachable by them (not 0.0.0.0).
+	// Port 0 picks a free port (see Node.RaftAddr).
+	RaftAddr string
+	// GossipAddr is the host:port memberlist binds to (TCP and UDP).
+	// Port 0 picks a free port (see Node.GossipAddr).
+	GossipAddr string
+	// HTTPAddr is the node's HTTP API address as peers reach it; followers
+	// forward writes to the leader's. It is only advertised, not listened on.
+	HTTPAddr string
+	// Bootstrap makes a node without raft state start a new cluster with
+	// itself as the only voter. With existing state it is ignored.
+	Bootstrap bool
+	// Join lists gossip addresses of existing members. New retries them
+	// for JoinTimeout, since nodes may start in any order.
+	Join []string
+	// Logger receives the node's logs, raft's and memberlist's included;
+	// slog.Default() if nil.
+	Logger *slog.Logger
+
+	// HeartbeatTimeout, ElectionTimeout, LeaderLeaseTimeout and
+	// CommitTimeout are raft's timing; raft's defaults when zero.
+	HeartbeatTimeout   time.Duration
+	ElectionTimeout    time.Duration
+	LeaderLeaseTimeout time.Duration
+	CommitTimeout      time.Duration
+	// SnapshotThreshold is how many log entries since the last snapshot
+	// trigger a new one; SnapshotInterval how often raft checks. Raft's
+	// defaults (8192, 2m) when zero.
+	SnapshotThreshold uint64
+	SnapshotInterval  time.Duration
+	// TrailingLogs is how many log entries stay after a snapshot: the log
+	// stream (Node.Log) can serve that far back. Raft's default (10240)
+	// when zero.
+	TrailingLogs uint64
+	// ApplyTimeout bounds one write, forwarding and retries included;
+	// DefaultApplyTimeout when zero.
+	ApplyTimeout time.Duration
+	// JoinTimeout bounds the attempts to join gossip at start;
+	// DefaultJoinTimeout when zero.
+	JoinTimeout time.Duration
+	// ReconcileInterval is how often the leader adds live gossip members
+	// missing from the raft configuration; DefaultReconcileInterval when
+	// zero.
+	ReconcileInterval time.Duration
+	// SnapshotRetain is how many raft snapshots are kept on disk;
+	// DefaultSnapshotRetain when zero.
+	SnapshotRetain int
+	// NoSync skips fsync in the state machine and the raft log. Tests only:
+	// a crash may lose acknowledged writes.
+	NoSync bool
+	// HTTPClient forwards requests to the leader; a client with sensible
+	// timeouts when nil.
+	HTTPClient *http.Client
+	// TuneGossip, when set, may adjust the memberlist configuration (for
+	// example faster failure detection in tests) before it is used.
+	TuneGossip func(*memberlist.Config)
+}
+
+// withDefaults validates c and fills in the defaults.
+func (c Config) withDefaults() (Config, error) {
+	var errs []error
+	if c.NodeID == "" {
+		errs = append(errs, errors.New("node id is empty"))
+	} else if len(c.NodeID) > 64 {
+		errs = append(errs, fmt.Errorf("node id %q is longer than 64 bytes", c.NodeID))
+	}
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("data dir is empty"))
+	}
+	if err := checkHostPort("raft", c.RaftAddr, true); err != nil {
+		errs = append(errs, err)
+	}
+	if err := checkHostPort("gossip", c.GossipAddr, false); err != nil {
+		errs = append(errs, err)
+	}
+	if c.HTTPAddr != "" {
+		if err := checkHostPort("http", c.HTTPAddr, false); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return c, fmt.Errorf("cluster: bad config: %w", errors.Join(errs...))
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.ApplyTimeout <= 0 {
+		c.ApplyTimeout = DefaultApplyTimeout
+	}
+	if c.JoinTimeout <= 0 {
+		c.JoinTimeout = DefaultJoinTimeout
+	}
+	if c.ReconcileInterval <= 0 {
+		c.ReconcileInterval = DefaultReconcileInterval
+	}
+	if c.SnapshotRetain <= 0 {
+		c.SnapshotRetain = DefaultSnapshotRetain
+	}
+	if c.HTTPClient == nil {
+		c.HTTPClient = &http.Client{
+			Transport: &http.Transport{
+				Proxy:               nil,
+				DialContext:         (&net.Dialer{Timeout: 3 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+				MaxIdleConnsPerHost: 16,
+				IdleConnTimeout:     90 * time.Second,
+			},
+		}
+	}
+	return c, nil
+}
+
+// checkHostPort checks a host:port flag value. A concrete host is needed
+// where the address is advertised as is.
+func checkHostPort(what, addr string, concrete bool) error {
+	if addr == "" {
+		return fmt.Errorf("%s address is empty", what)
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%s address %q: %v", what, addr, err)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+		return fmt.Errorf("%s address %q: bad port %q", what, addr, port)
+	}
+	if concrete {
+		if host == "" {
+			return fmt.Errorf("%s address %q: needs a host or IP that peers can reach", what, addr)
+		}
+		if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+			return fmt.Errorf("%s address %q: %s is not an address peers can reach; give this host's IP", what, addr, host)
+		}
+	}
+	return nil
+}

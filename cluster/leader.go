@@ -1,0 +1,156 @@
+package cluster
+
+import (
+	"context"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/hashicorp/raft"
+	"github.com/shelfdb/shelf/fsm"
+)
+
+// leaderLoop does the leader's chores on leadership gain, on gossip
+// changes and every ReconcileInterval: set the cluster id if the state
+// machine has none, and add live gossip members missing from the raft
+// configuration as voters.
+func (n *Node) leaderLoop() {
+	defer n.wg.Done()
+	t := time.NewTicker(n.cfg.ReconcileInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.shutdownCh:
+			return
+		case leader := <-n.raft.LeaderCh():
+			if leader {
+				n.log.Info("cluster: this node is the leader", "term", n.raft.CurrentTerm())
+			} else {
+				n.log.Info("cluster: this node lost leadership")
+			}
+		case <-t.C:
+		case <-n.nudgeCh:
+		}
+		if n.raft.State() != raft.Leader {
+			continue
+		}
+		n.ensureClusterID()
+		n.reconcile()
+	}
+}
+
+// ensureClusterID gives the cluster its id when the state machine has
+// none: after a barrier, so that every earlier entry is applied first.
+func (n *Node) ensureClusterID() {
+	if n.fsm.ClusterID() != "" {
+		return
+	}
+	if err := n.raft.Barrier(n.cfg.ApplyTimeout).Error(); err != nil {
+		n.log.Debug("cluster: barrier before setting the cluster id failed", "err", err)
+		return
+	}
+	if n.fsm.ClusterID() != "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ApplyTimeout)
+	defer cancel()
+	id := uuid.NewString()
+	res, err := n.applyLocal(ctx, &fsm.Command{Op: fsm.OpSetCluster, Cluster: id})
+	switch {
+	case err != nil:
+		n.log.Warn("cluster: setting the cluster id failed", "err", err)
+	case res.Err != nil:
+		n.log.Warn("cluster: the state machine refused the cluster id", "err", res.Err)
+	default:
+		n.log.Info("cluster: new cluster id", "cluster", n.fsm.ClusterID())
+	}
+}
+
+// reconcile adds every live gossip member of this cluster (or of no
+// cluster yet) that is missing from the raft configuration as a voter.
+// Failed members are never removed here: that is the operator's call.
+func (n *Node) reconcile() {
+	f := n.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		n.log.Debug("cluster: reconcile: get configuration", "err", err)
+		return
+	}
+	servers := map[raft.ServerID]raft.Server{}
+	for _, s := range f.Configuration().Servers {
+		servers[s.ID] = s
+	}
+	ours := n.fsm.ClusterID()
+	for name, p := range n.gossip.snapshot() {
+		if p.health != HealthAlive || p.meta.ID == "" || p.meta.Raft == "" || p.meta.ID != name {
+			continue
+		}
+		if ours != "" && p.meta.Cluster != "" && p.meta.Cluster != ours {
+			continue
+		}
+		id := raft.ServerID(p.meta.ID)
+		if s, ok := servers[id]; ok && s.Address == raft.ServerAddress(p.meta.Raft) {
+			continue
+		}
+		if p.meta.Removed || n.wasRemoved(p.meta.ID) {
+			continue
+		}
+		if n.raft.State() != raft.Leader {
+			return
+		}
+		n.log.Info("cluster: adding voter", "peer", p.meta.ID, "raft", p.meta.Raft)
+		if err := n.raft.AddVoter(id, raft.ServerAddress(p.meta.Raft), 0, n.cfg.ApplyTimeout).Error(); err != nil {
+			n.log.Warn("cluster: adding voter failed", "peer", p.meta.ID, "err", err)
+			return
+		}
+	}
+}
+
+// markRemoved records that an operator removed id, so that reconcile
+// does not add it back while it stays in gossip.
+func (n *Node) markRemoved(id string) {
+	n.removedMu.Lock()
+	defer n.removedMu.Unlock()
+	n.removed[id] = true
+}
+
+// forgetRemoved is called when id (re)joins gossip: a restarted node
+// asks to be a member again.
+func (n *Node) forgetRemoved(id string) {
+	n.removedMu.Lock()
+	defer n.removedMu.Unlock()
+	delete(n.removed, id)
+}
+
+func (n *Node) wasRemoved(id string) bool {
+	n.removedMu.Lock()
+	defer n.removedMu.Unlock()
+	return n.removed[id]
+}
+
+// checkSelfRemoved notices when this node, once a member, is no longer in
+// the raft configuration (an operator removed it) and says so in its
+// gossip metadata, so that no leader adds it back until it restarts.
+func (n *Node) checkSelfRemoved(wasMember *bool) {
+	f := n.raft.GetConfiguration()
+	if f.Error() != nil {
+		return
+	}
+	member := false
+	for _, s := range f.Configuration().Servers {
+		if string(s.ID) == n.cfg.NodeID {
+			member = true
+			break
+		}
+	}
+	switch {
+	case member:
+		*wasMember = true
+		if n.removedSelf.Swap(false) {
+			n.log.Info("cluster: this node is a member again")
+			n.refreshMeta()
+		}
+	case *wasMember && !n.removedSelf.Load():
+		n.removedSelf.Store(true)
+		n.log.Warn("cluster: this node was removed from the raft configuration; restart it to rejoin")
+		n.refreshMeta()
+	}
+}

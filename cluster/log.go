@@ -1,0 +1,68 @@
+package cluster
+
+import (
+	"errors"
+
+	"github.com/hashicorp/raft"
+	"github.com/shelfdb/shelf/api"
+)
+
+// Log returns the command entries of the replicated log after index from,
+// in order and at most limit of them: what a client replica applies to
+// follow the cluster. Only committed entries are served, and command
+// entries only once this node has applied them. Next is the last index
+// scanned; non-command entries (configuration changes, no-ops, barriers)
+// are skipped but advance Next, so a replica that applies the entries may
+// set its index to Next and reaches the commit index even when the log
+// ends with such entries.
+//
+// If raft no longer keeps entry from+1 (the log was compacted after a
+// snapshot), the error is api.ErrCompacted: the replica must take a
+// snapshot first.
+func (n *Node) Log(from uint64, limit int) (api.LogPage, error) {
+	if limit <= 0 {
+		limit = 1000
+	}
+	page := api.LogPage{ClusterID: n.fsm.ClusterID(), Entries: []api.LogEntry{}, Next: from}
+	applied := n.fsm.AppliedIndex()
+	hi := max(applied, n.raft.CommitIndex())
+	if from >= hi {
+		return page, nil
+	}
+	first, err := n.store.FirstIndex()
+	if err != nil {
+		return page, api.Errorf(api.CodeInternal, "raft log: %v", err)
+	}
+	if first == 0 || from+1 < first {
+		if from < applied {
+			return page, api.Errorf(api.CodeCompacted, "log entry %d is compacted (oldest kept: %d); fetch a snapshot", from+1, first)
+		}
+		// Nothing this node applied is missing; the rest is not here yet.
+		if first == 0 {
+			return page, nil
+		}
+	}
+	for i := from + 1; i <= hi; i++ {
+		var l raft.Log
+		if err := n.store.GetLog(i, &l); err != nil {
+			if errors.Is(err, raft.ErrLogNotFound) {
+				if i <= applied {
+					return page, api.Errorf(api.CodeCompacted, "log entry %d is compacted; fetch a snapshot", i)
+				}
+				break
+			}
+			return page, api.Errorf(api.CodeInternal, "raft log entry %d: %v", i, err)
+		}
+		if l.Type == raft.LogCommand {
+			if i > applied {
+				break // committed but not applied here yet
+			}
+			page.Entries = append(page.Entries, api.LogEntry{Index: l.Index, Data: l.Data})
+		}
+		page.Next = i
+		if len(page.Entries) >= limit {
+			break
+		}
+	}
+	return page, nil
+}

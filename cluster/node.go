@@ -1,0 +1,635 @@
+// Package cluster runs a Shelf server node: hashicorp/raft replicating the
+// state machine of package fsm, memberlist gossip for discovery and
+// health, bootstrap and join, the leader's membership reconciliation,
+// forwarding of writes from followers to the leader, snapshots, and the
+// log stream that client replicas follow.
+//
+// Raft decides who votes, gossip tells who is alive. A node started with
+// Join gossips with the given peers; the leader adds every live member of
+// the same cluster that is missing from the raft configuration as a voter.
+// A member that gossip reports failed stays a voter (its health shows in
+// Status) until an operator removes it.
+//
+// The state machine file (fsm.db) is persistent and records its applied
+// index in the same transaction as each change, so raft is told not to
+// restore a snapshot on start (NoSnapshotRestoreOnStart); the node
+// restores the newest snapshot itself only when fsm.db is behind it.
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"github.com/shelfdb/shelf/api"
+	"github.com/shelfdb/shelf/fsm"
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+)
+
+// File names inside Config.DataDir.
+const (
+	raftDBFile = "raft.db"
+	fsmDBFile  = "fsm.db"
+	peersFile  = "peers.json"
+)
+
+// Node is one running Shelf server: its state machine, raft and gossip.
+// All methods are safe for concurrent use.
+type Node struct {
+	cfg Config
+	log *slog.Logger
+
+	fsm    *fsm.FSM
+	store  *raftboltdb.BoltStore
+	snaps  *raft.FileSnapshotStore
+	trans  *raft.NetworkTransport
+	raft   *raft.Raft
+	ml     *memberlist.Memberlist
+	gossip *gossip
+
+	raftAddr   string // advertised raft address
+	gossipAddr string // advertised gossip address
+
+	lastCluster atomic.Pointer[string] // cluster id last seen by fsmChanged
+	removedSelf atomic.Bool            // this node was removed from the raft configuration
+
+	nudgeCh    chan struct{} // gossip changed: reconcile membership
+	metaCh     chan struct{} // cluster id changed: refresh gossip metadata
+	peersCh    chan struct{} // gossip changed: save the known peers
+	shutdownCh chan struct{}
+	closed     atomic.Bool
+	wg         sync.WaitGroup
+	stopOnce   sync.Once
+	stopErr    error
+
+	removedMu sync.Mutex
+	removed   map[string]bool // ids an operator removed; not re-added until they rejoin gossip
+}
+
+// New opens the node's data directory, starts raft and gossip, and joins
+// the cluster. It fails if the node has no raft state and neither
+// Bootstrap nor Join is set, if no Join address answers within
+// JoinTimeout (for a node without raft state), and with an error wrapping
+// api.ErrWrongCluster if this node's data belongs to another cluster than
+// the peers it joins.
+func New(cfg Config) (*Node, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("cluster: data dir: %w", err)
+	}
+	n := &Node{
+		cfg:        cfg,
+		log:        cfg.Logger,
+		nudgeCh:    make(chan struct{}, 1),
+		metaCh:     make(chan struct{}, 1),
+		peersCh:    make(chan struct{}, 1),
+		shutdownCh: make(chan struct{}),
+		removed:    map[string]bool{},
+	}
+	n.gossip = newGossip(n)
+	ok := false
+	defer func() {
+		if !ok {
+			_ = n.Shutdown()
+		}
+	}()
+
+	if err := n.openStores(); err != nil {
+		return nil, err
+	}
+	hasState, err := n.startRaft()
+	if err != nil {
+		return nil, err
+	}
+	if err := n.startGossip(); err != nil {
+		return nil, err
+	}
+
+	n.wg.Add(2)
+	go n.leaderLoop()
+	go n.housekeeping()
+
+	saved := n.loadPeers()
+	switch {
+	case len(cfg.Join) > 0:
+		targets := append(slices.Clone(cfg.Join), saved...)
+		if err := n.join(targets); err != nil {
+			if !hasState || errors.Is(err, api.ErrWrongCluster) {
+				return nil, err
+			}
+			n.log.Warn("cluster: could not join gossip yet; retrying in the background", "err", err)
+			n.wg.Add(1)
+			go n.backgroundJoin(targets)
+		}
+	case len(saved) > 0:
+		n.wg.Add(1)
+		go n.backgroundJoin(saved)
+	}
+	ok = true
+	n.log.Info("cluster: node started", "id", cfg.NodeID, "raft", n.raftAddr, "gossip", n.gossipAddr,
+		"http", cfg.HTTPAddr, "cluster", n.fsm.ClusterID(), "applied", n.fsm.AppliedIndex())
+	return n, nil
+}
+
+// openStores opens the state machine, the raft log and the snapshot
+// store, and restores the newest snapshot if the state machine is behind
+// it (fsm.db lost or older than the snapshots).
+func (n *Node) openStores() error {
+	var err error
+	n.fsm, err = fsm.Open(fsm.Config{
+		Path:   filepath.Join(n.cfg.DataDir, fsmDBFile),
+		Logger: n.log,
+		NoSync: n.cfg.NoSync,
+	})
+	if err != nil {
+		return fmt.Errorf("cluster: open state machine: %w", err)
+	}
+	cid := n.fsm.ClusterID()
+	n.lastCluster.Store(&cid)
+	raftPath := filepath.Join(n.cfg.DataDir, raftDBFile)
+	n.store, err = raftboltdb.New(raftboltdb.Options{
+		Path:        raftPath,
+		NoSync:      n.cfg.NoSync,
+		BoltOptions: &bolt.Options{Timeout: 2 * time.Second},
+	})
+	if err != nil {
+		if errors.Is(err, berrors.ErrTimeout) {
+			return fmt.Errorf("cluster: %s is locked: is another kvnode using %s?", raftPath, n.cfg.DataDir)
+		}
+		return fmt.Errorf("cluster: open raft log %s: %w", raftPath, err)
+	}
+	n.snaps, err = raft.NewFileSnapshotStoreWithLogger(n.cfg.DataDir, n.cfg.SnapshotRetain, newHCLogger(n.log, "raft-snapshots"))
+	if err != nil {
+		return fmt.Errorf("cluster: open snapshot store: %w", err)
+	}
+	snaps, err := n.snaps.List()
+	if err != nil {
+		return fmt.Errorf("cluster: list snapshots: %w", err)
+	}
+	if len(snaps) == 0 || snaps[0].Index <= n.fsm.AppliedIndex() {
+		return nil
+	}
+	meta := snaps[0]
+	n.log.Info("cluster: state machine is behind the newest snapshot; restoring it",
+		"applied", n.fsm.AppliedIndex(), "snapshot", meta.ID, "snapshot_index", meta.Index)
+	_, rc, err := n.snaps.Open(meta.ID)
+	if err != nil {
+		return fmt.Errorf("cluster: open snapshot %s: %w", meta.ID, err)
+	}
+	defer rc.Close()
+	if err := n.fsm.Restore(rc); err != nil {
+		return fmt.Errorf("cluster: restore snapshot %s: %w", meta.ID, err)
+	}
+	cid = n.fsm.ClusterID()
+	n.lastCluster.Store(&cid)
+	return nil
+}
+
+// startRaft creates the transport and raft, bootstrapping a new cluster
+// when asked to and there is no state yet. It reports whether raft had
+// state before.
+func (n *Node) startRaft() (bool, error) {
+	hcl := newHCLogger(n.log, "raft")
+	advertise, err := net.ResolveTCPAddr("tcp", n.cfg.RaftAddr)
+	if err != nil {
+		return false, fmt.Errorf("cluster: raft address %q: %w", n.cfg.RaftAddr, err)
+	}
+	var adv net.Addr = advertise
+	if advertise.Port == 0 {
+		adv = nil // the listener's address, once it has a port
+	}
+	n.trans, err = raft.NewTCPTransportWithConfig(n.cfg.RaftAddr, adv, &raft.NetworkTransportConfig{
+		MaxPool: 3,
+		Timeout: 10 * time.Second,
+		Logger:  hcl,
+	})
+	if err != nil {
+		return false, fmt.Errorf("cluster: raft transport on %s: %w", n.cfg.RaftAddr, err)
+	}
+	n.raftAddr = string(n.trans.LocalAddr())
+
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(n.cfg.NodeID)
+	rc.Logger = hcl
+	rc.NoSnapshotRestoreOnStart = true
+	rc.ShutdownOnRemove = false
+	if n.cfg.HeartbeatTimeout > 0 {
+		rc.HeartbeatTimeout = n.cfg.HeartbeatTimeout
+	}
+	if n.cfg.ElectionTimeout > 0 {
+		rc.ElectionTimeout = n.cfg.ElectionTimeout
+	}
+	if n.cfg.LeaderLeaseTimeout > 0 {
+		rc.LeaderLeaseTimeout = n.cfg.LeaderLeaseTimeout
+	}
+	if n.cfg.CommitTimeout > 0 {
+		rc.CommitTimeout = n.cfg.CommitTimeout
+	}
+	if n.cfg.SnapshotThreshold > 0 {
+		rc.SnapshotThreshold = n.cfg.SnapshotThreshold
+	}
+	if n.cfg.SnapshotInterval > 0 {
+		rc.SnapshotInterval = n.cfg.SnapshotInterval
+	}
+	if n.cfg.TrailingLogs > 0 {
+		rc.TrailingLogs = n.cfg.TrailingLogs
+	}
+	if err := raft.ValidateConfig(rc); err != nil {
+		return false, fmt.Errorf("cluster: raft config: %w", err)
+	}
+
+	hasState, err := raft.HasExistingState(n.store, n.store, n.snaps)
+	if err != nil {
+		return false, fmt.Errorf("cluster: read raft state: %w", err)
+	}
+	if !hasState {
+		switch {
+		case n.cfg.Bootstrap:
+			if n.fsm.AppliedIndex() > 0 {
+				return false, fmt.Errorf("cluster: %s has state machine data (applied index %d, cluster %q) but no raft state; refusing to bootstrap a new cluster over it (remove %s to start afresh)",
+					n.cfg.DataDir, n.fsm.AppliedIndex(), n.fsm.ClusterID(), filepath.Join(n.cfg.DataDir, fsmDBFile))
+			}
+			conf := raft.Configuration{Servers: []raft.Server{{
+				Suffrage: raft.Voter,
+				ID:       rc.LocalID,
+				Address:  n.trans.LocalAddr(),
+			}}}
+			if err := raft.BootstrapCluster(rc, n.store, n.store, n.snaps, n.trans, conf); err != nil {
+				return false, fmt.Errorf("cluster: bootstrap: %w", err)
+			}
+			n.log.Info("cluster: bootstrapped a new cluster", "id", n.cfg.NodeID)
+		case len(n.cfg.Join) == 0:
+			return false, fmt.Errorf("cluster: %s has no raft state: start the first node with Bootstrap, the others with Join", n.cfg.DataDir)
+		}
+	}
+
+	n.raft, err = raft.NewRaft(rc, &raftFSM{f: n.fsm, changed: n.fsmChanged}, n.store, n.store, n.snaps, n.trans)
+	if err != nil {
+		return false, fmt.Errorf("cluster: start raft: %w", err)
+	}
+	return hasState, nil
+}
+
+// startGossip creates the memberlist.
+func (n *Node) startGossip() error {
+	host, portStr, _ := net.SplitHostPort(n.cfg.GossipAddr)
+	port, _ := strconv.Atoi(portStr)
+	bind := host
+	if bind == "" {
+		bind = "0.0.0.0"
+	} else if net.ParseIP(bind) == nil {
+		ips, err := net.LookupIP(bind)
+		if err != nil || len(ips) == 0 {
+			return fmt.Errorf("cluster: gossip address %q: cannot resolve %s: %v", n.cfg.GossipAddr, host, err)
+		}
+		bind = ips[0].String()
+		for _, ip := range ips {
+			if ip.To4() != nil {
+				bind = ip.String()
+				break
+			}
+		}
+	}
+	probe := n.localMeta()
+	probe.Cluster, probe.Removed = strings.Repeat("x", 64), true
+	if b, _ := json.Marshal(probe); len(b) > memberlist.MetaMaxSize {
+		return fmt.Errorf("cluster: node id and addresses are too long for gossip metadata (%d bytes, limit %d)", len(b), memberlist.MetaMaxSize)
+	}
+	mc := memberlist.DefaultLANConfig()
+	mc.Name = n.cfg.NodeID
+	mc.BindAddr = bind
+	mc.BindPort = port
+	mc.AdvertisePort = port
+	mc.Delegate = n.gossip
+	mc.Events = n.gossip
+	mc.Alive = n.gossip
+	mc.Merge = n.gossip
+	mc.Logger = newStdLogger(n.log)
+	// A node that died may come back on another address (a new port or
+	// IP); memberlist refuses the name until this much time has passed.
+	mc.DeadNodeReclaimTime = 30 * time.Second
+	if n.cfg.TuneGossip != nil {
+		n.cfg.TuneGossip(mc)
+	}
+	ml, err := memberlist.Create(mc)
+	if err != nil {
+		return fmt.Errorf("cluster: gossip on %s: %w", n.cfg.GossipAddr, err)
+	}
+	n.ml = ml
+	n.gossipAddr = ml.LocalNode().Address()
+	return nil
+}
+
+// join tries to join the gossip of targets until one answers, a
+// wrong-cluster conflict shows, or JoinTimeout passes.
+func (n *Node) join(targets []string) error {
+	targets = n.withoutSelf(targets)
+	if len(targets) == 0 {
+		return nil
+	}
+	n.gossip.setJoining(true)
+	defer n.gossip.setJoining(false)
+	deadline := time.Now().Add(n.cfg.JoinTimeout)
+	backoff := 100 * time.Millisecond
+	for {
+		count, err := n.ml.Join(targets)
+		if c := n.gossip.takeJoinConflict(); c != nil {
+			return c
+		}
+		if count > 0 {
+			n.log.Info("cluster: joined gossip", "via", targets, "answered", count)
+			return nil
+		}
+		if time.Now().Add(backoff).After(deadline) {
+			return fmt.Errorf("cluster: could not join any of %v within %s: %v", targets, n.cfg.JoinTimeout, err)
+		}
+		n.log.Debug("cluster: join failed, retrying", "targets", targets, "err", err, "in", backoff)
+		select {
+		case <-n.shutdownCh:
+			return errors.New("cluster: shut down while joining")
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 2*time.Second)
+	}
+}
+
+// backgroundJoin keeps trying to join targets until one answers or some
+// peer joins this node.
+func (n *Node) backgroundJoin(targets []string) {
+	defer n.wg.Done()
+	targets = n.withoutSelf(targets)
+	n.gossip.setJoining(true)
+	defer n.gossip.setJoining(false)
+	backoff := 500 * time.Millisecond
+	for len(targets) > 0 && n.ml.NumMembers() <= 1 {
+		count, err := n.ml.Join(targets)
+		if c := n.gossip.takeJoinConflict(); c != nil {
+			n.log.Error("cluster: gossip peers belong to another cluster", "err", c)
+			return
+		}
+		if count > 0 {
+			n.log.Info("cluster: joined gossip", "via", targets)
+			return
+		}
+		n.log.Debug("cluster: background join failed", "targets", targets, "err", err)
+		select {
+		case <-n.shutdownCh:
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 10*time.Second)
+	}
+}
+
+func (n *Node) withoutSelf(addrs []string) []string {
+	var out []string
+	for _, a := range addrs {
+		if a == "" || a == n.gossipAddr || a == n.cfg.GossipAddr || slices.Contains(out, a) {
+			continue
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
+// localMeta is this node's gossip metadata.
+func (n *Node) localMeta() nodeMeta {
+	return nodeMeta{ID: n.cfg.NodeID, Raft: n.raftAddr, HTTP: n.cfg.HTTPAddr, Cluster: n.fsm.ClusterID(), Removed: n.removedSelf.Load()}
+}
+
+// fsmChanged runs after every applied batch: a new cluster id must reach
+// the gossip metadata.
+func (n *Node) fsmChanged() {
+	cid := n.fsm.ClusterID()
+	if last := n.lastCluster.Load(); last != nil && *last == cid {
+		return
+	}
+	n.lastCluster.Store(&cid)
+	signal(n.metaCh)
+}
+
+// nudge asks the leader loop to reconcile membership and the
+// housekeeping loop to save the known peers.
+func (n *Node) nudge() {
+	signal(n.nudgeCh)
+	signal(n.peersCh)
+}
+
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// housekeeping refreshes the gossip metadata, saves the known peers and
+// watches whether this node is still in the raft configuration.
+func (n *Node) housekeeping() {
+	defer n.wg.Done()
+	t := time.NewTicker(n.cfg.ReconcileInterval)
+	defer t.Stop()
+	wasMember := false
+	for {
+		select {
+		case <-n.shutdownCh:
+			return
+		case <-n.metaCh:
+			n.log.Info("cluster: cluster id known", "cluster", n.fsm.ClusterID())
+			n.refreshMeta()
+		case <-n.peersCh:
+			n.savePeers()
+		case <-t.C:
+			n.checkSelfRemoved(&wasMember)
+		}
+	}
+}
+
+// refreshMeta gossips this node's current metadata.
+func (n *Node) refreshMeta() {
+	if err := n.ml.UpdateNode(5 * time.Second); err != nil {
+		n.log.Warn("cluster: refreshing gossip metadata failed", "err", err)
+	}
+}
+
+// loadPeers reads the gossip addresses saved by an earlier run.
+func (n *Node) loadPeers() []string {
+	b, err := os.ReadFile(filepath.Join(n.cfg.DataDir, peersFile))
+	if err != nil {
+		return nil
+	}
+	var addrs []string
+	if err := json.Unmarshal(b, &addrs); err != nil {
+		n.log.Warn("cluster: ignoring unreadable peers file", "err", err)
+		return nil
+	}
+	return n.withoutSelf(addrs)
+}
+
+// savePeers writes the gossip addresses of the known peers, so that a
+// restarted node finds its cluster again without Join.
+func (n *Node) savePeers() {
+	addrs := n.gossip.gossipAddrs()
+	if len(addrs) == 0 {
+		return
+	}
+	b, _ := json.Marshal(addrs)
+	path := filepath.Join(n.cfg.DataDir, peersFile)
+	if old, err := os.ReadFile(path); err == nil && string(old) == string(b) {
+		return
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		n.log.Warn("cluster: saving peers failed", "err", err)
+		return
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		n.log.Warn("cluster: saving peers failed", "err", err)
+	}
+}
+
+// Shutdown leaves gossip, hands leadership over if this node leads a
+// multi-node cluster, stops raft and closes the stores. It is safe to
+// call more than once.
+func (n *Node) Shutdown() error { return n.shutdown(true) }
+
+// shutdown stops the node; graceful false skips the leadership transfer
+// and the gossip leave, as in a crash (tests).
+func (n *Node) shutdown(graceful bool) error {
+	n.stopOnce.Do(func() {
+		n.closed.Store(true)
+		close(n.shutdownCh)
+		var errs []error
+		if graceful && n.raft != nil && n.raft.State() == raft.Leader && n.otherVoters() > 0 {
+			f := n.raft.LeadershipTransfer()
+			done := make(chan error, 1)
+			go func() { done <- f.Error() }()
+			select {
+			case err := <-done:
+				if err != nil {
+					n.log.Debug("cluster: leadership transfer on shutdown failed", "err", err)
+				}
+			case <-time.After(5 * time.Second):
+			}
+		}
+		if n.ml != nil {
+			if graceful {
+				n.gossip.announceLeave(n.ml, time.Second)
+				if err := n.ml.Leave(time.Second); err != nil {
+					n.log.Debug("cluster: gossip leave", "err", err)
+				}
+			}
+			if err := n.ml.Shutdown(); err != nil {
+				errs = append(errs, fmt.Errorf("gossip shutdown: %w", err))
+			}
+		}
+		if n.raft != nil {
+			if err := n.raft.Shutdown().Error(); err != nil {
+				errs = append(errs, fmt.Errorf("raft shutdown: %w", err))
+			}
+		}
+		n.wg.Wait()
+		if n.trans != nil {
+			if err := n.trans.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("raft transport: %w", err))
+			}
+		}
+		if n.store != nil {
+			if err := n.store.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("raft log: %w", err))
+			}
+		}
+		if n.fsm != nil {
+			if err := n.fsm.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("state machine: %w", err))
+			}
+		}
+		if err := errors.Join(errs...); err != nil {
+			n.stopErr = fmt.Errorf("cluster: shutdown: %w", err)
+		}
+	})
+	return n.stopErr
+}
+
+// otherVoters counts the voters in the raft configuration besides this
+// node.
+func (n *Node) otherVoters() int {
+	f := n.raft.GetConfiguration()
+	if f.Error() != nil {
+		return 0
+	}
+	c := 0
+	for _, s := range f.Configuration().Servers {
+		if s.Suffrage == raft.Voter && string(s.ID) != n.cfg.NodeID {
+			c++
+		}
+	}
+	return c
+}
+
+// ID returns the node id.
+func (n *Node) ID() string { return n.cfg.NodeID }
+
+// RaftAddr returns the raft address the node advertises.
+func (n *Node) RaftAddr() string { return n.raftAddr }
+
+// GossipAddr returns the gossip address the node advertises; other nodes
+// join through it.
+func (n *Node) GossipAddr() string { return n.gossipAddr }
+
+// HTTPAddr returns the HTTP address the node advertises.
+func (n *Node) HTTPAddr() string { return n.cfg.HTTPAddr }
+
+// FSM returns the node's state machine, for reads.
+func (n *Node) FSM() *fsm.FSM { return n.fsm }
+
+// ClusterID returns the cluster id, "" until the first leader set it.
+func (n *Node) ClusterID() string { return n.fsm.ClusterID() }
+
+// IsLeader reports whether this node is the raft leader right now.
+func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
+
+// Snapshot makes raft take a snapshot now, which also compacts the log
+// down to Config.TrailingLogs entries.
+func (n *Node) Snapshot() error {
+	if err := n.raft.Snapshot().Error(); err != nil {
+		return fmt.Errorf("cluster: snapshot: %w", err)
+	}
+	return nil
+}
+
+// WaitLeader blocks until the cluster has a leader that this node knows,
+// or ctx ends.
+func (n *Node) WaitLeader(ctx context.Context) error {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if _, id := n.raft.LeaderWithID(); id != "" {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return noLeader("no leader elected: %v", ctx.Err())
+		case <-n.shutdownCh:
+			return unavailable("node is shutting down")
+		case <-t.C:
+		}
+	}
+}

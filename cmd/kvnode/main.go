@@ -1,0 +1,301 @@
+// Command kvnode runs one Shelf server node: the replicated state machine
+// under raft, gossip membership, and the HTTP API.
+//
+//	kvnode -dev                    one node, bootstrapped, data in ./shelf-data
+//	kvnode -id n1 -data DIR -http ADDR -raft ADDR -gossip ADDR -bootstrap
+//	kvnode -id n2 -data DIR -http ADDR -raft ADDR -gossip ADDR -join GOSSIP_ADDR[,...]
+//
+// Every flag can also be given as an environment variable SHELF_<NAME>
+// (SHELF_ID, SHELF_DATA, SHELF_HTTP, SHELF_RAFT, SHELF_GOSSIP,
+// SHELF_BOOTSTRAP, SHELF_JOIN, SHELF_DEV, SHELF_LOG_LEVEL,
+// SHELF_ADVERTISE_HTTP); a flag on the command line wins over the
+// environment.
+//
+// A node restarted with its data directory needs neither -bootstrap nor
+// -join: it finds its peers from its raft configuration and the gossip
+// addresses it saved. kvnode prints "kvnode: listening on http://ADDR"
+// once it serves, logs to stderr, and shuts down gracefully on SIGINT or
+// SIGTERM. It exits 2 on bad flags and 1 on any other failure, such as a
+// data directory that belongs to another cluster than its peers.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/shelfdb/shelf/api"
+	"github.com/shelfdb/shelf/cluster"
+	"github.com/shelfdb/shelf/internal/httpapi"
+)
+
+// Defaults of the address flags.
+const (
+	defaultHTTP   = "127.0.0.1:7001"
+	defaultRaft   = "127.0.0.1:7002"
+	defaultGossip = "127.0.0.1:7003"
+	devDataDir    = "shelf-data"
+	devID         = "dev"
+)
+
+// usageError is a bad command line: exit status 2.
+type usageError struct{ err error }
+
+// Error implements error.
+func (u usageError) Error() string { return u.err.Error() }
+
+// Unwrap returns the underlying error.
+func (u usageError) Unwrap() error { return u.err }
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	switch {
+	case err == nil:
+	case errors.Is(err, flag.ErrHelp):
+		os.Exit(0)
+	case errors.As(err, new(usageError)):
+		fmt.Fprintf(os.Stderr, "kvnode: %v\n", err)
+		os.Exit(2)
+	default:
+		fmt.Fprintf(os.Stderr, "kvnode: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+// options are the parsed command line.
+type options struct {
+	id, data           string
+	http, raft, gossip string
+	advertiseHTTP      string
+	bootstrap, dev     bool
+	join               []string
+	logLevel           slog.Level
+}
+
+// parseFlags parses args, then fills unset flags from the environment.
+func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*options, error) {
+	fs := flag.NewFlagSet("kvnode", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		o        options
+		join     string
+		logLevel string
+	)
+	fs.StringVar(&o.id, "id", "", "node `id`, unique in the cluster and stable across restarts")
+	fs.StringVar(&o.data, "data", "", "data `directory` (raft log, state machine, snapshots)")
+	fs.StringVar(&o.http, "http", defaultHTTP, "HTTP API listen `address`")
+	fs.StringVar(&o.raft, "raft", defaultRaft, "raft `address` to bind and advertise (must be reachable by peers)")
+	fs.StringVar(&o.gossip, "gossip", defaultGossip, "gossip (memberlist) `address`, TCP and UDP")
+	fs.StringVar(&o.advertiseHTTP, "advertise-http", "", "HTTP `address` advertised to peers (default: the -http address)")
+	fs.BoolVar(&o.bootstrap, "bootstrap", false, "start a new cluster with this node if it has no state yet")
+	fs.StringVar(&join, "join", "", "comma-separated gossip `addresses` of existing members to join")
+	fs.BoolVar(&o.dev, "dev", false, "development mode: one bootstrapped node \"dev\", data in ./shelf-data")
+	fs.StringVar(&logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage:\n  kvnode -dev\n  kvnode -id ID -data DIR [-http ADDR] [-raft ADDR] [-gossip ADDR] -bootstrap | -join ADDR[,ADDR...]\n\nFlags (each also read from SHELF_<NAME>, e.g. SHELF_DATA, SHELF_LOG_LEVEL):\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, err
+		}
+		return nil, usageError{err}
+	}
+	if fs.NArg() > 0 {
+		return nil, usageError{fmt.Errorf("unexpected arguments %q", fs.Args())}
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var envErrs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		if set[f.Name] {
+			return
+		}
+		name := "SHELF_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v := getenv(name); v != "" {
+			if err := fs.Set(f.Name, v); err != nil {
+				envErrs = append(envErrs, fmt.Errorf("%s=%q: %v", name, v, err))
+				return
+			}
+			set[f.Name] = true
+		}
+	})
+	if len(envErrs) > 0 {
+		return nil, usageError{errors.Join(envErrs...)}
+	}
+	for _, a := range strings.Split(join, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			o.join = append(o.join, a)
+		}
+	}
+	if err := o.logLevel.UnmarshalText([]byte(logLevel)); err != nil {
+		return nil, usageError{fmt.Errorf("-log-level %q: want debug, info, warn or error", logLevel)}
+	}
+	return &o, o.validate()
+}
+
+// validate checks the options and applies -dev.
+func (o *options) validate() error {
+	var errs []error
+	if o.dev {
+		if o.id == "" {
+			o.id = devID
+		}
+		if o.data == "" {
+			o.data = devDataDir
+		}
+		if len(o.join) > 0 {
+			errs = append(errs, errors.New("-dev runs a single node: it cannot -join"))
+		}
+		o.bootstrap = true
+	}
+	if o.id == "" {
+		errs = append(errs, errors.New("-id is required (or -dev)"))
+	}
+	if o.data == "" {
+		errs = append(errs, errors.New("-data is required (or -dev)"))
+	}
+	if o.bootstrap && len(o.join) > 0 && !o.dev {
+		errs = append(errs, errors.New("-bootstrap and -join exclude each other: bootstrap the first node, join the others"))
+	}
+	for _, a := range []struct{ flag, addr string }{{"-http", o.http}, {"-raft", o.raft}, {"-gossip", o.gossip}} {
+		if err := checkAddr(a.addr); err != nil {
+			errs = append(errs, fmt.Errorf("%s %q: %v", a.flag, a.addr, err))
+		}
+	}
+	if o.advertiseHTTP != "" {
+		if err := checkAddr(o.advertiseHTTP); err != nil {
+			errs = append(errs, fmt.Errorf("-advertise-http %q: %v", o.advertiseHTTP, err))
+		}
+	}
+	if host, _, err := net.SplitHostPort(o.raft); err == nil {
+		if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+			errs = append(errs, fmt.Errorf("-raft %q: peers connect to this address, so give this host's IP or name, not %q", o.raft, host))
+		}
+	}
+	for _, a := range o.join {
+		if err := checkAddr(a); err != nil {
+			errs = append(errs, fmt.Errorf("-join %q: %v", a, err))
+		}
+	}
+	if len(errs) > 0 {
+		return usageError{errors.Join(errs...)}
+	}
+	return nil
+}
+
+func checkAddr(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return errors.New("want host:port")
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+		return fmt.Errorf("bad port %q", port)
+	}
+	return nil
+}
+
+// advertised returns the HTTP address to tell peers: the listener's
+// address, with the raft host when it listens on all interfaces.
+func advertised(o *options, ln net.Listener) string {
+	if o.advertiseHTTP != "" {
+		return o.advertiseHTTP
+	}
+	addr := ln.Addr().String()
+	host, port, _ := net.SplitHostPort(addr)
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		if rh, _, err := net.SplitHostPort(o.raft); err == nil && rh != "" {
+			return net.JoinHostPort(rh, port)
+		}
+	}
+	return addr
+}
+
+// run runs a node until ctx ends.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	o, err := parseFlags(args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: o.logLevel}))
+
+	if err := os.MkdirAll(o.data, 0o700); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	if fi, err := os.Stat(o.data); err != nil || !fi.IsDir() {
+		return fmt.Errorf("data directory %s is not a directory", o.data)
+	}
+
+	ln, err := net.Listen("tcp", o.http)
+	if err != nil {
+		return fmt.Errorf("http: %w", err)
+	}
+	defer ln.Close()
+
+	node, err := cluster.New(cluster.Config{
+		NodeID:     o.id,
+		DataDir:    o.data,
+		RaftAddr:   o.raft,
+		GossipAddr: o.gossip,
+		HTTPAddr:   advertised(o, ln),
+		Bootstrap:  o.bootstrap,
+		Join:       o.join,
+		Logger:     logger,
+	})
+	if err != nil {
+		if errors.Is(err, api.ErrWrongCluster) {
+			return fmt.Errorf("refusing to start: %w", err)
+		}
+		return err
+	}
+
+	stopping := make(chan struct{})
+	srv := &http.Server{
+		Handler:           httpapi.New(httpapi.Config{Node: node, Logger: logger, Stopping: stopping}),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	fmt.Fprintf(stdout, "kvnode: listening on http://%s\n", ln.Addr())
+	logger.Info("kvnode: serving", "http", ln.Addr().String(), "id", o.id, "data", o.data)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		logger.Info("kvnode: shutting down")
+	case err := <-serveErr:
+		runErr = fmt.Errorf("http: %w", err)
+	}
+	close(stopping) // pending log long polls answer now
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		logger.Warn("kvnode: http shutdown", "err", err)
+		_ = srv.Close()
+	}
+	if err := node.Shutdown(); err != nil {
+		logger.Error("kvnode: node shutdown", "err", err)
+		if runErr == nil {
+			runErr = err
+		}
+	}
+	if runErr == nil {
+		logger.Info("kvnode: stopped")
+	}
+	return runErr
+}

@@ -1,0 +1,533 @@
+package httpapi
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/shelfdb/shelf/api"
+	"github.com/shelfdb/shelf/fsm"
+)
+
+// apply commits cmd and folds a state machine rejection into the error.
+func (h *handler) apply(ctx context.Context, cmd *fsm.Command) (*fsm.Result, error) {
+	res, err := h.node.Apply(ctx, cmd)
+	if err != nil {
+		return nil, err
+	}
+	if res.Err != nil {
+		return res, res.Err
+	}
+	return res, nil
+}
+
+func (h *handler) status(w http.ResponseWriter, r *http.Request) error {
+	h.write(w, r, http.StatusOK, h.node.Status())
+	return nil
+}
+
+func (h *handler) members(w http.ResponseWriter, r *http.Request) error {
+	h.write(w, r, http.StatusOK, h.node.Members())
+	return nil
+}
+
+func (h *handler) removeMember(w http.ResponseWriter, r *http.Request) error {
+	if err := h.node.RemoveMember(r.Context(), r.PathValue("id")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// transferRequest is the body of POST /v1/leader/transfer.
+type transferRequest struct {
+	ID string `json:"id"`
+}
+
+func (h *handler) transferLeader(w http.ResponseWriter, r *http.Request) error {
+	var req transferRequest
+	if err := h.decode(w, r, &req); err != nil {
+		return err
+	}
+	if err := h.node.TransferLeadership(r.Context(), req.ID); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (h *handler) trees(w http.ResponseWriter, r *http.Request) error {
+	trees, err := h.node.FSM().Trees()
+	if err != nil {
+		return err
+	}
+	for i := range trees {
+		if trees[i].Schemas == nil {
+			trees[i].Schemas = []uint32{}
+		}
+	}
+	h.write(w, r, http.StatusOK, nonNil(trees))
+	return nil
+}
+
+func (h *handler) schemas(w http.ResponseWriter, r *http.Request) error {
+	schemas, err := h.node.FSM().Schemas(r.PathValue("tree"))
+	if err != nil {
+		return err
+	}
+	if !wantsCBOR(r) {
+		for i := range schemas {
+			v, err := api.DecodeValue(schemas[i].Definition)
+			if err != nil {
+				h.log.Warn("httpapi: undecodable schema definition", "tree", schemas[i].Tree, "version", schemas[i].Version, "err", err)
+			}
+			schemas[i].Value = v
+		}
+	}
+	h.write(w, r, http.StatusOK, nonNil(schemas))
+	return nil
+}
+
+// jsonSchemaRequest is SchemaRequest as JSON: the definition is any JSON
+// value, stored as CBOR.
+type jsonSchemaRequest struct {
+	Definition json.RawMessage `json:"definition"`
+}
+
+func (h *handler) registerSchema(w http.ResponseWriter, r *http.Request) error {
+	var def []byte
+	if isCBOR(r) {
+		var req api.SchemaRequest
+		if err := h.decode(w, r, &req); err != nil {
+			return err
+		}
+		def = req.Definition
+	} else {
+		var req jsonSchemaRequest
+		if err := h.decode(w, r, &req); err != nil {
+			return err
+		}
+		var err error
+		if def, err = jsonValue(req.Definition, "definition"); err != nil {
+			return err
+		}
+	}
+	if len(def) == 0 {
+		return api.Errorf(api.CodeInvalid, "schema definition is empty")
+	}
+	sum := sha256.Sum256(def)
+	res, err := h.apply(r.Context(), &fsm.Command{
+		Op:   fsm.OpRegisterSchema,
+		Tree: r.PathValue("tree"),
+		Data: def,
+		Hash: hex.EncodeToString(sum[:]),
+	})
+	if err != nil {
+		return err
+	}
+	h.write(w, r, http.StatusOK, api.WriteResult{Key: res.Key, Index: res.Index, Version: res.Version})
+	return nil
+}
+
+// queryInt parses an optional positive integer query parameter.
+func queryInt(r *http.Request, name string, def, maxv int) (int, error) {
+	s := r.URL.Query().Get(name)
+	if s == "" {
+		return def, nil
+	}
+	v, err := strconv.Atoi(s)
+	if err != nil || v < 1 {
+		return 0, api.Errorf(api.CodeInvalid, "invalid %s %q: want a positive integer", name, s)
+	}
+	return min(v, maxv), nil
+}
+
+// recordKey parses the {id} and optional {rev} path values.
+func recordKey(r *http.Request) (api.Key, error) {
+	s := r.PathValue("id")
+	if rev := r.PathValue("rev"); rev != "" {
+		s += "/" + rev
+	}
+	return api.ParseKey(s)
+}
+
+// jsonRecords fills the JSON Value of records from their CBOR data.
+func (h *handler) jsonRecords(r *http.Request, recs []api.Record) {
+	if wantsCBOR(r) {
+		return
+	}
+	for i := range recs {
+		v, err := api.DecodeValue(recs[i].Data)
+		if err != nil {
+			h.log.Warn("httpapi: undecodable record value", "tree", recs[i].Tree, "key", recs[i].Key, "err", err)
+		}
+		recs[i].Value = v
+	}
+}
+
+func (h *handler) listRecords(w http.ResponseWriter, r *http.Request) error {
+	var after api.Key
+	if s := r.URL.Query().Get("after"); s != "" {
+		k, err := api.ParseKey(s)
+		if err != nil {
+			return api.Errorf(api.CodeInvalid, "invalid after %q: %v", s, err)
+		}
+		after = k
+	}
+	limit, err := queryInt(r, "limit", DefaultListLimit, MaxListLimit)
+	if err != nil {
+		return err
+	}
+	recs, err := h.node.FSM().List(r.PathValue("tree"), after, limit+1)
+	if err != nil {
+		return err
+	}
+	page := api.RecordPage{Records: nonNil(recs)}
+	if len(recs) > limit {
+		page.Records = recs[:limit]
+		page.After = recs[limit-1].Key.String()
+	}
+	h.jsonRecords(r, page.Records)
+	h.write(w, r, http.StatusOK, page)
+	return nil
+}
+
+func (h *handler) getRecord(w http.ResponseWriter, r *http.Request) error {
+	key, err := recordKey(r)
+	if err != nil {
+		return err
+	}
+	rec, err := h.node.FSM().Get(r.PathValue("tree"), key)
+	if err != nil {
+		return err
+	}
+	recs := []api.Record{rec}
+	h.jsonRecords(r, recs)
+	h.write(w, r, http.StatusOK, recs[0])
+	return nil
+}
+
+// jsonWriteRequest is WriteRequest as JSON: the value is any JSON value,
+// stored as CBOR.
+type jsonWriteRequest struct {
+	Client string          `json:"client"`
+	ID     uint64          `json:"id"`
+	Schema uint32          `json:"schema"`
+	Value  json.RawMessage `json:"value"`
+}
+
+// writeRequest decodes a WriteRequest body, CBOR or JSON.
+func (h *handler) writeRequest(w http.ResponseWriter, r *http.Request) (api.WriteRequest, error) {
+	if isCBOR(r) {
+		var req api.WriteRequest
+		err := h.decode(w, r, &req)
+		return req, err
+	}
+	var jr jsonWriteRequest
+	if err := h.decode(w, r, &jr); err != nil {
+		return api.WriteRequest{}, err
+	}
+	data, err := jsonValue(jr.Value, "value")
+	if err != nil {
+		return api.WriteRequest{}, err
+	}
+	return api.WriteRequest{Client: jr.Client, ID: jr.ID, Schema: jr.Schema, Data: data}, nil
+}
+
+func (h *handler) createRecord(w http.ResponseWriter, r *http.Request) error {
+	req, err := h.writeRequest(w, r)
+	if err != nil {
+		return err
+	}
+	cmd := &fsm.Command{
+		Op:     fsm.OpCreate,
+		Tree:   r.PathValue("tree"),
+		Client: req.Client,
+		Key:    api.Key{ID: req.ID, Rev: 1},
+		Schema: req.Schema,
+		Data:   req.Data,
+	}
+	res, err := h.apply(r.Context(), cmd)
+	if err != nil {
+		return err
+	}
+	h.write(w, r, http.StatusCreated, api.WriteResult{Key: res.Key, Index: res.Index})
+	return nil
+}
+
+func (h *handler) updateRecord(w http.ResponseWriter, r *http.Request) error {
+	key, err := recordKey(r)
+	if err != nil {
+		return err
+	}
+	req, err := h.writeRequest(w, r)
+	if err != nil {
+		return err
+	}
+	if req.ID != 0 && req.ID != key.ID {
+		return api.Errorf(api.CodeInvalid, "body id %d does not match the path's record id %d", req.ID, key.ID)
+	}
+	res, err := h.apply(r.Context(), &fsm.Command{
+		Op:     fsm.OpUpdate,
+		Tree:   r.PathValue("tree"),
+		Client: req.Client,
+		Key:    key,
+		Schema: req.Schema,
+		Data:   req.Data,
+	})
+	if err != nil {
+		return err
+	}
+	h.write(w, r, http.StatusOK, api.WriteResult{Key: res.Key, Index: res.Index})
+	return nil
+}
+
+func (h *handler) deleteRecord(w http.ResponseWriter, r *http.Request) error {
+	key, err := recordKey(r)
+	if err != nil {
+		return err
+	}
+	res, err := h.apply(r.Context(), &fsm.Command{
+		Op:     fsm.OpDelete,
+		Tree:   r.PathValue("tree"),
+		Client: r.URL.Query().Get("client"),
+		Key:    key,
+	})
+	if err != nil {
+		return err
+	}
+	h.write(w, r, http.StatusOK, api.WriteResult{Key: res.Key, Index: res.Index})
+	return nil
+}
+
+// actionOps maps the {action} of a record route to its command.
+var actionOps = map[string]fsm.Op{
+	"borrow":       fsm.OpBorrow,
+	"return":       fsm.OpReturn,
+	"force-return": fsm.OpForceReturn,
+	"release":      fsm.OpRelease,
+	"state":        fsm.OpSetState,
+	"revise":       fsm.OpRevise,
+}
+
+func (h *handler) recordAction(w http.ResponseWriter, r *http.Request) error {
+	action := r.PathValue("action")
+	op, ok := actionOps[action]
+	if !ok {
+		return api.Errorf(api.CodeInvalid, "unknown action %q: want borrow, return, force-return, release, state or revise", action)
+	}
+	key, err := recordKey(r)
+	if err != nil {
+		return err
+	}
+	var req api.ActionRequest
+	if err := h.decode(w, r, &req); err != nil {
+		return err
+	}
+	cmd := &fsm.Command{
+		Op:     op,
+		Tree:   r.PathValue("tree"),
+		Client: req.Client,
+		Key:    key,
+	}
+	switch op {
+	case fsm.OpBorrow:
+		if req.TTL != "" {
+			ttl, err := time.ParseDuration(req.TTL)
+			if err != nil || ttl <= 0 {
+				return api.Errorf(api.CodeInvalid, "invalid ttl %q: want a positive Go duration such as 30m or 2h", req.TTL)
+			}
+			cmd.Expires = time.Now().Add(ttl).UnixNano()
+		}
+	case fsm.OpForceReturn:
+		cmd.Reason = req.Reason
+	case fsm.OpSetState:
+		cmd.State = req.State
+	}
+	res, err := h.apply(r.Context(), cmd)
+	if err != nil {
+		return err
+	}
+	h.write(w, r, http.StatusOK, api.WriteResult{Key: res.Key, Index: res.Index})
+	return nil
+}
+
+func (h *handler) borrows(w http.ResponseWriter, r *http.Request) error {
+	b, err := h.node.FSM().Borrows(r.URL.Query().Get("tree"))
+	if err != nil {
+		return err
+	}
+	h.write(w, r, http.StatusOK, nonNil(b))
+	return nil
+}
+
+func (h *handler) clients(w http.ResponseWriter, r *http.Request) error {
+	c, err := h.node.FSM().Clients()
+	if err != nil {
+		return err
+	}
+	h.write(w, r, http.StatusOK, nonNil(c))
+	return nil
+}
+
+func (h *handler) registerClient(w http.ResponseWriter, r *http.Request) error {
+	var req api.RegisterClientRequest
+	if err := h.decode(w, r, &req); err != nil {
+		return err
+	}
+	res, err := h.apply(r.Context(), &fsm.Command{
+		Op:     fsm.OpRegisterClient,
+		Client: uuid.NewString(),
+		Name:   req.Name,
+	})
+	if err != nil {
+		return err
+	}
+	if res.Client == nil {
+		return api.Errorf(api.CodeInternal, "register-client: no client in the result")
+	}
+	h.write(w, r, http.StatusCreated, res.Client)
+	return nil
+}
+
+func (h *handler) ranges(w http.ResponseWriter, r *http.Request) error {
+	rg, err := h.node.FSM().Ranges(r.URL.Query().Get("client"))
+	if err != nil {
+		return err
+	}
+	h.write(w, r, http.StatusOK, nonNil(rg))
+	return nil
+}
+
+func (h *handler) grantRange(w http.ResponseWriter, r *http.Request) error {
+	var req api.GrantRangeRequest
+	if err := h.decode(w, r, &req); err != nil {
+		return err
+	}
+	if req.Size == 0 {
+		req.Size = DefaultRangeSize
+	}
+	if req.Size > MaxRangeSize {
+		return api.Errorf(api.CodeInvalid, "range size %d is over the maximum of %d", req.Size, MaxRangeSize)
+	}
+	res, err := h.apply(r.Context(), &fsm.Command{
+		Op:     fsm.OpGrantRange,
+		Client: r.PathValue("id"),
+		Size:   req.Size,
+	})
+	if err != nil {
+		return err
+	}
+	if res.Range == nil {
+		return api.Errorf(api.CodeInternal, "grant-range: no range in the result")
+	}
+	h.write(w, r, http.StatusCreated, res.Range)
+	return nil
+}
+
+func (h *handler) logStream(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	var from uint64
+	if s := q.Get("from"); s != "" {
+		v, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			return api.Errorf(api.CodeInvalid, "invalid from %q: want a log index", s)
+		}
+		from = v
+	}
+	limit, err := queryInt(r, "limit", DefaultLogLimit, MaxLogLimit)
+	if err != nil {
+		return err
+	}
+	var wait time.Duration
+	if s := q.Get("wait"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil || d < 0 {
+			return api.Errorf(api.CodeInvalid, "invalid wait %q: want a Go duration such as 30s", s)
+		}
+		wait = min(d, MaxLogWait)
+	}
+	page, err := h.node.Log(from, limit)
+	if err != nil {
+		return err
+	}
+	if len(page.Entries) == 0 && page.Next == from && wait > 0 {
+		ctx, cancel := context.WithTimeout(r.Context(), wait)
+		if h.stopping != nil {
+			go func() { // ends with ctx at the latest: cancel is called below
+				select {
+				case <-h.stopping:
+					cancel()
+				case <-ctx.Done():
+				}
+			}()
+		}
+		werr := h.node.FSM().WaitApplied(ctx, from+1)
+		cancel()
+		if r.Context().Err() != nil {
+			return nil // the client is gone
+		}
+		if werr == nil || errors.Is(werr, context.DeadlineExceeded) || errors.Is(werr, context.Canceled) {
+			if page, err = h.node.Log(from, limit); err != nil {
+				return err
+			}
+		}
+	}
+	h.write(w, r, http.StatusOK, page)
+	return nil
+}
+
+func (h *handler) snapshot(w http.ResponseWriter, r *http.Request) error {
+	s, err := h.node.FSM().Snapshot()
+	if err != nil {
+		return err
+	}
+	defer s.Release()
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("X-Shelf-Snapshot-Index", strconv.FormatUint(s.Index(), 10))
+	w.Header().Set("Content-Disposition", `attachment; filename="shelf-`+strconv.FormatUint(s.Index(), 10)+`.snap"`)
+	if _, err := s.WriteTo(w); err != nil {
+		h.log.Warn("httpapi: snapshot stream failed", "index", s.Index(), "err", err)
+		// The status is out already: cut the connection so that the
+		// client sees a truncated stream, not a complete one.
+		panic(http.ErrAbortHandler)
+	}
+	return nil
+}
+
+func (h *handler) internalApply(w http.ResponseWriter, r *http.Request) error {
+	if !isCBOR(r) {
+		return api.Errorf(api.CodeInvalid, "%s takes an %s body", r.URL.Path, api.ContentCBOR)
+	}
+	b, err := h.readBody(w, r)
+	if err != nil {
+		return err
+	}
+	cmd, err := fsm.DecodeCommand(b)
+	if err != nil {
+		return err
+	}
+	if cmd.Op == fsm.OpSetCluster {
+		return api.Errorf(api.CodeInvalid, "%s is not accepted over the API", cmd.Op)
+	}
+	res, err := h.node.ApplyLeader(r.Context(), cmd)
+	if err != nil {
+		return err
+	}
+	h.write(w, r, http.StatusOK, res)
+	return nil
+}
+
+// nonNil turns a nil slice into an empty one, so JSON says [] not null.
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}

@@ -1,0 +1,317 @@
+// Package httpapi is the HTTP API of a Shelf node (docs/http-api.md).
+//
+// Reads are answered from the node's own state machine; writes become
+// fsm.Commands that the node commits through raft (forwarding them to the
+// leader when it follows), and are answered once the node has applied
+// them. Request bodies are CBOR (Content-Type: application/cbor) or JSON;
+// answers are CBOR when the request accepts application/cbor, JSON
+// otherwise. Every error answer is an api.Error with the status that
+// api.HTTPStatus gives its code.
+package httpapi
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/shelfdb/shelf/api"
+	"github.com/shelfdb/shelf/cluster"
+)
+
+// DefaultMaxBody is the default limit of a request body.
+const DefaultMaxBody = 4 << 20
+
+// Limits of the query parameters.
+const (
+	DefaultListLimit = 100
+	MaxListLimit     = 1000
+	DefaultLogLimit  = 1000
+	MaxLogLimit      = 10000
+	MaxLogWait       = 60 * time.Second
+	DefaultRangeSize = 1000
+	MaxRangeSize     = 1_000_000
+)
+
+// Config configures the handler.
+type Config struct {
+	// Node is the node the API serves. Required.
+	Node *cluster.Node
+	// Logger receives request errors; slog.Default() if nil.
+	Logger *slog.Logger
+	// MaxBody limits request bodies (413 above it); DefaultMaxBody if 0.
+	MaxBody int64
+	// Stopping, when closed, ends pending log long polls at once (they
+	// answer what they have), so that a graceful server shutdown does not
+	// wait for them. Optional.
+	Stopping <-chan struct{}
+}
+
+type handler struct {
+	node     *cluster.Node
+	log      *slog.Logger
+	maxBody  int64
+	stopping <-chan struct{}
+	mux      *http.ServeMux
+}
+
+// New returns the HTTP handler of the API.
+func New(cfg Config) http.Handler {
+	if cfg.Node == nil {
+		panic("httpapi: Config.Node is nil")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.MaxBody <= 0 {
+		cfg.MaxBody = DefaultMaxBody
+	}
+	h := &handler{node: cfg.Node, log: cfg.Logger, maxBody: cfg.MaxBody, stopping: cfg.Stopping, mux: http.NewServeMux()}
+	h.routes()
+	return h
+}
+
+// routes registers exactly the routes of docs/http-api.md.
+func (h *handler) routes() {
+	h.handle("GET /v1/status", h.status)
+	h.handle("GET /v1/members", h.members)
+	h.handle("DELETE /v1/members/{id}", h.removeMember)
+	h.handle("POST /v1/leader/transfer", h.transferLeader)
+	h.handle("GET /v1/trees", h.trees)
+	h.handle("GET /v1/trees/{tree}/schemas", h.schemas)
+	h.handle("POST /v1/trees/{tree}/schemas", h.registerSchema)
+	h.handle("GET /v1/trees/{tree}/records", h.listRecords)
+	h.handle("POST /v1/trees/{tree}/records", h.createRecord)
+	h.handle("GET /v1/trees/{tree}/records/{id}", h.getRecord)
+	h.handle("GET /v1/trees/{tree}/records/{id}/{rev}", h.getRecord)
+	h.handle("PUT /v1/trees/{tree}/records/{id}/{rev}", h.updateRecord)
+	h.handle("DELETE /v1/trees/{tree}/records/{id}/{rev}", h.deleteRecord)
+	h.handle("POST /v1/trees/{tree}/records/{id}/{rev}/{action}", h.recordAction)
+	h.handle("GET /v1/borrows", h.borrows)
+	h.handle("GET /v1/clients", h.clients)
+	h.handle("POST /v1/clients", h.registerClient)
+	h.handle("GET /v1/ranges", h.ranges)
+	h.handle("POST /v1/clients/{id}/ranges", h.grantRange)
+	h.handle("GET /v1/log", h.logStream)
+	h.handle("GET /v1/snapshot", h.snapshot)
+	h.handle("POST "+cluster.InternalApplyPath, h.internalApply)
+}
+
+// handle registers fn; an error it returns is written as the answer.
+func (h *handler) handle(pattern string, fn func(http.ResponseWriter, *http.Request) error) {
+	h.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get(cluster.ForwardedHeader) != "" {
+			r = r.WithContext(cluster.WithForwarded(r.Context()))
+		}
+		if err := fn(w, r); err != nil {
+			h.writeError(w, r, err)
+		}
+	})
+}
+
+// ServeHTTP routes the request. Unknown routes get a 404 and wrong
+// methods a 405, both with an API error body; a panicking handler is
+// logged and answered 500.
+func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	defer func() {
+		if p := recover(); p != nil {
+			if p == http.ErrAbortHandler {
+				panic(p)
+			}
+			h.log.Error("httpapi: handler panic", "method", r.Method, "path", r.URL.Path, "panic", p, "stack", string(debug.Stack()))
+			h.writeError(w, r, api.Errorf(api.CodeInternal, "internal error: %v", p))
+		}
+	}()
+	if _, pattern := h.mux.Handler(r); pattern != "" {
+		h.mux.ServeHTTP(w, r)
+		return
+	}
+	// No route: let the mux decide between 404, 405 and a redirect, and
+	// give 404 and 405 an API error body.
+	cw := &captureWriter{header: http.Header{}}
+	h.mux.ServeHTTP(cw, r)
+	switch cw.status {
+	case http.StatusNotFound:
+		h.writeError(w, r, api.Errorf(api.CodeNotFound, "no route %s %s", r.Method, r.URL.Path))
+	case http.StatusMethodNotAllowed:
+		allow := cw.header.Get("Allow")
+		w.Header().Set("Allow", allow)
+		h.writeError(w, r, api.Errorf(api.CodeMethodNotFound, "method %s not allowed on %s (allowed: %s)", r.Method, r.URL.Path, allow))
+	default:
+		for k, v := range cw.header {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(cw.status)
+		_, _ = w.Write(cw.body.Bytes())
+	}
+}
+
+// captureWriter records what the mux answers for a request without route.
+type captureWriter struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+}
+
+// Header implements http.ResponseWriter.
+func (c *captureWriter) Header() http.Header { return c.header }
+
+// WriteHeader implements http.ResponseWriter.
+func (c *captureWriter) WriteHeader(status int) {
+	if c.status == 0 {
+		c.status = status
+	}
+}
+
+// Write implements http.ResponseWriter.
+func (c *captureWriter) Write(b []byte) (int, error) {
+	if c.status == 0 {
+		c.status = http.StatusOK
+	}
+	return c.body.Write(b)
+}
+
+// wantsCBOR reports whether the answer should be CBOR.
+func wantsCBOR(r *http.Request) bool {
+	for _, a := range r.Header.Values("Accept") {
+		if strings.Contains(a, api.ContentCBOR) {
+			return true
+		}
+	}
+	return false
+}
+
+// write answers v with status, in CBOR or JSON.
+func (h *handler) write(w http.ResponseWriter, r *http.Request, status int, v any) {
+	var (
+		b   []byte
+		err error
+		ct  string
+	)
+	if wantsCBOR(r) {
+		b, err = api.Marshal(v)
+		ct = api.ContentCBOR
+	} else {
+		b, err = json.Marshal(v)
+		ct = api.ContentJSON
+	}
+	if err != nil {
+		h.log.Error("httpapi: encoding the answer failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		if _, isErr := v.(*api.Error); isErr {
+			http.Error(w, "internal error", http.StatusInternalServerError)
+			return
+		}
+		h.writeError(w, r, api.Errorf(api.CodeInternal, "encoding the answer: %v", err))
+		return
+	}
+	w.Header().Set("Content-Type", ct)
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}
+
+// writeError answers err as an api.Error.
+func (h *handler) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	var ae *api.Error
+	if !errors.As(err, &ae) {
+		ae = api.Errorf(api.CodeInternal, "%v", err)
+	}
+	status := api.HTTPStatus(ae.Code)
+	if status >= 500 && ae.Code != api.CodeNoLeader && ae.Code != api.CodeUnavailable {
+		h.log.Error("httpapi: request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	} else {
+		h.log.Debug("httpapi: request refused", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
+	}
+	h.write(w, r, status, &api.Error{Code: ae.Code, Message: ae.Message})
+}
+
+// readBody reads the request body within the size limit.
+func (h *handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.maxBody))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, api.Errorf(api.CodeTooLarge, "request body is over the limit of %d bytes", mbe.Limit)
+		}
+		return nil, api.Errorf(api.CodeInvalid, "reading the request body: %v", err)
+	}
+	return b, nil
+}
+
+// isCBOR reports whether the request body is CBOR; anything else is
+// taken as JSON.
+func isCBOR(r *http.Request) bool {
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	return mt == api.ContentCBOR
+}
+
+// decode reads the body into v: CBOR or JSON by Content-Type. An empty
+// body leaves v as it is.
+func (h *handler) decode(w http.ResponseWriter, r *http.Request, v any) error {
+	b, err := h.readBody(w, r)
+	if err != nil || len(bytes.TrimSpace(b)) == 0 {
+		return err
+	}
+	if isCBOR(r) {
+		if err := api.Unmarshal(b, v); err != nil {
+			return api.Errorf(api.CodeInvalid, "malformed CBOR body: %v", err)
+		}
+		return nil
+	}
+	return decodeJSON(b, v)
+}
+
+// decodeJSON decodes a JSON body strictly: unknown fields and trailing
+// data are errors, so that typos do not pass silently.
+func decodeJSON(b []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return api.Errorf(api.CodeInvalid, "malformed JSON body: %v", jsonErr(err, b))
+	}
+	if dec.More() {
+		return api.Errorf(api.CodeInvalid, "malformed JSON body: data after the JSON value")
+	}
+	return nil
+}
+
+// jsonErr makes a JSON error name where the problem is.
+func jsonErr(err error, b []byte) error {
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		line := 1 + bytes.Count(b[:min(int(se.Offset), len(b))], []byte("\n"))
+		return fmt.Errorf("%v (line %d, byte %d)", err, line, se.Offset)
+	}
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		return fmt.Errorf("field %q: cannot use a JSON %s as %s", te.Field, te.Value, te.Type)
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		return errors.New("unexpected end of JSON input")
+	}
+	return err
+}
+
+// jsonValue converts a JSON value (raw) to CBOR bytes. Whole numbers stay
+// integers. Empty raw gives nil.
+func jsonValue(raw json.RawMessage, field string) ([]byte, error) {
+	if len(bytes.TrimSpace(raw)) == 0 {
+		return nil, nil
+	}
+	var v any
+	if err := api.DecodeJSON(bytes.NewReader(raw), &v); err != nil {
+		return nil, api.Errorf(api.CodeInvalid, "malformed JSON in %q: %v", field, err)
+	}
+	b, err := api.EncodeValue(v)
+	if err != nil {
+		return nil, api.Errorf(api.CodeInvalid, "field %q: %v", field, err)
+	}
+	return b, nil
+}
