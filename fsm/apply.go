@@ -411,8 +411,8 @@ func (t *txn) borrow() (*Result, error) {
 	if _, rej, err := t.client(c.Client); rej != nil || err != nil {
 		return &Result{Err: rej}, err
 	}
-	if c.Expires != 0 && c.Expires <= c.Time {
-		return reject(api.Errorf(api.CodeInvalid, "borrow: expiry is not after the borrow time"))
+	if c.TTL < 0 {
+		return reject(api.Errorf(api.CodeInvalid, "borrow: negative ttl"))
 	}
 	holder := ""
 	if bw != nil {
@@ -425,7 +425,10 @@ func (t *txn) borrow() (*Result, error) {
 	if err := lease.CanBorrow(bw, c.Client, holder, t.name(), c.Time); err != nil {
 		return reject(err.(*api.Error))
 	}
-	nb := storage.Borrow{Client: c.Client, Since: c.Time, Expires: c.Expires}
+	nb := storage.Borrow{Client: c.Client, Since: c.Time}
+	if c.TTL > 0 {
+		nb.Expires = c.Time + c.TTL
+	}
 	if lease.Held(bw, c.Time) {
 		nb.Since = bw.Since // renewal keeps the original start
 	}

@@ -48,19 +48,19 @@ func (o Op) String() string {
 // clock, the network or random numbers.
 type Command struct {
 	Op      Op      `codec:"op"`
-	Time    int64   `codec:"t"`            // unix nanoseconds, leader's clock
-	Cluster string  `codec:"cl,omitempty"` // OpSetCluster
-	Client  string  `codec:"c,omitempty"`  // acting client id; "" = operator
-	Name    string  `codec:"n,omitempty"`  // OpRegisterClient
-	Tree    string  `codec:"tr,omitempty"` // record and schema ops
-	Key     api.Key `codec:"k"`            // record ops; Key.ID 0 on create = assign
-	Schema  uint32  `codec:"s,omitempty"`  // schema version of Data
-	Data    []byte  `codec:"d,omitempty"`  // record CBOR or schema definition
-	Size    uint64  `codec:"sz,omitempty"` // OpGrantRange
-	State   int64   `codec:"st,omitempty"` // OpSetState
-	Reason  string  `codec:"r,omitempty"`  // OpForceReturn
-	Expires int64   `codec:"e,omitempty"`  // OpBorrow: unix nanoseconds, 0 = never
-	Hash    string  `codec:"h,omitempty"`  // OpRegisterSchema: definition hash
+	Time    int64   `codec:"t"`             // unix nanoseconds, leader's clock
+	Cluster string  `codec:"cl,omitempty"`  // OpSetCluster
+	Client  string  `codec:"c,omitempty"`   // acting client id; "" = operator
+	Name    string  `codec:"n,omitempty"`   // OpRegisterClient
+	Tree    string  `codec:"tr,omitempty"`  // record and schema ops
+	Key     api.Key `codec:"k"`             // record ops; Key.ID 0 on create = assign
+	Schema  uint32  `codec:"s,omitempty"`   // schema version of Data
+	Data    []byte  `codec:"d,omitempty"`   // record CBOR or schema definition
+	Size    uint64  `codec:"sz,omitempty"`  // OpGrantRange
+	State   int64   `codec:"st,omitempty"`  // OpSetState
+	Reason  string  `codec:"r,omitempty"`   // OpForceReturn
+	TTL     int64   `codec:"ttl,omitempty"` // OpBorrow: expiry in ns after Time (leader clock); 0 = never
+	Hash    string  `codec:"h,omitempty"`   // OpRegisterSchema: definition hash
 }
 
 // Encode returns the command's CBOR bytes, as stored in the raft log.

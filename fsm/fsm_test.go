@@ -216,9 +216,11 @@ func TestBorrowExpiry(t *testing.T) {
 	h, ra, _ := setup(t)
 	key := api.Key{ID: ra.Start, Rev: 1}
 	h.ok(Command{Op: OpCreate, Tree: "parts", Client: "a", Key: key, Data: value(t, 1)})
-	h.rejects(Command{Op: OpBorrow, Tree: "parts", Client: "a", Key: key, Expires: h.now - 1}, api.ErrInvalid)
-	expires := h.now + int64(10*time.Second)
-	h.ok(Command{Op: OpBorrow, Tree: "parts", Client: "a", Key: key, Expires: expires})
+	h.rejects(Command{Op: OpBorrow, Tree: "parts", Client: "a", Key: key, TTL: -1}, api.ErrInvalid)
+	// The expiry is the leader's time in the entry plus the ttl: the same on every replica.
+	at := h.now + int64(time.Second)
+	expires := at + int64(10*time.Second)
+	h.ok(Command{Op: OpBorrow, Tree: "parts", Client: "a", Key: key, TTL: int64(10 * time.Second), Time: at})
 	h.rejects(Command{Op: OpBorrow, Tree: "parts", Client: "b", Key: key, Time: expires - 1}, api.ErrBorrowed)
 	h.ok(Command{Op: OpUpdate, Tree: "parts", Client: "a", Key: key, Data: value(t, 2), Time: expires - 1})
 	// At the expiry time the borrow no longer counts, even before any command removed it.

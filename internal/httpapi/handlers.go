@@ -343,7 +343,7 @@ func (h *handler) recordAction(w http.ResponseWriter, r *http.Request) error {
 			if err != nil || ttl <= 0 {
 				return api.Errorf(api.CodeInvalid, "invalid ttl %q: want a positive Go duration such as 30m or 2h", req.TTL)
 			}
-			cmd.Expires = time.Now().Add(ttl).UnixNano()
+			cmd.TTL = int64(ttl)
 		}
 	case fsm.OpForceReturn:
 		cmd.Reason = req.Reason
