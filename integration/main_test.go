@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -44,8 +43,10 @@ func TestMain(m *testing.M) {
 // buildBinaries builds kvnode and kvctl into dir with the go command
 // that runs this test.
 func buildBinaries(dir string) error {
-	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if _, err := os.Stat(goBin); err != nil {
+	// The go command exports GOROOT to the tests it runs; prefer that
+	// toolchain, then whatever go is on PATH.
+	goBin := filepath.Join(os.Getenv("GOROOT"), "bin", "go")
+	if _, err := os.Stat(goBin); os.Getenv("GOROOT") == "" || err != nil {
 		if goBin, err = exec.LookPath("go"); err != nil {
 			return fmt.Errorf("no go command: %w", err)
 		}
