@@ -448,3 +448,26 @@ func TestReadErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestRegisterClient(t *testing.T) {
+	h := newHarness(t)
+	c := h.ok(Command{Op: OpRegisterClient, Client: "id-1", Name: "workstation-7"}).Client
+	if c == nil || c.ID != "id-1" || c.Name != "workstation-7" || c.Registered.IsZero() {
+		t.Fatalf("client %+v", c)
+	}
+	// Registering again renames, keeping the registration time.
+	c2 := h.ok(Command{Op: OpRegisterClient, Client: "id-1", Name: "ws-7"}).Client
+	if c2.Name != "ws-7" || !c2.Registered.Equal(c.Registered) {
+		t.Fatalf("re-registered %+v, first %+v", c2, c)
+	}
+	h.rejects(Command{Op: OpRegisterClient, Name: "x"}, api.ErrInvalid)
+	h.rejects(Command{Op: OpRegisterClient, Client: string(bytes.Repeat([]byte("x"), MaxClientID+1))}, api.ErrInvalid)
+	h.rejects(Command{Op: OpRegisterClient, Client: "id-2", Name: string(bytes.Repeat([]byte("n"), MaxClientName+1))}, api.ErrInvalid)
+	cs, err := h.f.Clients()
+	if err != nil || len(cs) != 1 {
+		t.Fatalf("clients %+v %v", cs, err)
+	}
+	if got, err := h.f.Client("id-1"); err != nil || got.Name != "ws-7" {
+		t.Fatalf("client %+v %v", got, err)
+	}
+}
