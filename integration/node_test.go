@@ -205,6 +205,25 @@ func (n *Node) Kill() {
 	<-p.done
 }
 
+// Pause freezes the process with SIGSTOP: to its peers it is cut off (no
+// raft or gossip traffic, no answers) while its memory and files stay as
+// they are, like a node behind a network partition. Resume undoes it.
+func (n *Node) Pause() { n.signal(syscall.SIGSTOP) }
+
+// Resume continues a paused process with SIGCONT.
+func (n *Node) Resume() { n.signal(syscall.SIGCONT) }
+
+func (n *Node) signal(sig syscall.Signal) {
+	n.tb.Helper()
+	p := n.current()
+	if p == nil || p.exited() {
+		n.tb.Fatalf("node %s: %v: not running", n.ID, sig)
+	}
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		n.tb.Fatalf("node %s: %v: %v", n.ID, sig, err)
+	}
+}
+
 // Stop sends SIGTERM and waits for the process to exit, which a graceful
 // shutdown must do within stopTimeout (else the test fails and the
 // process is killed). It returns the process's exit error: nil for exit
