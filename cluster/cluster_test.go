@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -19,37 +18,8 @@ import (
 	"github.com/shelfdb/shelf/cluster"
 	"github.com/shelfdb/shelf/fsm"
 	"github.com/shelfdb/shelf/internal/httpapi"
+	"github.com/shelfdb/shelf/internal/testlog"
 )
-
-// testLog is a slog destination that writes to t.Log until the test ends.
-type testLog struct {
-	mu   sync.Mutex
-	t    testing.TB
-	done bool
-}
-
-func (l *testLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if !l.done {
-		l.t.Log(strings.TrimRight(string(p), "\n"))
-	}
-	return len(p), nil
-}
-
-func newLogger(t testing.TB) *slog.Logger {
-	tl := &testLog{t: t}
-	t.Cleanup(func() {
-		tl.mu.Lock()
-		tl.done = true
-		tl.mu.Unlock()
-	})
-	level := slog.LevelWarn
-	if os.Getenv("SHELF_TEST_DEBUG") != "" {
-		level = slog.LevelDebug
-	}
-	return slog.New(slog.NewTextHandler(tl, &slog.HandlerOptions{Level: level}))
-}
 
 // testNode is a node with its HTTP API served on a loopback port.
 type testNode struct {
@@ -86,7 +56,7 @@ func testConfig(t testing.TB, id, dir string) cluster.Config {
 		DataDir:            dir,
 		RaftAddr:           "127.0.0.1:0",
 		GossipAddr:         "127.0.0.1:0",
-		Logger:             newLogger(t).With("node", id),
+		Logger:             testlog.New(t).With("node", id),
 		HeartbeatTimeout:   150 * time.Millisecond,
 		ElectionTimeout:    150 * time.Millisecond,
 		LeaderLeaseTimeout: 100 * time.Millisecond,
@@ -485,7 +455,7 @@ func TestConfigErrors(t *testing.T) {
 		{"no dir", cluster.Config{NodeID: "x", RaftAddr: "127.0.0.1:0", GossipAddr: "127.0.0.1:0"}, "data dir"},
 		{"unspecified raft", cluster.Config{NodeID: "x", DataDir: dir, RaftAddr: "0.0.0.0:7002", GossipAddr: "127.0.0.1:0"}, "raft address"},
 		{"bad gossip", cluster.Config{NodeID: "x", DataDir: dir, RaftAddr: "127.0.0.1:0", GossipAddr: "nope"}, "gossip address"},
-		{"neither bootstrap nor join", cluster.Config{NodeID: "x", DataDir: dir, RaftAddr: "127.0.0.1:0", GossipAddr: "127.0.0.1:0", Logger: newLogger(t)}, "Bootstrap"},
+		{"neither bootstrap nor join", cluster.Config{NodeID: "x", DataDir: dir, RaftAddr: "127.0.0.1:0", GossipAddr: "127.0.0.1:0", Logger: testlog.New(t)}, "Bootstrap"},
 	}
 	for _, c := range cases {
 		_, err := cluster.New(c.cfg)

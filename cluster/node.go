@@ -231,27 +231,13 @@ func (n *Node) startRaft() (bool, error) {
 	rc.Logger = hcl
 	rc.NoSnapshotRestoreOnStart = true
 	rc.ShutdownOnRemove = false
-	if n.cfg.HeartbeatTimeout > 0 {
-		rc.HeartbeatTimeout = n.cfg.HeartbeatTimeout
-	}
-	if n.cfg.ElectionTimeout > 0 {
-		rc.ElectionTimeout = n.cfg.ElectionTimeout
-	}
-	if n.cfg.LeaderLeaseTimeout > 0 {
-		rc.LeaderLeaseTimeout = n.cfg.LeaderLeaseTimeout
-	}
-	if n.cfg.CommitTimeout > 0 {
-		rc.CommitTimeout = n.cfg.CommitTimeout
-	}
-	if n.cfg.SnapshotThreshold > 0 {
-		rc.SnapshotThreshold = n.cfg.SnapshotThreshold
-	}
-	if n.cfg.SnapshotInterval > 0 {
-		rc.SnapshotInterval = n.cfg.SnapshotInterval
-	}
-	if n.cfg.TrailingLogs > 0 {
-		rc.TrailingLogs = n.cfg.TrailingLogs
-	}
+	override(&rc.HeartbeatTimeout, n.cfg.HeartbeatTimeout)
+	override(&rc.ElectionTimeout, n.cfg.ElectionTimeout)
+	override(&rc.LeaderLeaseTimeout, n.cfg.LeaderLeaseTimeout)
+	override(&rc.CommitTimeout, n.cfg.CommitTimeout)
+	override(&rc.SnapshotThreshold, n.cfg.SnapshotThreshold)
+	override(&rc.SnapshotInterval, n.cfg.SnapshotInterval)
+	override(&rc.TrailingLogs, n.cfg.TrailingLogs)
 	if err := raft.ValidateConfig(rc); err != nil {
 		return false, fmt.Errorf("cluster: raft config: %w", err)
 	}
@@ -631,5 +617,14 @@ func (n *Node) WaitLeader(ctx context.Context) error {
 			return unavailable("node is shutting down")
 		case <-t.C:
 		}
+	}
+}
+
+// override sets *dst to v unless v is the zero value (a Config field left
+// unset keeps raft's default).
+func override[T comparable](dst *T, v T) {
+	var zero T
+	if v != zero {
+		*dst = v
 	}
 }

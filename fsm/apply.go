@@ -351,6 +351,23 @@ func (t *txn) released(rec *storage.Record) *api.Error {
 	return nil
 }
 
+// editable loads the command's record for a change that needs the borrow:
+// the record must exist, must not be released, and must be held by the
+// acting client.
+func (t *txn) editable() (*bolt.Bucket, *storage.Record, *api.Error, error) {
+	b, rec, bw, rej, err := t.record()
+	if rej != nil || err != nil {
+		return nil, nil, rej, err
+	}
+	if rej := t.released(rec); rej != nil {
+		return nil, nil, rej, nil
+	}
+	if rej := lease.CanEdit(bw, t.c.Client, t.name(), t.c.Time); rej != nil {
+		return nil, nil, rej, nil
+	}
+	return b, rec, nil, nil
+}
+
 func (t *txn) put(b *bolt.Bucket, rec *storage.Record) error {
 	rec.Index = t.index
 	return storage.Put(b, storage.RecordKey(t.c.Key), rec)
@@ -358,15 +375,9 @@ func (t *txn) put(b *bolt.Bucket, rec *storage.Record) error {
 
 func (t *txn) update(max int) (*Result, error) {
 	c := t.c
-	b, rec, bw, rej, err := t.record()
+	b, rec, rej, err := t.editable()
 	if rej != nil || err != nil {
 		return &Result{Err: rej}, err
-	}
-	if rej := t.released(rec); rej != nil {
-		return reject(rej)
-	}
-	if err := lease.CanEdit(bw, c.Client, t.name(), c.Time); err != nil {
-		return reject(err.(*api.Error))
 	}
 	if rej := t.validData(c.Data, max); rej != nil {
 		return reject(rej)
@@ -380,15 +391,9 @@ func (t *txn) update(max int) (*Result, error) {
 
 func (t *txn) delete() (*Result, error) {
 	c := t.c
-	b, rec, bw, rej, err := t.record()
+	b, _, rej, err := t.editable()
 	if rej != nil || err != nil {
 		return &Result{Err: rej}, err
-	}
-	if rej := t.released(rec); rej != nil {
-		return reject(rej)
-	}
-	if err := lease.CanEdit(bw, c.Client, t.name(), c.Time); err != nil {
-		return reject(err.(*api.Error))
 	}
 	if err := b.Delete(storage.RecordKey(c.Key)); err != nil {
 		return nil, err
@@ -422,8 +427,8 @@ func (t *txn) borrow() (*Result, error) {
 			holder = fmt.Sprintf("%q", h.Name)
 		}
 	}
-	if err := lease.CanBorrow(bw, c.Client, holder, t.name(), c.Time); err != nil {
-		return reject(err.(*api.Error))
+	if rej := lease.CanBorrow(bw, c.Client, holder, t.name(), c.Time); rej != nil {
+		return reject(rej)
 	}
 	nb := storage.Borrow{Client: c.Client, Since: c.Time}
 	if c.TTL > 0 {
@@ -448,24 +453,18 @@ func (t *txn) returnBorrow(force bool) (*Result, error) {
 		if bw == nil {
 			return reject(api.Errorf(api.CodeNotBorrowed, "force-return: %s is not borrowed", t.name()))
 		}
-	} else if err := lease.CanEdit(bw, c.Client, t.name(), c.Time); err != nil && (bw == nil || bw.Client != c.Client) {
+	} else if rej := lease.CanEdit(bw, c.Client, t.name(), c.Time); rej != nil && (bw == nil || bw.Client != c.Client) {
 		// An expired borrow may still be returned by its holder.
-		return reject(err.(*api.Error))
+		return reject(rej)
 	}
 	return &Result{Key: c.Key}, t.borrows.Delete(storage.BorrowKey(c.Tree, c.Key))
 }
 
 func (t *txn) release() (*Result, error) {
 	c := t.c
-	b, rec, bw, rej, err := t.record()
+	b, rec, rej, err := t.editable()
 	if rej != nil || err != nil {
 		return &Result{Err: rej}, err
-	}
-	if rej := t.released(rec); rej != nil {
-		return reject(rej)
-	}
-	if err := lease.CanEdit(bw, c.Client, t.name(), c.Time); err != nil {
-		return reject(err.(*api.Error))
 	}
 	rec.Released, rec.Updated, rec.UpdatedBy = true, c.Time, c.Client
 	if err := t.put(b, rec); err != nil {

@@ -28,8 +28,9 @@ func Held(b *storage.Borrow, now int64) bool {
 }
 
 // CanEdit returns nil when client holds b at time now, and an error
-// matching api.ErrNotBorrowed otherwise. name describes the record.
-func CanEdit(b *storage.Borrow, client, name string, now int64) error {
+// matching api.ErrNotBorrowed otherwise (an *api.Error, ready to be a
+// state machine rejection). name describes the record.
+func CanEdit(b *storage.Borrow, client, name string, now int64) *api.Error {
 	switch {
 	case client == "":
 		return api.Errorf(api.CodeNotBorrowed, "%s: editing needs a borrow, and the request names no client", name)
@@ -44,7 +45,7 @@ func CanEdit(b *storage.Borrow, client, name string, now int64) error {
 // CanBorrow returns nil when client may borrow a record whose current
 // borrow is b, and an error matching api.ErrBorrowed when another client
 // holds it. holderName is the holder's registered name, for the message.
-func CanBorrow(b *storage.Borrow, client, holderName, name string, now int64) error {
+func CanBorrow(b *storage.Borrow, client, holderName, name string, now int64) *api.Error {
 	if Held(b, now) && b.Client != client {
 		return api.Errorf(api.CodeBorrowed, "%s is borrowed by %s (client %s)", name, holderName, b.Client)
 	}

@@ -9,13 +9,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,36 +20,8 @@ import (
 	"github.com/shelfdb/shelf/cluster"
 	"github.com/shelfdb/shelf/fsm"
 	"github.com/shelfdb/shelf/internal/httpapi"
+	"github.com/shelfdb/shelf/internal/testlog"
 )
-
-type testLog struct {
-	mu   sync.Mutex
-	t    testing.TB
-	done bool
-}
-
-func (l *testLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if !l.done {
-		l.t.Log(strings.TrimRight(string(p), "\n"))
-	}
-	return len(p), nil
-}
-
-func newLogger(t testing.TB) *slog.Logger {
-	tl := &testLog{t: t}
-	t.Cleanup(func() {
-		tl.mu.Lock()
-		tl.done = true
-		tl.mu.Unlock()
-	})
-	level := slog.LevelWarn
-	if os.Getenv("SHELF_TEST_DEBUG") != "" {
-		level = slog.LevelDebug
-	}
-	return slog.New(slog.NewTextHandler(tl, &slog.HandlerOptions{Level: level}))
-}
 
 // env is one bootstrapped node behind an httptest.Server.
 type env struct {
@@ -65,7 +34,7 @@ type env struct {
 
 func newEnv(t *testing.T, maxBody int64) *env {
 	t.Helper()
-	logger := newLogger(t)
+	logger := testlog.New(t)
 	node, err := cluster.New(cluster.Config{
 		NodeID:             "h1",
 		DataDir:            filepath.Join(t.TempDir(), "h1"),
