@@ -464,3 +464,89 @@ func TestConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestLaggingFollowerGetsSnapshot stops a follower, writes while it is
+// away and compacts the leader's log, so that the follower can only catch
+// up by raft's InstallSnapshot: its running state machine must be replaced
+// by the leader's (fsm.Restore) and then follow the log again.
+func TestLaggingFollowerGetsSnapshot(t *testing.T) {
+	ctx := context.Background()
+	base := t.TempDir()
+	compact := func(c cluster.Config) cluster.Config {
+		c.TrailingLogs = 2
+		c.SnapshotThreshold = 1 << 20 // snapshots only when the test asks
+		return c
+	}
+	cfg1 := compact(testConfig(t, "n1", filepath.Join(base, "n1")))
+	cfg1.Bootstrap = true
+	n1 := mustStart(t, cfg1)
+	waitCluster(t, n1)
+	cfg2 := compact(testConfig(t, "n2", filepath.Join(base, "n2")))
+	cfg2.Join = []string{n1.GossipAddr()}
+	n2 := mustStart(t, cfg2)
+	cfg3 := compact(testConfig(t, "n3", filepath.Join(base, "n3")))
+	cfg3.Join = []string{n1.GossipAddr()}
+	n3 := mustStart(t, cfg3)
+	nodes := []*testNode{n1, n2, n3}
+	waitFor(t, 15*time.Second, "three voters", func() error {
+		for _, n := range nodes {
+			if v := voters(n); len(v) != 3 {
+				return fmt.Errorf("%s sees voters %v", n.ID(), v)
+			}
+		}
+		return nil
+	})
+	leader, followers := leaderOf(t, nodes...)
+	away := followers[0]
+	before, err := leader.client().Create(ctx, "parts", api.WriteRequest{Data: value(t, "before")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := away.FSM().WaitApplied(ctx, before.Index); err != nil {
+		t.Fatal(err)
+	}
+	awayCfg := compact(testConfig(t, away.ID(), away.dir))
+	awayCfg.Join = []string{leader.GossipAddr()}
+	if err := away.Crash(); err != nil {
+		t.Fatal(err)
+	}
+
+	var keys []api.Key
+	var last api.WriteResult
+	for i := range 50 {
+		if last, err = leader.client().Create(ctx, "parts", api.WriteRequest{Data: value(t, i)}); err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, last.Key)
+	}
+	if err := leader.Snapshot(); err != nil {
+		t.Fatal(err)
+	}
+	page, err := leader.Log(before.Index, 10)
+	if err == nil || !errors.Is(err, api.ErrCompacted) {
+		t.Fatalf("leader log after compaction: %+v, %v; want ErrCompacted", page, err)
+	}
+
+	back := mustStart(t, awayCfg)
+	waitCtx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	if err := back.FSM().WaitApplied(waitCtx, last.Index); err != nil {
+		t.Fatalf("%s did not catch up: %v", back.ID(), err)
+	}
+	for _, k := range append(keys, before.Key) {
+		if _, err := back.FSM().Get("parts", k); err != nil {
+			t.Errorf("%s after snapshot install: %v: %v", back.ID(), k, err)
+		}
+	}
+	// And it follows the log again afterwards.
+	after, err := leader.client().Create(ctx, "parts", api.WriteRequest{Data: value(t, "after")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := back.FSM().WaitApplied(waitCtx, after.Index); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := back.FSM().Get("parts", after.Key); err != nil {
+		t.Fatal(err)
+	}
+}
