@@ -197,3 +197,36 @@ type WriteResult struct {
 	Index   uint64 `json:"index"`
 	Version uint32 `json:"version,omitempty"` // schema registration: the version
 }
+
+// EventType names a change to the replicated state.
+type EventType string
+
+// The events of the state machine.
+const (
+	EventCreated      EventType = "created"       // a record was created (also the draft of a revise)
+	EventUpdated      EventType = "updated"       // a record's value changed
+	EventDeleted      EventType = "deleted"       // a record was deleted (its borrow with it)
+	EventBorrowed     EventType = "borrowed"      // a record was checked out (or its borrow renewed)
+	EventReturned     EventType = "returned"      // a borrow ended: check-in, force-return (Forced) or release
+	EventReleased     EventType = "released"      // a record became immutable
+	EventStateChanged EventType = "state_changed" // a record's state number changed
+	EventSchema       EventType = "schema"        // a schema version was registered (Key.Rev holds no meaning)
+	EventClient       EventType = "client"        // a client registered or was renamed
+	EventRange        EventType = "range"         // a key range was granted to Client
+)
+
+// Event is one change, produced by applying the log entry at Index. An
+// entry may produce several events (revise: created and borrowed).
+type Event struct {
+	Index   uint64    `json:"index"`
+	Type    EventType `json:"type"`
+	Tree    string    `json:"tree,omitempty"`
+	Key     Key       `json:"key"`
+	Client  string    `json:"client,omitempty"` // the acting client ("" for the operator)
+	Holder  string    `json:"holder,omitempty"` // EventReturned: the client whose borrow ended
+	State   int64     `json:"state,omitempty"`
+	Version uint32    `json:"version,omitempty"` // EventSchema: the version
+	Forced  bool      `json:"forced,omitempty"`  // EventReturned by an operator
+	Reason  string    `json:"reason,omitempty"`
+	Time    time.Time `json:"time"`
+}

@@ -45,6 +45,17 @@ type txn struct {
 	schemas  *bolt.Bucket
 	index    uint64
 	c        *Command
+	events   []api.Event
+}
+
+// emit records an event of the command being applied. Events of a
+// rejected command are dropped with it.
+func (t *txn) emit(typ api.EventType, key api.Key, fill ...func(*api.Event)) {
+	e := api.Event{Index: t.index, Type: typ, Tree: t.c.Tree, Key: key, Client: t.c.Client, Time: unixTime(t.c.Time)}
+	for _, f := range fill {
+		f(&e)
+	}
+	t.events = append(t.events, e)
 }
 
 func reject(err *api.Error) (*Result, error) { return &Result{Err: err}, nil }
@@ -66,7 +77,15 @@ func (f *FSM) applyCommand(tx *bolt.Tx, index uint64, data []byte) (*Result, err
 		ranges:   tx.Bucket(storage.BucketRanges),
 		schemas:  tx.Bucket(storage.BucketSchemas),
 	}
-	switch c.Op {
+	r, err := t.dispatch(f.cfg.MaxRecordSize)
+	if err == nil && r != nil && r.Err == nil {
+		r.Events = t.events
+	}
+	return r, err
+}
+
+func (t *txn) dispatch(max int) (*Result, error) {
+	switch t.c.Op {
 	case OpSetCluster:
 		return t.setCluster()
 	case OpRegisterClient:
@@ -74,9 +93,9 @@ func (f *FSM) applyCommand(tx *bolt.Tx, index uint64, data []byte) (*Result, err
 	case OpGrantRange:
 		return t.grantRange()
 	case OpCreate:
-		return t.create(f.cfg.MaxRecordSize)
+		return t.create(max)
 	case OpUpdate:
-		return t.update(f.cfg.MaxRecordSize)
+		return t.update(max)
 	case OpDelete:
 		return t.delete()
 	case OpBorrow:
@@ -92,9 +111,9 @@ func (f *FSM) applyCommand(tx *bolt.Tx, index uint64, data []byte) (*Result, err
 	case OpRevise:
 		return t.revise()
 	case OpRegisterSchema:
-		return t.registerSchema(f.cfg.MaxRecordSize)
+		return t.registerSchema(max)
 	}
-	return reject(api.Errorf(api.CodeInvalid, "unknown op %d", c.Op))
+	return reject(api.Errorf(api.CodeInvalid, "unknown op %d", t.c.Op))
 }
 
 func (t *txn) setCluster() (*Result, error) {
@@ -146,6 +165,7 @@ func (t *txn) registerClient() (*Result, error) {
 		cl = api.ClientInfo{ID: c.Client, Registered: time.Unix(0, c.Time).UTC()}
 	}
 	cl.Name = c.Name
+	t.emit(api.EventClient, api.Key{})
 	return &Result{Client: &cl}, storage.Put(t.clients, []byte(c.Client), &cl)
 }
 
@@ -172,6 +192,7 @@ func (t *txn) grantRange() (*Result, error) {
 		return nil, err
 	}
 	r := api.Range{Start: start, End: start + c.Size, Client: c.Client, Granted: time.Unix(0, c.Time).UTC(), Next: start}
+	t.emit(api.EventRange, api.Key{ID: start})
 	return &Result{Range: &r}, storage.Put(t.ranges, storage.RangeKey(start), &r)
 }
 
@@ -281,6 +302,7 @@ func (t *txn) create(max int) (*Result, error) {
 	if err := storage.Put(b, storage.RecordKey(key), &rec); err != nil {
 		return nil, err
 	}
+	t.emit(api.EventCreated, key)
 	return &Result{Key: key}, t.count(c.Tree, +1)
 }
 
@@ -386,6 +408,7 @@ func (t *txn) update(max int) (*Result, error) {
 		return reject(rej)
 	}
 	rec.Data, rec.Schema, rec.Updated, rec.UpdatedBy = c.Data, c.Schema, c.Time, c.Client
+	t.emit(api.EventUpdated, c.Key)
 	return &Result{Key: c.Key}, t.put(b, rec)
 }
 
@@ -401,6 +424,7 @@ func (t *txn) delete() (*Result, error) {
 	if err := t.borrows.Delete(storage.BorrowKey(c.Tree, c.Key)); err != nil {
 		return nil, err
 	}
+	t.emit(api.EventDeleted, c.Key)
 	return &Result{Key: c.Key}, t.count(c.Tree, -1)
 }
 
@@ -437,6 +461,7 @@ func (t *txn) borrow() (*Result, error) {
 	if lease.Held(bw, c.Time) {
 		nb.Since = bw.Since // renewal keeps the original start
 	}
+	t.emit(api.EventBorrowed, c.Key)
 	return &Result{Key: c.Key}, storage.Put(t.borrows, storage.BorrowKey(c.Tree, c.Key), &nb)
 }
 
@@ -457,6 +482,7 @@ func (t *txn) returnBorrow(force bool) (*Result, error) {
 		// An expired borrow may still be returned by its holder.
 		return reject(rej)
 	}
+	t.emit(api.EventReturned, c.Key, func(e *api.Event) { e.Holder, e.Forced, e.Reason = bw.Client, force, c.Reason })
 	return &Result{Key: c.Key}, t.borrows.Delete(storage.BorrowKey(c.Tree, c.Key))
 }
 
@@ -471,6 +497,8 @@ func (t *txn) release() (*Result, error) {
 		return nil, err
 	}
 	// A released record cannot be edited, so its borrow ends with release.
+	t.emit(api.EventReleased, c.Key)
+	t.emit(api.EventReturned, c.Key, func(e *api.Event) { e.Holder = c.Client })
 	return &Result{Key: c.Key}, t.borrows.Delete(storage.BorrowKey(c.Tree, c.Key))
 }
 
@@ -487,6 +515,7 @@ func (t *txn) setState() (*Result, error) {
 		return &Result{Key: c.Key}, nil
 	}
 	rec.State, rec.Updated, rec.UpdatedBy = c.State, c.Time, c.Client
+	t.emit(api.EventStateChanged, c.Key, func(e *api.Event) { e.State = c.State })
 	return &Result{Key: c.Key}, t.put(b, rec)
 }
 
@@ -524,6 +553,10 @@ func (t *txn) revise() (*Result, error) {
 			return nil, err
 		}
 	}
+	t.emit(api.EventCreated, next)
+	if c.Client != "" {
+		t.emit(api.EventBorrowed, next)
+	}
 	return &Result{Key: next}, t.count(c.Tree, +1)
 }
 
@@ -559,5 +592,6 @@ func (t *txn) registerSchema(max int) (*Result, error) {
 		return nil, err
 	}
 	s := api.Schema{Tree: c.Tree, Version: latest.Version + 1, Hash: c.Hash, Definition: c.Data, Registered: time.Unix(0, c.Time).UTC()}
+	t.emit(api.EventSchema, api.Key{}, func(e *api.Event) { e.Version = s.Version })
 	return &Result{Version: s.Version}, storage.Put(t.schemas, storage.SchemaKey(c.Tree, s.Version), &s)
 }

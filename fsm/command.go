@@ -90,6 +90,7 @@ type Result struct {
 	Client  *api.ClientInfo `codec:"cli,omitempty"`
 	Version uint32          `codec:"v,omitempty"`
 	Index   uint64          `codec:"i"`
+	Events  []api.Event     `codec:"ev,omitempty"` // what the command changed, when accepted
 
 	cluster string // OpSetCluster applied: the new cluster id
 }

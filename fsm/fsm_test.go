@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -406,6 +407,7 @@ func TestSnapshotRestore(t *testing.T) {
 	if list, _ := other.f.List("parts", api.Key{}, 0); len(list) != 5 {
 		t.Fatalf("failed restore damaged state: %d records", len(list))
 	}
+
 }
 
 func TestWaitApplied(t *testing.T) {
@@ -469,5 +471,85 @@ func TestRegisterClient(t *testing.T) {
 	}
 	if got, err := h.f.Client("id-1"); err != nil || got.Name != "ws-7" {
 		t.Fatalf("client %+v %v", got, err)
+	}
+}
+
+func TestEvents(t *testing.T) {
+	h, ra, _ := setup(t)
+	key := api.Key{ID: ra.Start, Rev: 1}
+	types := func(r *Result) (out []api.EventType) {
+		for _, e := range r.Events {
+			if e.Index != r.Index || e.Time.IsZero() {
+				t.Errorf("event %+v of entry %d", e, r.Index)
+			}
+			out = append(out, e.Type)
+		}
+		return out
+	}
+	check := func(r *Result, want ...api.EventType) {
+		t.Helper()
+		if got := types(r); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("events %v, want %v", got, want)
+		}
+	}
+	check(h.ok(Command{Op: OpCreate, Tree: "parts", Client: "a", Key: key, Data: value(t, 1)}), api.EventCreated)
+	check(h.rejects(Command{Op: OpCreate, Tree: "parts", Client: "a", Key: key, Data: value(t, 1)}, api.ErrExists))
+	check(h.ok(Command{Op: OpBorrow, Tree: "parts", Client: "a", Key: key}), api.EventBorrowed)
+	check(h.ok(Command{Op: OpUpdate, Tree: "parts", Client: "a", Key: key, Data: value(t, 2)}), api.EventUpdated)
+	r := h.ok(Command{Op: OpForceReturn, Tree: "parts", Key: key, Reason: "why"})
+	check(r, api.EventReturned)
+	if e := r.Events[0]; !e.Forced || e.Holder != "a" || e.Reason != "why" || e.Tree != "parts" || e.Key != key {
+		t.Fatalf("force-return event %+v", e)
+	}
+	h.ok(Command{Op: OpBorrow, Tree: "parts", Client: "a", Key: key})
+	check(h.ok(Command{Op: OpRelease, Tree: "parts", Client: "a", Key: key}), api.EventReleased, api.EventReturned)
+	check(h.ok(Command{Op: OpSetState, Tree: "parts", Client: "b", Key: key, State: 2}), api.EventStateChanged)
+	r = h.ok(Command{Op: OpRevise, Tree: "parts", Client: "b", Key: key})
+	check(r, api.EventCreated, api.EventBorrowed)
+	if r.Events[0].Key.Rev != 2 {
+		t.Fatalf("revise event %+v", r.Events[0])
+	}
+	check(h.ok(Command{Op: OpDelete, Tree: "parts", Client: "b", Key: api.Key{ID: key.ID, Rev: 2}}), api.EventDeleted)
+	check(h.ok(Command{Op: OpRegisterSchema, Tree: "parts", Data: value(t, 1), Hash: "h"}), api.EventSchema)
+	check(h.ok(Command{Op: OpGrantRange, Client: "a", Size: 3}), api.EventRange)
+	check(h.ok(Command{Op: OpRegisterClient, Client: "c", Name: "carol"}), api.EventClient)
+}
+
+func TestContentHashEqualAtSameIndex(t *testing.T) {
+	src, ra, _ := setup(t)
+	var entries []Entry
+	for i := range uint64(20) {
+		c := Command{Op: OpCreate, Tree: "parts", Client: "a", Key: api.Key{ID: ra.Start + i%10}, Data: value(t, i), Time: int64(i + 1)}
+		b, _ := c.Encode()
+		entries = append(entries, Entry{Index: src.index + 1 + i, Data: b})
+	}
+	snap, err := src.f.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	snap.WriteTo(&buf)
+	snap.Release()
+	src.f.ApplyBatch(entries)
+
+	replica := newHarness(t)
+	if err := replica.f.Restore(&buf); err != nil {
+		t.Fatal(err)
+	}
+	replica.f.ApplyBatch(entries[:10])
+	_, mid, _ := replica.f.ContentHash()
+	replica.f.ApplyBatch(entries[10:]) // the second half: rejected creates, same outcome everywhere
+	at1, h1, err1 := src.f.ContentHash()
+	at2, h2, err2 := replica.f.ContentHash()
+	if err1 != nil || err2 != nil || at1 != at2 || h1 != h2 {
+		t.Fatalf("source %d %s %v, replica %d %s %v", at1, h1, err1, at2, h2, err2)
+	}
+	if mid == h2 {
+		t.Fatal("content hash did not change with the applied index")
+	}
+	src.index += uint64(len(entries))
+	src.ok(Command{Op: OpCreate, Tree: "other", Data: value(t, 1)})
+	if _, h3, _ := src.f.ContentHash(); h3 == h1 {
+		t.Fatal("content hash does not see a new record")
 	}
 }
