@@ -1,0 +1,432 @@
+// Package client is the library an application embeds to use Shelf. It
+// keeps a full local replica of the cluster's state on disk (bbolt),
+// applied by the same fsm code as the servers from the committed log, so
+// every read is local and instant; it sends writes to the cluster, keeps
+// creates and edits of borrowed records in an outbox while offline, hands
+// out record ids from key ranges granted in advance, and delivers every
+// applied change as an event.
+//
+// Files in Config.Dir: replica.db (the replicated state; replaceable at
+// any time by a snapshot) and local.db (this client's identity, pinned
+// cluster, outbox, conflicts and id cursors; never replaced).
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/shelfdb/shelf/api"
+	"github.com/shelfdb/shelf/fsm"
+	"github.com/shelfdb/shelf/storage"
+)
+
+// Errors of the client. The state machine's rejections arrive as the api
+// sentinels, re-exported here for convenience.
+var (
+	// ErrOffline: the operation needs the cluster and no server answers.
+	ErrOffline = errors.New("client: offline: no server of the cluster answers")
+	// ErrNoIDs: no id left in the key ranges granted to this client (only
+	// while offline; online the client asks for a new range).
+	ErrNoIDs = errors.New("client: no record id left in this client's key ranges; connect to the cluster to get a new range")
+	// ErrClosed: the DB was closed.
+	ErrClosed = errors.New("client: closed")
+
+	ErrWrongCluster = api.ErrWrongCluster
+	ErrNotBorrowed  = api.ErrNotBorrowed
+	ErrBorrowed     = api.ErrBorrowed
+	ErrReleased     = api.ErrReleased
+	ErrNotReleased  = api.ErrNotReleased
+	ErrNotFound     = api.ErrNotFound
+	ErrTreeNotFound = api.ErrTreeNotFound
+	ErrNotInRange   = api.ErrNotInRange
+)
+
+// Config configures Open.
+type Config struct {
+	// Dir holds the replica and the client's own file; created if missing.
+	Dir string
+	// Servers are HTTP addresses of cluster nodes ("host:port"); more are
+	// learnt from the cluster and remembered in Dir.
+	Servers []string
+	// Name is shown to operators as the borrower (kvctl leases, clients).
+	Name string
+	// RangeSize is the number of ids asked for at a time (default 1000).
+	RangeSize uint64
+	// Reserve is how many unused ids the client keeps in hand for offline
+	// creates; it asks for a new range when fewer are left (default
+	// RangeSize).
+	Reserve uint64
+	// PollWait is how long one log request waits for new entries (default 20s).
+	PollWait time.Duration
+	// HTTPClient carries the requests (default: a client without timeout;
+	// every request has its own deadline).
+	HTTPClient *http.Client
+	// Logger receives the client's logs (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// DB is an open client: a local replica kept in sync with a cluster.
+type DB struct {
+	cfg     Config
+	log     *slog.Logger
+	replica *fsm.FSM
+	local   *local
+
+	clientID string
+	ctx      context.Context
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+
+	mu        sync.Mutex
+	cluster   string   // pinned cluster id
+	servers   []string // known server addresses, current first
+	clients   map[string]*api.Client
+	lastErr   error
+	recovered string // why the replica was rebuilt at open, if it was
+
+	online   atomic.Bool
+	onlineCh chan struct{} // closed and replaced when online changes
+
+	events *eventLog
+	out    *outbox
+	ids    *idReserve
+}
+
+// Open opens (or creates) the replica in cfg.Dir and starts syncing it
+// with the cluster in the background. The first Open of a new Dir needs a
+// server, to register the client; later ones work offline.
+//
+// A replica file that is corrupt or not a Shelf file is moved aside (to
+// replica.db.corrupt-TIME) and rebuilt from the cluster; the outbox and
+// conflicts live in local.db and are kept. Recovered tells the app.
+func Open(ctx context.Context, cfg Config) (*DB, error) {
+	if cfg.Dir == "" {
+		return nil, errors.New("client: Config.Dir is empty")
+	}
+	if cfg.RangeSize == 0 {
+		cfg.RangeSize = 1000
+	}
+	if cfg.RangeSize > fsm.MaxRangeSize {
+		return nil, fmt.Errorf("client: Config.RangeSize %d over the maximum %d", cfg.RangeSize, fsm.MaxRangeSize)
+	}
+	if cfg.Reserve == 0 {
+		cfg.Reserve = cfg.RangeSize
+	}
+	if cfg.PollWait <= 0 {
+		cfg.PollWait = 20 * time.Second
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = &http.Client{}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("client: %w", err)
+	}
+	db := &DB{cfg: cfg, log: cfg.Logger.With("client", cfg.Name), clients: map[string]*api.Client{},
+		onlineCh: make(chan struct{}), events: newEventLog(defaultEventBuffer)}
+	var err error
+	if db.local, err = openLocal(filepath.Join(cfg.Dir, "local.db")); err != nil {
+		return nil, err
+	}
+	if db.replica, err = db.openReplica(); err != nil {
+		db.local.close()
+		return nil, err
+	}
+	db.cluster = db.local.get(keyCluster)
+	if rc := db.replica.ClusterID(); rc != "" && db.cluster != "" && rc != db.cluster {
+		db.Close()
+		return nil, fmt.Errorf("%w: the replica in %s holds cluster %s, this client is pinned to %s", ErrWrongCluster, cfg.Dir, rc, db.cluster)
+	} else if db.cluster == "" {
+		db.cluster = rc
+	}
+	remembered := db.local.servers()
+	db.servers = mergeServers(cfg.Servers, remembered)
+	if len(db.servers) == 0 {
+		db.Close()
+		return nil, errors.New("client: Config.Servers is empty and no server is remembered in Dir")
+	}
+	if !slices.Equal(db.servers, remembered) {
+		if err := db.local.setServers(db.servers); err != nil {
+			db.Close()
+			return nil, err
+		}
+	}
+	db.clientID = db.local.get(keyClient)
+	if db.clientID == "" {
+		if err := db.register(ctx); err != nil {
+			db.Close()
+			return nil, err
+		}
+	}
+	db.ctx, db.cancel = context.WithCancel(context.Background())
+	db.out = newOutbox(db)
+	if err := db.out.load(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	db.ids = &idReserve{db: db, kick: make(chan struct{}, 1)}
+	db.wg.Add(3)
+	go db.syncLoop()
+	go db.out.run()
+	go db.ids.run()
+	return db, nil
+}
+
+func (db *DB) openReplica() (*fsm.FSM, error) {
+	path := filepath.Join(db.cfg.Dir, "replica.db")
+	cfg := fsm.Config{Path: path, Logger: db.log}
+	f, err := fsm.Open(cfg)
+	if err == nil || !(errors.Is(err, storage.ErrCorrupt) || errors.Is(err, storage.ErrForeign)) {
+		return f, err
+	}
+	aside := fmt.Sprintf("%s.corrupt-%d", path, time.Now().Unix())
+	if rerr := os.Rename(path, aside); rerr != nil {
+		return nil, fmt.Errorf("client: replica unusable (%v) and cannot be moved aside: %w", err, rerr)
+	}
+	db.recovered = fmt.Sprintf("replica %s was unusable (%v); moved to %s and rebuilt from the cluster", path, err, aside)
+	db.log.Warn("client: " + db.recovered)
+	return fsm.Open(cfg)
+}
+
+func mergeServers(lists ...[]string) []string {
+	var out []string
+	for _, l := range lists {
+		for _, s := range l {
+			if s != "" && !slices.Contains(out, s) {
+				out = append(out, s)
+			}
+		}
+	}
+	return out
+}
+
+// register makes this client known to the cluster and pins the cluster.
+func (db *DB) register(ctx context.Context) error {
+	var errs []error
+	for _, s := range db.serverList() {
+		c := db.api(s)
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		st, err := c.Status(rctx)
+		if err == nil {
+			err = db.pin(st.ClusterID)
+		}
+		var info api.ClientInfo
+		if err == nil {
+			info, err = c.RegisterClient(rctx, db.cfg.Name)
+		}
+		cancel()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", s, err))
+			if errors.Is(err, ErrWrongCluster) {
+				return err
+			}
+			continue
+		}
+		db.clientID = info.ID
+		return db.local.put(keyClient, info.ID)
+	}
+	return fmt.Errorf("client: the first open of %s must register with the cluster: %w: %w", db.cfg.Dir, ErrOffline, errors.Join(errs...))
+}
+
+// pin checks id against the pinned cluster, pinning it if none is.
+func (db *DB) pin(id string) error {
+	if id == "" {
+		return api.Errorf(api.CodeUnavailable, "server has no cluster id yet")
+	}
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	if db.cluster == "" {
+		db.cluster = id
+		return db.local.put(keyCluster, id)
+	}
+	if db.cluster != id {
+		return api.Errorf(api.CodeWrongCluster, "server belongs to cluster %s, this client's replica to cluster %s", id, db.cluster)
+	}
+	return nil
+}
+
+func (db *DB) api(server string) *api.Client {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	c := db.clients[server]
+	if c == nil {
+		c = api.NewClient(server, db.cfg.HTTPClient)
+		db.clients[server] = c
+	}
+	return c
+}
+
+func (db *DB) serverList() []string {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	return slices.Clone(db.servers)
+}
+
+// current returns the client for the server the replica syncs from.
+func (db *DB) current() *api.Client { return db.api(db.serverList()[0]) }
+
+// rotate moves the current server to the end of the list.
+func (db *DB) rotate() {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	if len(db.servers) > 1 {
+		db.servers = append(db.servers[1:], db.servers[0])
+	}
+}
+
+// learn adds server addresses reported by the cluster.
+func (db *DB) learn(members []api.Member) {
+	db.mu.Lock()
+	var add []string
+	for _, m := range members {
+		if m.HTTPAddr != "" && !slices.Contains(db.servers, m.HTTPAddr) {
+			add = append(add, m.HTTPAddr)
+		}
+	}
+	db.servers = append(db.servers, add...)
+	all := slices.Clone(db.servers)
+	db.mu.Unlock()
+	if len(add) > 0 {
+		if err := db.local.setServers(all); err != nil {
+			db.log.Warn("client: cannot remember servers", "err", err)
+		}
+	}
+}
+
+// Close stops syncing and closes the files. Outbox entries not yet sent
+// stay in Dir and are sent by the next Open.
+func (db *DB) Close() error {
+	if db.cancel != nil {
+		db.cancel()
+		db.wg.Wait()
+	}
+	db.events.close()
+	var errs []error
+	if db.replica != nil {
+		errs = append(errs, db.replica.Close())
+	}
+	if db.local != nil {
+		errs = append(errs, db.local.close())
+	}
+	return errors.Join(errs...)
+}
+
+// ClusterID returns the id of the cluster this client is pinned to.
+func (db *DB) ClusterID() string {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	return db.cluster
+}
+
+// ClientID returns this client's id, as the cluster knows it.
+func (db *DB) ClientID() string { return db.clientID }
+
+// Dir returns the directory of the replica.
+func (db *DB) Dir() string { return db.cfg.Dir }
+
+// Name returns the client's name.
+func (db *DB) Name() string { return db.cfg.Name }
+
+// Online reports whether the replica is following a server right now.
+func (db *DB) Online() bool { return db.online.Load() }
+
+// AppliedIndex returns the log index the local replica has applied.
+func (db *DB) AppliedIndex() uint64 { return db.replica.AppliedIndex() }
+
+// Err returns the last sync error (nil while online). A wrong-cluster
+// error stays until a server of the pinned cluster answers.
+func (db *DB) Err() error {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	return db.lastErr
+}
+
+// Recovered returns a description of the repair done at Open when the
+// replica file was unusable, or "".
+func (db *DB) Recovered() string { return db.recovered }
+
+// ContentHash returns the replica's applied index and content hash; a
+// server at the same index has the same hash.
+func (db *DB) ContentHash() (uint64, string, error) { return db.replica.ContentHash() }
+
+func (db *DB) setOnline(on bool, err error) {
+	db.mu.Lock()
+	db.lastErr = err
+	changed := db.online.Swap(on) != on
+	if changed {
+		close(db.onlineCh)
+		db.onlineCh = make(chan struct{})
+	}
+	db.mu.Unlock()
+	if changed {
+		if on {
+			db.log.Info("client: online", "server", db.serverList()[0], "applied", db.replica.AppliedIndex())
+			db.out.kickNow()
+			db.ids.kickNow()
+		} else {
+			db.log.Info("client: offline", "err", err)
+		}
+	}
+}
+
+// onlineChanged returns a channel closed at the next change of Online.
+func (db *DB) onlineChanged() <-chan struct{} {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	return db.onlineCh
+}
+
+// WaitSynced waits until the replica has applied everything the cluster
+// had committed when WaitSynced was called (as a server reports it).
+func (db *DB) WaitSynced(ctx context.Context) error {
+	for {
+		var target uint64
+		var errs []error
+		for _, s := range db.serverList() {
+			rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			st, err := db.api(s).Status(rctx)
+			cancel()
+			if err == nil {
+				err = db.pin(st.ClusterID)
+			}
+			if err == nil {
+				target = st.CommitIndex
+				break
+			}
+			if errors.Is(err, ErrWrongCluster) {
+				return err
+			}
+			errs = append(errs, err)
+		}
+		if target > 0 {
+			return db.replica.WaitApplied(ctx, target)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("client: wait synced: %w (%w)", ctx.Err(), errors.Join(errs...))
+		case <-time.After(200*time.Millisecond + rand.N(100*time.Millisecond)):
+		}
+	}
+}
+
+// sleep waits d or until the DB closes; false means closed.
+func (db *DB) sleep(d time.Duration) bool {
+	select {
+	case <-db.ctx.Done():
+		return false
+	case <-time.After(d):
+		return true
+	}
+}

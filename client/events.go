@@ -1,0 +1,146 @@
+package client
+
+import (
+	"context"
+	"slices"
+	"sync"
+
+	"github.com/shelfdb/shelf/api"
+)
+
+// Event types the client adds to the state machine's (api.EventCreated,
+// api.EventUpdated, ...).
+const (
+	// EventConfirmed: an outbox entry of this client was applied by the
+	// cluster (Outbox names it; Key is the record).
+	EventConfirmed api.EventType = "confirmed"
+	// EventConflict: the cluster rejected an outbox entry; it is kept as a
+	// Conflict (see DB.Conflicts). Err says why.
+	EventConflict api.EventType = "conflict"
+	// EventResynced: the replica was replaced by a snapshot (new replica,
+	// or the server no longer had the log it needed): re-read what is shown.
+	EventResynced api.EventType = "resynced"
+	// EventLagged: this subscriber fell more than the event buffer behind;
+	// the events in between are lost to it: re-read what is shown.
+	EventLagged api.EventType = "lagged"
+)
+
+// defaultEventBuffer is how many events are kept for slow subscribers.
+const defaultEventBuffer = 100_000
+
+// Event is one change seen by this client, in the order it was applied.
+type Event struct {
+	api.Event
+	// Seq numbers this client's events since Open, without gaps.
+	Seq uint64 `json:"seq"`
+	// Outbox is the outbox entry an EventConfirmed or EventConflict is about.
+	Outbox uint64 `json:"outbox,omitempty"`
+	// Err is why an outbox entry conflicted.
+	Err *api.Error `json:"err,omitempty"`
+}
+
+// eventLog is a ring of the latest events. Replication appends without
+// ever waiting for a subscriber; each subscriber reads at its own pace
+// from its own position, so a slow one delays nobody. One that falls more
+// than the ring's size behind gets EventLagged and continues from the
+// oldest event kept.
+type eventLog struct {
+	mu     sync.Mutex
+	ring   []Event
+	next   uint64 // Seq of the next event
+	notify chan struct{}
+	closed bool
+}
+
+func newEventLog(size int) *eventLog {
+	return &eventLog{ring: make([]Event, size), next: 1, notify: make(chan struct{})}
+}
+
+func (l *eventLog) publish(evs ...Event) {
+	if len(evs) == 0 {
+		return
+	}
+	l.mu.Lock()
+	for _, e := range evs {
+		e.Seq = l.next
+		l.ring[l.next%uint64(len(l.ring))] = e
+		l.next++
+	}
+	close(l.notify)
+	l.notify = make(chan struct{})
+	l.mu.Unlock()
+}
+
+func (l *eventLog) close() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.closed {
+		l.closed = true
+		close(l.notify)
+	}
+}
+
+// read returns the events from seq on (at most max), the seq to read
+// next, whether events were lost, and a channel closed when more arrive.
+func (l *eventLog) read(seq uint64, max int) (evs []Event, next uint64, lagged bool, wait <-chan struct{}, closed bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	oldest := uint64(1)
+	if l.next > uint64(len(l.ring)) {
+		oldest = l.next - uint64(len(l.ring))
+	}
+	if seq < oldest {
+		seq, lagged = oldest, true
+	}
+	for ; seq < l.next && len(evs) < max; seq++ {
+		evs = append(evs, l.ring[seq%uint64(len(l.ring))])
+	}
+	return evs, seq, lagged, l.notify, l.closed
+}
+
+func (l *eventLog) end() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.next
+}
+
+// Events returns the events applied from now on, of the given trees (all
+// events when none is given; EventResynced and EventLagged always come),
+// in commit order. The channel closes when
+// ctx ends or the DB closes. Reading slowly never holds up replication.
+func (db *DB) Events(ctx context.Context, trees ...string) <-chan Event {
+	ch := make(chan Event, 64)
+	seq := db.events.end()
+	go func() {
+		defer close(ch)
+		for {
+			evs, next, lagged, wait, closed := db.events.read(seq, 256)
+			if lagged {
+				evs = append([]Event{{Event: api.Event{Type: EventLagged}, Seq: seq}}, evs...)
+			}
+			for _, e := range evs {
+				if len(trees) > 0 && !slices.Contains(trees, e.Tree) && e.Type != EventResynced && e.Type != EventLagged {
+					continue
+				}
+				select {
+				case ch <- e:
+				case <-ctx.Done():
+					return
+				}
+			}
+			seq = next
+			if len(evs) > 0 {
+				continue
+			}
+			if closed {
+				return
+			}
+			select {
+			case <-wait:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return ch
+}

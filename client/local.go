@@ -1,0 +1,191 @@
+package client
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/shelfdb/shelf/api"
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+)
+
+// The client's own file, local.db, beside the replica: what belongs to
+// this client and not to the cluster's state, so that the replica can be
+// replaced wholesale (snapshot, corruption) without losing any of it.
+var (
+	bucketMeta      = []byte("meta")      // identity, pinned cluster, learnt servers, id cursors
+	bucketOutbox    = []byte("outbox")    // seq (8 bytes BE) -> outboxEntry
+	bucketConflicts = []byte("conflicts") // seq (8 bytes BE) -> Conflict
+
+	keyFormat  = []byte("format")
+	keyClient  = []byte("client")
+	keyCluster = []byte("cluster")
+	keyName    = []byte("name")
+	keyServers = []byte("servers")
+	keyCursor  = []byte("cursor:") // + range start (8 bytes BE) -> next unused id
+)
+
+const localFormat = "shelf-local/1"
+
+// local is the client's own state file.
+type local struct {
+	db *bolt.DB
+}
+
+func openLocal(path string) (*local, error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
+	if err != nil {
+		if errors.Is(err, berrors.ErrTimeout) {
+			return nil, fmt.Errorf("client: %s is in use by another process", path)
+		}
+		return nil, fmt.Errorf("client: open %s: %w", path, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		if meta != nil && !bytes.Equal(meta.Get(keyFormat), []byte(localFormat)) {
+			return fmt.Errorf("client: %s is not a Shelf client file (format %q)", path, meta.Get(keyFormat))
+		}
+		for _, b := range [][]byte{bucketMeta, bucketOutbox, bucketConflicts} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return tx.Bucket(bucketMeta).Put(keyFormat, []byte(localFormat))
+	})
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return &local{db: db}, nil
+}
+
+func (l *local) close() error { return l.db.Close() }
+
+func (l *local) get(key []byte) string {
+	var v string
+	_ = l.db.View(func(tx *bolt.Tx) error {
+		v = string(tx.Bucket(bucketMeta).Get(key))
+		return nil
+	})
+	return v
+}
+
+func (l *local) put(key []byte, v string) error {
+	return l.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(key, []byte(v)) })
+}
+
+func (l *local) servers() []string {
+	var out []string
+	if s := l.get(keyServers); s != "" {
+		_ = api.Unmarshal([]byte(s), &out)
+	}
+	return out
+}
+
+func (l *local) setServers(s []string) error {
+	b, err := api.Marshal(s)
+	if err != nil {
+		return err
+	}
+	return l.put(keyServers, string(b))
+}
+
+func seqKey(seq uint64) []byte { return binary.BigEndian.AppendUint64(nil, seq) }
+
+// appendOutbox stores e under the next sequence number and returns it.
+func (l *local) appendOutbox(e *outboxEntry) (uint64, error) {
+	err := l.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketOutbox)
+		seq, err := b.NextSequence()
+		if err != nil {
+			return err
+		}
+		e.Seq = seq
+		return putCBOR(b, seqKey(seq), e)
+	})
+	return e.Seq, err
+}
+
+func (l *local) outbox() ([]*outboxEntry, error) {
+	var out []*outboxEntry
+	err := l.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketOutbox).ForEach(func(k, v []byte) error {
+			var e outboxEntry
+			if err := api.Unmarshal(v, &e); err != nil {
+				return fmt.Errorf("client: outbox entry %x unreadable: %w", k, err)
+			}
+			out = append(out, &e)
+			return nil
+		})
+	})
+	return out, err
+}
+
+// settle removes an outbox entry and, when c is not nil, keeps it as a
+// conflict, in one transaction: an entry is never in both or neither.
+func (l *local) settle(seq uint64, c *Conflict) error {
+	return l.db.Update(func(tx *bolt.Tx) error {
+		if err := tx.Bucket(bucketOutbox).Delete(seqKey(seq)); err != nil {
+			return err
+		}
+		if c == nil {
+			return nil
+		}
+		return putCBOR(tx.Bucket(bucketConflicts), seqKey(seq), c)
+	})
+}
+
+func (l *local) conflicts() ([]Conflict, error) {
+	var out []Conflict
+	err := l.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketConflicts).ForEach(func(k, v []byte) error {
+			var c Conflict
+			if err := api.Unmarshal(v, &c); err != nil {
+				return fmt.Errorf("client: conflict %x unreadable: %w", k, err)
+			}
+			out = append(out, c)
+			return nil
+		})
+	})
+	return out, err
+}
+
+func (l *local) dropConflict(seq uint64) error {
+	return l.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketConflicts)
+		if b.Get(seqKey(seq)) == nil {
+			return fmt.Errorf("client: no conflict %d", seq)
+		}
+		return b.Delete(seqKey(seq))
+	})
+}
+
+// cursor returns the next unused id of the range starting at start, as
+// this client counts it (ids handed to creates not yet confirmed count).
+func (l *local) cursor(start uint64) uint64 {
+	var v uint64
+	_ = l.db.View(func(tx *bolt.Tx) error {
+		if b := tx.Bucket(bucketMeta).Get(append(bytes.Clone(keyCursor), seqKey(start)...)); len(b) == 8 {
+			v = binary.BigEndian.Uint64(b)
+		}
+		return nil
+	})
+	return v
+}
+
+func (l *local) setCursor(start, next uint64) error {
+	return l.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketMeta).Put(append(bytes.Clone(keyCursor), seqKey(start)...), seqKey(next))
+	})
+}
+
+func putCBOR(b *bolt.Bucket, k []byte, v any) error {
+	raw, err := api.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return b.Put(k, raw)
+}

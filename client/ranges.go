@@ -1,0 +1,131 @@
+package client
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/shelfdb/shelf/api"
+)
+
+// idReserve hands out record ids from the key ranges granted to this
+// client, and asks for a new range in the background before they run out,
+// so that a create never waits for the network (and works offline).
+//
+// The replica knows each range and the highest id the cluster saw used;
+// local.db keeps this client's own cursor per range, which also counts ids
+// given to creates still in the outbox. An id is never handed out twice.
+type idReserve struct {
+	db   *DB
+	mu   sync.Mutex
+	kick chan struct{}
+}
+
+func (r *idReserve) kickNow() {
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
+}
+
+// ranges returns this client's ranges with the next free id of each.
+func (r *idReserve) free() (ranges []api.Range, next []uint64, available uint64, err error) {
+	ranges, err = r.db.replica.Ranges(r.db.clientID)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	next = make([]uint64, len(ranges))
+	for i, rg := range ranges {
+		n := max(rg.Start, rg.Next, r.db.local.cursor(rg.Start))
+		next[i] = n
+		if n < rg.End {
+			available += rg.End - n
+		}
+	}
+	return ranges, next, available, nil
+}
+
+// take returns a fresh id.
+func (r *idReserve) take(ctx context.Context) (uint64, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for {
+		ranges, next, available, err := r.free()
+		if err != nil {
+			return 0, err
+		}
+		if available <= r.db.cfg.Reserve/2 {
+			r.kickNow()
+		}
+		for i, rg := range ranges {
+			if next[i] < rg.End {
+				if err := r.db.local.setCursor(rg.Start, next[i]+1); err != nil {
+					return 0, fmt.Errorf("client: id cursor: %w", err)
+				}
+				return next[i], nil
+			}
+		}
+		// None left: only a new range helps.
+		if !r.db.Online() {
+			return 0, ErrNoIDs
+		}
+		r.mu.Unlock()
+		err = r.grant(ctx)
+		r.mu.Lock()
+		if err != nil {
+			return 0, err
+		}
+	}
+}
+
+// grant asks the cluster for a new range and waits until the replica has it.
+func (r *idReserve) grant(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	rg, err := r.db.current().GrantRange(ctx, r.db.clientID, r.db.cfg.RangeSize)
+	if err != nil {
+		return fmt.Errorf("client: new key range: %w", err)
+	}
+	// The grant's log index is not in the answer; the range is there once
+	// the replica lists it.
+	for {
+		rs, err := r.db.replica.Ranges(r.db.clientID)
+		if err != nil {
+			return err
+		}
+		for _, have := range rs {
+			if have.Start == rg.Start {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("client: new key range %d-%d not replicated yet: %w", rg.Start, rg.End, ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// run keeps the reserve topped up while online.
+func (r *idReserve) run() {
+	defer r.db.wg.Done()
+	for {
+		select {
+		case <-r.db.ctx.Done():
+			return
+		case <-r.kick:
+		case <-time.After(30 * time.Second):
+		}
+		if !r.db.Online() {
+			continue
+		}
+		_, _, available, err := r.free()
+		if err != nil || available > r.db.cfg.Reserve/2 {
+			continue
+		}
+		if err := r.grant(r.db.ctx); err != nil {
+			r.db.log.Warn("client: could not top up the key range reserve", "available", available, "err", err)
+		}
+	}
+}
