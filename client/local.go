@@ -23,7 +23,6 @@ var (
 	keyFormat  = []byte("format")
 	keyClient  = []byte("client")
 	keyCluster = []byte("cluster")
-	keyName    = []byte("name")
 	keyServers = []byte("servers")
 	keyCursor  = []byte("cursor:") // + range start (8 bytes BE) -> next unused id
 )
