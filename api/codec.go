@@ -1,10 +1,10 @@
 package api
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"reflect"
+	"sync"
 
 	"github.com/ugorji/go/codec"
 )
@@ -36,23 +36,30 @@ func Marshal(v any) ([]byte, error) {
 	return b, nil
 }
 
+// decoders reuses CBOR decoders: building one is most of the cost of
+// decoding a small record.
+var decoders = sync.Pool{New: func() any { return codec.NewDecoderBytes(nil, CBOR) }}
+
 // Unmarshal decodes CBOR data into v. Trailing bytes are an error.
 func Unmarshal(data []byte, v any) (err error) {
+	dec := decoders.Get().(*codec.Decoder)
 	defer func() {
 		// ugorji reports most malformed input as errors, but guard against
 		// a panic on hostile input all the same: bad bytes must never take
-		// down a node.
+		// down a node. A decoder that panicked is not reused.
 		if r := recover(); r != nil {
 			err = fmt.Errorf("cbor decode %T: %v", v, r)
+			return
 		}
+		dec.ResetBytes(nil)
+		decoders.Put(dec)
 	}()
-	r := bytes.NewReader(data)
-	dec := codec.NewDecoder(r, CBOR)
+	dec.ResetBytes(data)
 	if err := dec.Decode(v); err != nil {
 		return fmt.Errorf("cbor decode %T: %w", v, err)
 	}
-	if r.Len() != 0 {
-		return fmt.Errorf("cbor decode %T: %d trailing bytes", v, r.Len())
+	if n := dec.NumBytesRead(); n != len(data) {
+		return fmt.Errorf("cbor decode %T: %d trailing bytes", v, len(data)-n)
 	}
 	return nil
 }

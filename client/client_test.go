@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -388,3 +390,5 @@ func TestCorruptReplicaIsRebuilt(t *testing.T) {
 		t.Fatalf("corrupt file not kept aside: %v", matches)
 	}
 }
+
+func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

@@ -1,0 +1,279 @@
+package client_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/shelfdb/shelf/api"
+	"github.com/shelfdb/shelf/client"
+	"github.com/shelfdb/shelf/cluster"
+	"github.com/shelfdb/shelf/fsm"
+	"github.com/shelfdb/shelf/internal/httpapi"
+	"github.com/ugorji/go/codec"
+	bolt "go.etcd.io/bbolt"
+)
+
+type benchPart struct {
+	Name string  `codec:"name"`
+	Qty  int     `codec:"qty"`
+	Desc string  `codec:"desc"`
+	Cost float64 `codec:"cost"`
+}
+
+var benchValue = func() []byte {
+	b, err := api.Marshal(benchPart{Name: "R1", Qty: 10, Desc: "resistor 10k 0603 1%", Cost: 0.002})
+	if err != nil {
+		panic(err)
+	}
+	return b
+}()
+
+// benchServer starts one in-process node (NoSync: the benchmarks measure
+// the client, not the server's disk) serving the API on loopback.
+func benchServer(b *testing.B) (*cluster.Node, string) {
+	b.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	n, err := cluster.New(cluster.Config{NodeID: "b1", DataDir: b.TempDir(), RaftAddr: "127.0.0.1:0", GossipAddr: "127.0.0.1:0",
+		HTTPAddr: ln.Addr().String(), Bootstrap: true, NoSync: true, CommitTimeout: 5 * time.Millisecond,
+		HeartbeatTimeout: 100 * time.Millisecond, ElectionTimeout: 100 * time.Millisecond, LeaderLeaseTimeout: 50 * time.Millisecond,
+		SnapshotThreshold: 1 << 40, Logger: discard()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := &http.Server{Handler: httpapi.New(httpapi.Config{Node: n, Logger: discard()})}
+	go func() { _ = srv.Serve(ln) }()
+	b.Cleanup(func() { srv.Close(); n.Shutdown() })
+	waitFor(b, "bench server", func() bool { return n.ClusterID() != "" && n.IsLeader() })
+	return n, ln.Addr().String()
+}
+
+// fill creates n records in tree through raft, many at a time, so that
+// the leader batches them.
+func fill(b *testing.B, node *cluster.Node, tree string, n int) {
+	b.Helper()
+	var wg sync.WaitGroup
+	work := make(chan int)
+	for range 256 {
+		wg.Go(func() {
+			for range work {
+				res, err := node.Apply(context.Background(), &fsm.Command{Op: fsm.OpCreate, Tree: tree, Data: benchValue})
+				if err == nil {
+					err = res.Error()
+				}
+				if err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	for i := range n {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+}
+
+func benchOpen(b *testing.B, addr string) *client.DB {
+	b.Helper()
+	ctx := context.Background()
+	db, err := client.Open(ctx, client.Config{Dir: b.TempDir(), Servers: []string{addr}, Name: "bench", PollWait: time.Second, Logger: discard()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { db.Close() })
+	if err := db.WaitSynced(ctx); err != nil {
+		b.Fatal(err)
+	}
+	return db
+}
+
+// BenchmarkLocalGet compares a client read (replica lookup, borrow
+// lookup, pending overlay, decode) with the floor: a raw bbolt Get of the
+// same bytes plus a codec decode into the same struct.
+func BenchmarkLocalGet(b *testing.B) {
+	node, addr := benchServer(b)
+	const n = 2000
+	fill(b, node, "parts", n)
+	db := benchOpen(b, addr)
+	keys := make([]api.Key, 0, n)
+	for r := range db.Tree("parts").All() {
+		keys = append(keys, r.Key)
+	}
+	b.Run("client.Get+decode", func(b *testing.B) {
+		t := db.Tree("parts")
+		b.ReportAllocs()
+		for i := 0; b.Loop(); i++ {
+			r, err := t.Get(keys[i%n])
+			if err != nil {
+				b.Fatal(err)
+			}
+			var p benchPart
+			if err := api.Unmarshal(r.Data, &p); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("client.View+decode", func(b *testing.B) {
+		t := db.Tree("parts")
+		b.ReportAllocs()
+		for i := 0; b.Loop(); i++ {
+			var p benchPart
+			if err := t.View(keys[i%n], func(r *client.Record) error { return api.Unmarshal(r.Data, &p) }); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("raw-bbolt.Get+decode", func(b *testing.B) {
+		raw, err := bolt.Open(filepath.Join(b.TempDir(), "raw.db"), 0o600, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer raw.Close()
+		kb := func(i int) []byte { return []byte(fmt.Sprintf("%012d", i)) }
+		raw.Update(func(tx *bolt.Tx) error {
+			bk, _ := tx.CreateBucket([]byte("parts"))
+			for i := range n {
+				bk.Put(kb(i), benchValue)
+			}
+			return nil
+		})
+		h := api.CBOR
+		b.ReportAllocs()
+		for i := 0; b.Loop(); i++ {
+			var p benchPart
+			if err := raw.View(func(tx *bolt.Tx) error {
+				return codec.NewDecoderBytes(tx.Bucket([]byte("parts")).Get(kb(i%n)), h).Decode(&p)
+			}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// BenchmarkFullSync measures a new client catching up with a cluster of
+// N records: "snapshot" is a fresh replica (snapshot download and
+// restore), "stream" a replica that follows the log while the records
+// are written (apply throughput of the log stream).
+func BenchmarkFullSync(b *testing.B) {
+	sizes := []int{100_000}
+	if os.Getenv("SHELF_BENCH_1M") != "" {
+		sizes = append(sizes, 1_000_000)
+	}
+	for _, n := range sizes {
+		b.Run(fmt.Sprintf("snapshot/records=%d", n), func(b *testing.B) {
+			node, addr := benchServer(b)
+			fill(b, node, "parts", n)
+			b.ResetTimer()
+			for b.Loop() {
+				start := time.Now()
+				db := benchOpen(b, addr)
+				b.ReportMetric(float64(n)/time.Since(start).Seconds(), "records/s")
+				db.Close()
+			}
+		})
+		b.Run(fmt.Sprintf("stream/records=%d", n), func(b *testing.B) {
+			node, addr := benchServer(b)
+			for b.Loop() {
+				b.StopTimer()
+				db := benchOpen(b, addr)
+				b.StartTimer()
+				start := time.Now()
+				fill(b, node, "parts", n)
+				if err := db.WaitSynced(context.Background()); err != nil {
+					b.Fatal(err)
+				}
+				b.ReportMetric(float64(n)/time.Since(start).Seconds(), "records/s")
+				db.Close()
+			}
+		})
+	}
+}
+
+// BenchmarkCommitToEvent measures the time from a write's commit (the
+// leader's time in the entry) to its event reaching a subscriber of
+// another client, at a steady 200 writes/s. It reports p50 and p99.
+func BenchmarkCommitToEvent(b *testing.B) {
+	node, addr := benchServer(b)
+	sub := benchOpen(b, addr)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	evs := sub.Events(ctx, "parts")
+	var lat []time.Duration
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for e := range evs {
+			if e.Type == api.EventCreated {
+				lat = append(lat, time.Since(e.Time))
+				if len(lat) == b.N {
+					return
+				}
+			}
+		}
+	}()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for i := 0; i < b.N; i++ {
+		<-tick.C
+		res, err := node.Apply(ctx, &fsm.Command{Op: fsm.OpCreate, Tree: "parts", Data: benchValue})
+		if err != nil || res.Err != nil {
+			b.Fatal(err, res.Error())
+		}
+	}
+	<-done
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+}
+
+// BenchmarkOutboxFlush measures how fast creates made offline reach the
+// cluster once it is back (creates/s), one outbox entry after another.
+func BenchmarkOutboxFlush(b *testing.B) {
+	const n = 2000
+	_, addr := benchServer(b)
+	ctx := context.Background()
+	dir := b.TempDir()
+	db, err := client.Open(ctx, client.Config{Dir: dir, Servers: []string{addr}, Name: "bench", RangeSize: n, Reserve: n + 1, PollWait: time.Second, Logger: discard()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := db.WaitSynced(ctx); err != nil {
+		b.Fatal(err)
+	}
+	db.Close()
+	for b.Loop() {
+		b.StopTimer()
+		// Reopened offline (no reachable server), fill the outbox.
+		off, err := client.Open(ctx, client.Config{Dir: dir, Servers: []string{"127.0.0.1:1"}, Name: "bench", PollWait: time.Second, Logger: discard()})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for range n {
+			if _, err := off.Tree("parts").Create(ctx, 0, benchValue); err != nil {
+				b.Fatal(err)
+			}
+		}
+		off.Close()
+		b.StartTimer()
+		start := time.Now()
+		on, err := client.Open(ctx, client.Config{Dir: dir, Servers: []string{addr}, Name: "bench", PollWait: time.Second, Logger: discard()})
+		if err != nil {
+			b.Fatal(err)
+		}
+		waitFor(b, "flush", func() bool { return on.Pending() == 0 })
+		b.ReportMetric(float64(n)/time.Since(start).Seconds(), "creates/s")
+		on.Close()
+	}
+}
