@@ -245,13 +245,12 @@ func BenchmarkOutboxFlush(b *testing.B) {
 	_, addr := benchServer(b)
 	ctx := context.Background()
 	dir := b.TempDir()
-	db, err := client.Open(ctx, client.Config{Dir: dir, Servers: []string{addr}, Name: "bench", RangeSize: n, Reserve: n + 1, PollWait: time.Second, Logger: discard()})
+	cfg := client.Config{Dir: dir, Servers: []string{addr}, Name: "bench", RangeSize: n, Reserve: 3 * n, PollWait: time.Second, Logger: discard()}
+	db, err := client.Open(ctx, cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
-	if err := db.WaitSynced(ctx); err != nil {
-		b.Fatal(err)
-	}
+	waitFor(b, "ids for the offline creates", func() bool { a, _ := db.IDsAvailable(); return a >= n })
 	db.Close()
 	for b.Loop() {
 		b.StopTimer()
@@ -268,12 +267,13 @@ func BenchmarkOutboxFlush(b *testing.B) {
 		off.Close()
 		b.StartTimer()
 		start := time.Now()
-		on, err := client.Open(ctx, client.Config{Dir: dir, Servers: []string{addr}, Name: "bench", PollWait: time.Second, Logger: discard()})
+		on, err := client.Open(ctx, cfg)
 		if err != nil {
 			b.Fatal(err)
 		}
 		waitFor(b, "flush", func() bool { return on.Pending() == 0 })
 		b.ReportMetric(float64(n)/time.Since(start).Seconds(), "creates/s")
+		waitFor(b, "ids for the next round", func() bool { a, _ := on.IDsAvailable(); return a >= n })
 		on.Close()
 	}
 }

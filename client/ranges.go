@@ -129,3 +129,10 @@ func (r *idReserve) run() {
 		}
 	}
 }
+
+// IDsAvailable returns how many record ids this client holds for creates
+// (offline ones included) before it needs a new key range.
+func (db *DB) IDsAvailable() (uint64, error) {
+	_, _, n, err := db.ids.free()
+	return n, err
+}
