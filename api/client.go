@@ -209,7 +209,18 @@ func (c *Client) GrantRange(ctx context.Context, client string, size uint64) (Ra
 // to that long until there is at least one entry. Below the oldest kept
 // entry the error is ErrCompacted: take a Snapshot instead.
 func (c *Client) Log(ctx context.Context, from uint64, limit int, wait time.Duration) (LogPage, error) {
+	return c.LogAs(ctx, "", from, limit, wait)
+}
+
+// LogAs is Log for a registered client's replica: the request names the
+// client (client=ID), so that the node records, now and then, that the
+// client was seen and that its replica had applied up to from (see
+// ClientInfo.LastSeen and ReplicaIndex). An empty client is Log.
+func (c *Client) LogAs(ctx context.Context, client string, from uint64, limit int, wait time.Duration) (LogPage, error) {
 	q := url.Values{"from": {strconv.FormatUint(from, 10)}}
+	if client != "" {
+		q.Set("client", client)
+	}
 	if limit > 0 {
 		q.Set("limit", strconv.Itoa(limit))
 	}
@@ -217,6 +228,38 @@ func (c *Client) Log(ctx context.Context, from uint64, limit int, wait time.Dura
 		q.Set("wait", wait.String())
 	}
 	return call[LogPage](ctx, c, http.MethodGet, "/v1/log", q, nil)
+}
+
+// Events returns the events with index above from (EventsFromNow: the
+// node's applied index), at most limit of them (0: the server's default;
+// a page never splits the events of one log entry), of one tree or of all
+// for tree "". With wait > 0 the server holds the request up to that long
+// until there is at least one event. Continue with from = the page's
+// Next. ErrCompacted means events after from are no longer kept by the
+// node (its buffer moved on, or it restarted): re-read the state the
+// caller derives from events and start again from EventsFromNow.
+func (c *Client) Events(ctx context.Context, from uint64, limit int, wait time.Duration, tree string) (EventPage, error) {
+	q := url.Values{"from": {"now"}}
+	if from != EventsFromNow {
+		q.Set("from", strconv.FormatUint(from, 10))
+	}
+	if limit > 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
+	if wait > 0 {
+		q.Set("wait", wait.String())
+	}
+	if tree != "" {
+		q.Set("tree", tree)
+	}
+	return call[EventPage](ctx, c, http.MethodGet, "/v1/events", q, nil)
+}
+
+// ContentHash returns the node's applied index and the hash of its whole
+// state at that index; nodes and replicas at the same index converged
+// when their hashes are equal.
+func (c *Client) ContentHash(ctx context.Context) (ContentHash, error) {
+	return call[ContentHash](ctx, c, http.MethodGet, "/v1/hash", nil, nil)
 }
 
 // Snapshot streams the node's state machine snapshot to w and returns the

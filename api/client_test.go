@@ -239,6 +239,18 @@ func TestClientAdminAndStreams(t *testing.T) {
 			}
 			writeCBOR(t, w, http.StatusOK, LogPage{ClusterID: "cl", Next: 12, Entries: []LogEntry{{Index: 12, Data: []byte{1, 2}}}})
 		},
+		"GET /v1/events": func(w http.ResponseWriter, r *http.Request) {
+			q := r.URL.Query()
+			seen = append(seen, "events:"+q.Encode())
+			if q.Get("from") == "1" {
+				writeCBOR(t, w, http.StatusGone, ErrCompacted)
+				return
+			}
+			writeCBOR(t, w, http.StatusOK, EventPage{Next: 14, Events: []Event{{Index: 13, Type: EventBorrowed, Tree: "parts", Key: Key{ID: 3, Rev: 1}, Client: "c1"}}})
+		},
+		"GET /v1/hash": func(w http.ResponseWriter, r *http.Request) {
+			writeCBOR(t, w, http.StatusOK, ContentHash{Index: 14, Hash: "ab12", Node: "n1"})
+		},
 		"GET /v1/snapshot": func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "application/octet-stream")
 			_, _ = w.Write(snap)
@@ -270,6 +282,16 @@ func TestClientAdminAndStreams(t *testing.T) {
 	if _, err := c.Log(ctx, 1, 0, 0); !errors.Is(err, ErrCompacted) {
 		t.Fatalf("Log(1) error = %v, want compacted", err)
 	}
+	ep, err := c.Events(ctx, 12, 0, time.Second, "parts")
+	if err != nil || ep.Next != 14 || len(ep.Events) != 1 || ep.Events[0].Type != EventBorrowed || ep.Events[0].Key != (Key{ID: 3, Rev: 1}) {
+		t.Fatalf("Events = %+v, %v", ep, err)
+	}
+	if _, err := c.Events(ctx, 1, 0, 0, ""); !errors.Is(err, ErrCompacted) {
+		t.Fatalf("Events(1) error = %v, want compacted", err)
+	}
+	if h, err := c.ContentHash(ctx); err != nil || h != (ContentHash{Index: 14, Hash: "ab12", Node: "n1"}) {
+		t.Fatalf("ContentHash = %+v, %v", h, err)
+	}
 	rg, err := c.GrantRange(ctx, "c1", 500)
 	if err != nil || rg.Size() != 500 || rg.Client != "c1" {
 		t.Fatalf("GrantRange = %+v, %v", rg, err)
@@ -280,7 +302,8 @@ func TestClientAdminAndStreams(t *testing.T) {
 		t.Fatalf("Snapshot = %d, %v", n, err)
 	}
 	want := []string{"transfer:", "remove:n/3", "delete:3/1?client=c+1",
-		"log:from=11&limit=100&wait=2s", "log:from=1"}
+		"log:from=11&limit=100&wait=2s", "log:from=1",
+		"events:from=12&tree=parts&wait=1s", "events:from=1"}
 	if !reflect.DeepEqual(seen, want) {
 		t.Fatalf("server saw %q, want %q", seen, want)
 	}
@@ -322,6 +345,11 @@ func TestClientRoutes(t *testing.T) {
 		{func() error { _, err := c.Ranges(ctx, ""); return err }, "GET /v1/ranges"},
 		{func() error { _, err := c.Ranges(ctx, "c1"); return err }, "GET /v1/ranges?client=c1"},
 		{func() error { _, err := c.List(ctx, "parts", Key{}, 0); return err }, "GET /v1/trees/parts/records"},
+		{func() error { _, err := c.LogAs(ctx, "c 1", 7, 0, 0); return err }, "GET /v1/log?client=c+1&from=7"},
+		{func() error { _, err := c.Events(ctx, EventsFromNow, 0, 0, ""); return err }, "GET /v1/events?from=now"},
+		{func() error { _, err := c.Events(ctx, 0, 0, 0, ""); return err }, "GET /v1/events?from=0"},
+		{func() error { _, err := c.Events(ctx, 12, 50, 30*time.Second, "parts"); return err }, "GET /v1/events?from=12&limit=50&tree=parts&wait=30s"},
+		{func() error { _, err := c.ContentHash(ctx); return err }, "GET /v1/hash"},
 	} {
 		got = ""
 		if err := tc.call(); err != nil || got != tc.want {

@@ -23,7 +23,7 @@ func newCBOR() *codec.CborHandle {
 	h := &codec.CborHandle{}
 	h.Canonical = true // deterministic bytes: maps with sorted keys
 	h.MapType = reflect.TypeOf(map[string]any(nil))
-	h.TimeRFC3339 = true // exact (nanosecond) round trip
+	h.TimeRFC3339 = true // times decode rounded to the microsecond (deterministically)
 	return h
 }
 

@@ -82,10 +82,17 @@ func (r Range) Size() uint64 { return r.End - r.Start }
 func (r Range) Contains(id uint64) bool { return id >= r.Start && id < r.End }
 
 // ClientInfo is a registered client (an application replica or a tool).
+// LastSeen and ReplicaIndex come from the client's log stream requests: a
+// node serving GET /v1/log?client=ID records, at most every 30s or so,
+// when it saw the client and the applied index of its replica (the log
+// request's from). A client never seen is stored as before these fields
+// existed (CBOR omits them), so its bytes, and the content hash, are too.
 type ClientInfo struct {
-	ID         string    `json:"id"`
-	Name       string    `json:"name"`
-	Registered time.Time `json:"registered"`
+	ID           string    `json:"id"`
+	Name         string    `json:"name"`
+	Registered   time.Time `json:"registered"`
+	LastSeen     time.Time `json:"last_seen,omitzero" codec:"last_seen,omitempty"` // zero: never seen
+	ReplicaIndex uint64    `json:"replica_index" codec:"replica_index,omitempty"`  // applied index of its replica when last seen
 }
 
 // Schema is one registered version of a tree's schema. The definition is
@@ -229,4 +236,29 @@ type Event struct {
 	Forced  bool      `json:"forced,omitempty"`  // EventReturned by an operator
 	Reason  string    `json:"reason,omitempty"`
 	Time    time.Time `json:"time"`
+}
+
+// EventsFromNow, as the from of an event stream request, starts at the
+// serving node's current applied index: only events applied after the
+// request arrived are answered. On the wire it is from=now.
+const EventsFromNow = ^uint64(0)
+
+// EventPage answers an event stream request (GET /v1/events). Events are
+// the events with Index in (from, Next], in order; a page never splits the
+// events of one log entry. Next is the index up to which the page is
+// complete: continue with from=Next. Next may be past the last event's
+// index, since log entries that changed nothing (or nothing matching the
+// tree filter) produce no events; with nothing new it equals from.
+type EventPage struct {
+	Events []Event `json:"events"`
+	Next   uint64  `json:"next"`
+}
+
+// ContentHash is a node's content hash: a SHA-256 (hex) over its whole
+// replicated state at applied index Index. Two replicas at the same index
+// have the same hash when they converged.
+type ContentHash struct {
+	Index uint64 `json:"index"`
+	Hash  string `json:"hash"`
+	Node  string `json:"node"`
 }

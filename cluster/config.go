@@ -18,6 +18,7 @@ const (
 	DefaultJoinTimeout       = 30 * time.Second
 	DefaultReconcileInterval = 2 * time.Second
 	DefaultSnapshotRetain    = 2
+	DefaultEventBuffer       = 100_000
 )
 
 // Config configures a Node. NodeID, DataDir, RaftAddr and GossipAddr are
@@ -77,6 +78,10 @@ type Config struct {
 	// SnapshotRetain is how many raft snapshots are kept on disk;
 	// DefaultSnapshotRetain when zero.
 	SnapshotRetain int
+	// EventBuffer is how many of the latest state machine events the node
+	// keeps in memory for Node.Events (GET /v1/events); DefaultEventBuffer
+	// when zero or negative.
+	EventBuffer int
 	// NoSync skips fsync in the state machine and the raft log. Tests only:
 	// a crash may lose acknowledged writes.
 	NoSync bool
@@ -127,6 +132,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.SnapshotRetain <= 0 {
 		c.SnapshotRetain = DefaultSnapshotRetain
+	}
+	if c.EventBuffer <= 0 {
+		c.EventBuffer = DefaultEventBuffer
 	}
 	if c.HTTPClient == nil {
 		c.HTTPClient = &http.Client{

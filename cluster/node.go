@@ -55,6 +55,7 @@ type Node struct {
 	log *slog.Logger
 
 	fsm    *fsm.FSM
+	events *eventBuffer // the latest events of fsm, for Events
 	store  *raftboltdb.BoltStore
 	snaps  *raft.FileSnapshotStore
 	trans  *raft.NetworkTransport
@@ -115,6 +116,8 @@ func New(cfg Config) (*Node, error) {
 	if err := n.openStores(); err != nil {
 		return nil, err
 	}
+	// Events before the state the node starts with are not known.
+	n.events = newEventBuffer(cfg.EventBuffer, n.fsm.AppliedIndex())
 	hasState, err := n.startRaft()
 	if err != nil {
 		return nil, err
@@ -267,7 +270,7 @@ func (n *Node) startRaft() (bool, error) {
 		}
 	}
 
-	n.raft, err = raft.NewRaft(rc, &raftFSM{f: n.fsm, changed: n.fsmChanged}, n.store, n.store, n.snaps, n.trans)
+	n.raft, err = raft.NewRaft(rc, &raftFSM{f: n.fsm, events: n.events, changed: n.fsmChanged}, n.store, n.store, n.snaps, n.trans)
 	if err != nil {
 		return false, fmt.Errorf("cluster: start raft: %w", err)
 	}

@@ -4,6 +4,7 @@ import (
 	"io"
 
 	"github.com/hashicorp/raft"
+	"github.com/shelfdb/shelf/api"
 	"github.com/shelfdb/shelf/fsm"
 )
 
@@ -12,6 +13,9 @@ import (
 // so that they only advance its applied index.
 type raftFSM struct {
 	f *fsm.FSM
+	// events receives the events of every applied batch; a restore
+	// resets it.
+	events *eventBuffer
 	// changed is called after every batch and restore; the node uses it
 	// to notice a new cluster id and refresh its gossip metadata.
 	changed func()
@@ -41,10 +45,17 @@ func (a *raftFSM) ApplyBatch(logs []*raft.Log) []any {
 	}
 	results := a.f.ApplyBatch(entries)
 	out := make([]any, len(logs))
+	var events []api.Event
 	for i := range out {
 		if i < len(results) {
 			out[i] = results[i]
+			if results[i] != nil {
+				events = append(events, results[i].Events...)
+			}
 		}
+	}
+	if a.events != nil {
+		a.events.add(events, a.f.AppliedIndex())
 	}
 	if a.changed != nil {
 		a.changed()
@@ -66,6 +77,10 @@ func (a *raftFSM) Snapshot() (raft.FSMSnapshot, error) {
 func (a *raftFSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
 	err := a.f.Restore(rc)
+	if a.events != nil {
+		// The events between the old state and the snapshot are unknown.
+		a.events.reset(a.f.AppliedIndex())
+	}
 	if a.changed != nil {
 		a.changed()
 	}

@@ -112,6 +112,8 @@ func (t *txn) dispatch(max int) (*Result, error) {
 		return t.revise()
 	case OpRegisterSchema:
 		return t.registerSchema(max)
+	case OpClientSeen:
+		return t.clientSeen()
 	}
 	return reject(api.Errorf(api.CodeInvalid, "unknown op %d", t.c.Op))
 }
@@ -167,6 +169,20 @@ func (t *txn) registerClient() (*Result, error) {
 	cl.Name = c.Name
 	t.emit(api.EventClient, api.Key{})
 	return &Result{Client: &cl}, storage.Put(t.clients, []byte(c.Client), &cl)
+}
+
+// clientSeen records when a client's replica was last seen (the command's
+// time) and the applied index it reported. It changes no record, so it
+// emits no event.
+func (t *txn) clientSeen() (*Result, error) {
+	c := t.c
+	cl, rej, err := t.client(c.Client)
+	if rej != nil || err != nil {
+		return &Result{Err: rej}, err
+	}
+	cl.LastSeen = unixTime(c.Time)
+	cl.ReplicaIndex = c.Applied
+	return &Result{Client: cl}, storage.Put(t.clients, []byte(c.Client), cl)
 }
 
 // allocate takes n fresh ids from the cluster-wide counter. Every id is

@@ -24,6 +24,7 @@ const (
 	OpSetState                     // set a record's state number
 	OpRevise                       // make revision Rev+1 of a released record as a draft
 	OpRegisterSchema               // register a schema version for a tree
+	OpClientSeen                   // record that a client's replica was seen, and its applied index
 	opMax
 )
 
@@ -32,6 +33,7 @@ var opNames = [...]string{
 	OpCreate: "create", OpUpdate: "update", OpDelete: "delete", OpBorrow: "borrow",
 	OpReturn: "return", OpForceReturn: "force-return", OpRelease: "release",
 	OpSetState: "set-state", OpRevise: "revise", OpRegisterSchema: "register-schema",
+	OpClientSeen: "client-seen",
 }
 
 // String returns the op's name.
@@ -61,6 +63,7 @@ type Command struct {
 	Reason  string  `codec:"r,omitempty"`   // OpForceReturn
 	TTL     int64   `codec:"ttl,omitempty"` // OpBorrow: expiry in ns after Time (leader clock); 0 = never
 	Hash    string  `codec:"h,omitempty"`   // OpRegisterSchema: definition hash
+	Applied uint64  `codec:"ap,omitempty"`  // OpClientSeen: the replica's applied index
 }
 
 // Encode returns the command's CBOR bytes, as stored in the raft log.

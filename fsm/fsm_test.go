@@ -553,3 +553,77 @@ func TestContentHashEqualAtSameIndex(t *testing.T) {
 		t.Fatal("content hash does not see a new record")
 	}
 }
+
+func TestClientSeen(t *testing.T) {
+	h, _, _ := setup(t)
+	r := h.ok(Command{Op: OpClientSeen, Client: "a", Applied: 41})
+	if len(r.Events) != 0 {
+		t.Fatalf("client-seen emitted events %+v", r.Events)
+	}
+	seenAt := time.Unix(0, h.now).UTC()
+	if r.Client == nil || r.Client.ID != "a" || r.Client.Name != "alice" || !r.Client.LastSeen.Equal(seenAt) || r.Client.ReplicaIndex != 41 {
+		t.Fatalf("result client %+v, want last seen %v at 41", r.Client, seenAt)
+	}
+	got, err := h.f.Client("a")
+	if err != nil || !got.LastSeen.Equal(seenAt) || got.ReplicaIndex != 41 || got.Registered.IsZero() {
+		t.Fatalf("stored client %+v %v", got, err)
+	}
+	if other, _ := h.f.Client("b"); !other.LastSeen.IsZero() || other.ReplicaIndex != 0 {
+		t.Fatalf("client b changed: %+v", other)
+	}
+
+	// A later sighting replaces both, whatever the index (a replica that
+	// was reset reports a lower one); a rename keeps them.
+	r = h.ok(Command{Op: OpClientSeen, Client: "a", Applied: 7})
+	if r.Client.ReplicaIndex != 7 || !r.Client.LastSeen.After(seenAt) {
+		t.Fatalf("second sighting %+v", r.Client)
+	}
+	h.ok(Command{Op: OpRegisterClient, Client: "a", Name: "alice-2"})
+	if got, _ := h.f.Client("a"); got.Name != "alice-2" || got.ReplicaIndex != 7 || !got.LastSeen.Equal(r.Client.LastSeen) {
+		t.Fatalf("after rename %+v", got)
+	}
+
+	h.rejects(Command{Op: OpClientSeen, Client: "nobody", Applied: 3}, api.ErrUnknownClient)
+	h.rejects(Command{Op: OpClientSeen, Applied: 3}, api.ErrInvalid)
+
+	// Deterministic like every command: a replica applying the same
+	// entries reaches the same content.
+	replica := newHarness(t)
+	var entries []Entry
+	for _, c := range []Command{
+		{Op: OpRegisterClient, Client: "x", Name: "x", Time: 5e9},
+		{Op: OpClientSeen, Client: "x", Applied: 1, Time: 9e9},
+	} {
+		b, _ := c.Encode()
+		entries = append(entries, Entry{Index: uint64(len(entries) + 1), Data: b})
+	}
+	other := newHarness(t)
+	replica.f.ApplyBatch(entries)
+	other.f.ApplyBatch(entries)
+	_, h1, _ := replica.f.ContentHash()
+	_, h2, _ := other.f.ContentHash()
+	if h1 != h2 {
+		t.Fatal("client-seen is not deterministic")
+	}
+	if c, _ := replica.f.Client("x"); !c.LastSeen.Equal(time.Unix(9, 0)) || c.ReplicaIndex != 1 {
+		t.Fatalf("replica client %+v", c)
+	}
+	if OpClientSeen.String() != "client-seen" {
+		t.Fatalf("op name %q", OpClientSeen)
+	}
+}
+
+// TestClientInfoEncodingUnchanged pins the stored bytes of a client that
+// was never seen: the same as before LastSeen and ReplicaIndex existed, so
+// states without sightings keep their content hash.
+func TestClientInfoEncodingUnchanged(t *testing.T) {
+	cl := api.ClientInfo{ID: "x", Name: "n", Registered: time.Unix(5, 0).UTC()}
+	b, err := api.Marshal(&cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "a3626964617864" + "6e616d65616e" + "6a72656769737465726564c074313937302d30312d30315430303a30303a30355a"
+	if got := fmt.Sprintf("%x", b); got != want {
+		t.Fatalf("client encodes as %s, want %s", got, want)
+	}
+}

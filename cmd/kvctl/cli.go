@@ -45,7 +45,11 @@ Commands:
   leases return TREE ID[/REV] (--client ID | --force [--reason R])
                                end a borrow as its holder, or force it as operator
   ranges [CLIENT]              granted key ranges and how much of each is used
-  clients                      registered clients
+  clients                      registered clients, when last seen, replica index
+  watch [TREE] [-from N|now]   stream events (of one tree or all), one per line,
+                               from now or after log index N, until interrupted
+  hash                         the node's applied index and content hash (equal
+                               hashes at equal index: the replicas converged)
   snapshot save FILE           save the state machine snapshot ("-": stdout)
   help                         this text
 
@@ -96,6 +100,8 @@ var commands = map[string]func(*cli, context.Context, []string) error{
 	"leases":   (*cli).leases,
 	"ranges":   (*cli).ranges,
 	"clients":  (*cli).clients,
+	"watch":    (*cli).watch,
+	"hash":     (*cli).hash,
 	"snapshot": (*cli).snapshot,
 }
 

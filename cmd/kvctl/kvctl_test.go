@@ -31,6 +31,15 @@ type fakeAPI struct {
 	fail    map[string]*api.Error // "METHOD path" -> error to answer
 	creates []any                 // decoded values of creates
 	actions []api.ActionRequest   // bodies of record actions
+	events  []eventStep           // answers to GET /v1/events, in turn
+}
+
+// eventStep is the fake's answer to one event request: a page, an error,
+// or (neither) a call of cancel followed by a wait for the client to go.
+type eventStep struct {
+	page   api.EventPage
+	err    *api.Error
+	cancel context.CancelFunc
 }
 
 func newFake(t *testing.T, nrec int) *fakeAPI {
@@ -145,7 +154,31 @@ func newFake(t *testing.T, nrec int) *fakeAPI {
 		f.reply(w, http.StatusOK, bs)
 	})
 	mux.HandleFunc("GET /v1/clients", func(w http.ResponseWriter, r *http.Request) {
-		f.reply(w, http.StatusOK, []api.ClientInfo{{ID: "c1", Name: "ws-7", Registered: now.Add(-48 * time.Hour)}})
+		f.reply(w, http.StatusOK, []api.ClientInfo{
+			{ID: "c1", Name: "ws-7", Registered: now.Add(-48 * time.Hour), LastSeen: now.Add(-3 * time.Minute), ReplicaIndex: 118},
+			{ID: "c2", Name: "laptop", Registered: now.Add(-2 * time.Hour)},
+		})
+	})
+	mux.HandleFunc("GET /v1/hash", func(w http.ResponseWriter, r *http.Request) {
+		f.reply(w, http.StatusOK, api.ContentHash{Index: 120, Hash: "9f86d081884c7d65", Node: "n1"})
+	})
+	mux.HandleFunc("GET /v1/events", func(w http.ResponseWriter, r *http.Request) {
+		if len(f.events) == 0 {
+			f.t.Errorf("fake: unexpected event request %s", r.URL.RequestURI())
+			f.reply(w, http.StatusInternalServerError, api.Errorf(api.CodeInternal, "no more events scripted"))
+			return
+		}
+		step := f.events[0]
+		f.events = f.events[1:]
+		switch {
+		case step.err != nil:
+			f.reply(w, api.HTTPStatus(step.err.Code), step.err)
+		case step.cancel != nil:
+			step.cancel()
+			<-r.Context().Done()
+		default:
+			f.reply(w, http.StatusOK, step.page)
+		}
 	})
 	mux.HandleFunc("GET /v1/ranges", func(w http.ResponseWriter, r *http.Request) {
 		f.reply(w, http.StatusOK, []api.Range{{Start: 1000, End: 2000, Client: "c1", Granted: now.Add(-time.Hour), Used: 250, Next: 1250}})
@@ -201,6 +234,12 @@ func (f *fakeAPI) read(r *http.Request, v any) {
 // kv runs kvctl against f (nil: no server needed) with the given stdin.
 func kv(t *testing.T, f *fakeAPI, stdin string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
+	return kvCtx(context.Background(), t, f, stdin, args...)
+}
+
+// kvCtx is kv with a context: cancelling it is what SIGINT does.
+func kvCtx(ctx context.Context, t *testing.T, f *fakeAPI, stdin string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
 	env := map[string]string{}
 	if f != nil {
 		env["SHELF_HTTP"] = f.srv.URL
@@ -208,7 +247,7 @@ func kv(t *testing.T, f *fakeAPI, stdin string, args ...string) (stdout, stderr 
 	var out, errb bytes.Buffer
 	c := &cli{stdin: strings.NewReader(stdin), stdout: &out, stderr: &errb,
 		getenv: func(k string) string { return env[k] }, now: func() time.Time { return now }}
-	code = c.main(context.Background(), args)
+	code = c.main(ctx, args)
 	return out.String(), errb.String(), code
 }
 
@@ -405,9 +444,23 @@ func TestRangesClientsSnapshot(t *testing.T) {
 	if code != 0 || out != want {
 		t.Fatalf("ranges: %d\n%s", code, out)
 	}
+	out, _, code = kv(t, f, "", "clients")
+	want = "NAME    ID  REGISTERED  LAST SEEN  REPLICA INDEX\n" +
+		"ws-7    c1  2d ago      3m ago     118\n" +
+		"laptop  c2  2h ago      -          -\n"
+	if code != 0 || out != want {
+		t.Fatalf("clients: %d\n%s\nwant\n%s", code, out, want)
+	}
 	out, _, code = kv(t, f, "", "clients", "-o", "json")
-	if code != 0 || !strings.Contains(out, `"name": "ws-7"`) {
+	var cls []map[string]any
+	if code != 0 || json.Unmarshal([]byte(out), &cls) != nil || len(cls) != 2 {
 		t.Fatalf("clients json: %d %s", code, out)
+	}
+	if cls[0]["name"] != "ws-7" || cls[0]["replica_index"] != 118.0 || cls[0]["last_seen"] != "2026-11-24T11:57:00Z" {
+		t.Fatalf("clients json: %v", cls[0])
+	}
+	if _, ok := cls[1]["last_seen"]; ok || cls[1]["replica_index"] != 0.0 {
+		t.Fatalf("never seen client json: %v", cls[1])
 	}
 	file := filepath.Join(t.TempDir(), "snap.db")
 	out, _, code = kv(t, f, "", "snapshot", "save", file)
@@ -447,6 +500,9 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"leader", "elect"}, exitUsage, "kvctl: leader: unknown subcommand \"elect\"\n"},
 		{[]string{"leases", "--force"}, exitUsage, "kvctl: leases: --client, --force and --reason go with leases return\n"},
 		{[]string{"snapshot", "restore", "f"}, exitUsage, "kvctl: snapshot: unknown subcommand \"restore\"\n"},
+		{[]string{"watch", "-from", "x"}, exitUsage, "kvctl: watch: -from \"x\": want a log index or now\nusage: kvctl watch [TREE] [-from N|now]\n"},
+		{[]string{"watch", "a", "b"}, exitUsage, "kvctl: watch: unexpected arguments [\"b\"]\n"},
+		{[]string{"hash", "x"}, exitUsage, "kvctl: hash: unexpected arguments [\"x\"]\n"},
 		{[]string{"frobnicate"}, exitUsage, "kvctl: unknown command \"frobnicate\"\n\nUsage: kvctl"},
 		{[]string{}, exitUsage, "Usage: kvctl"},
 	} {
@@ -470,9 +526,126 @@ func TestHelp(t *testing.T) {
 			t.Errorf("usage lacks command %q", name)
 		}
 	}
-	for _, sub := range []string{"members remove ID", "leader transfer [ID]", "leases return TREE", "snapshot save FILE", "put TREE JSON|-", "-limit N", "-all"} {
+	for _, sub := range []string{"members remove ID", "leader transfer [ID]", "leases return TREE", "snapshot save FILE", "put TREE JSON|-", "-limit N", "-all", "watch [TREE] [-from N|now]"} {
 		if !strings.Contains(usageText, sub) {
 			t.Errorf("usage lacks %q", sub)
 		}
+	}
+}
+
+func TestWatch(t *testing.T) {
+	f := newFake(t, 0)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	at := func(s int) time.Time { return now.Add(time.Duration(s) * time.Second) }
+	key := api.Key{ID: 1000, Rev: 1}
+	f.events = []eventStep{
+		{page: api.EventPage{Next: 58, Events: []api.Event{
+			{Index: 57, Type: api.EventCreated, Tree: "parts", Key: key, Client: "c1", Time: at(1)},
+			{Index: 58, Type: api.EventBorrowed, Tree: "parts", Key: key, Client: "c1", Time: at(2)},
+		}}},
+		{page: api.EventPage{Next: 60, Events: []api.Event{
+			{Index: 59, Type: api.EventReturned, Tree: "parts", Key: key, Holder: "c1", Forced: true, Reason: "left for the day", Time: at(3)},
+		}}},
+		{page: api.EventPage{Next: 60}}, // a long poll that found nothing
+		{err: api.Errorf(api.CodeCompacted, "events after index 60 are no longer kept")},
+		{page: api.EventPage{Next: 75, Events: []api.Event{
+			{Index: 71, Type: api.EventStateChanged, Tree: "parts", Key: key, Client: "c9", State: 3, Time: at(4)},
+			{Index: 72, Type: api.EventClient, Client: "c2", Time: at(5)},
+			{Index: 73, Type: api.EventRange, Key: api.Key{ID: 2000}, Client: "c2", Time: at(6)},
+			{Index: 74, Type: api.EventSchema, Tree: "parts", Version: 2, Time: at(7)},
+			{Index: 75, Type: api.EventUpdated, Tree: "parts", Key: key, Client: "c9", Time: at(8)},
+		}}},
+		{cancel: cancel}, // SIGINT while waiting
+	}
+	out, errs, code := kvCtx(ctx, t, f, "", "watch", "parts")
+	if code != 0 {
+		t.Fatalf("watch: code %d, stderr %s", code, errs)
+	}
+	want := "2026-11-24T12:00:01Z  57  created        parts  1000/1  ws-7\n" +
+		"2026-11-24T12:00:02Z  58  borrowed       parts  1000/1  ws-7\n" +
+		"2026-11-24T12:00:03Z  59  returned       parts  1000/1  operator  holder=ws-7 forced reason=\"left for the day\"\n" +
+		"2026-11-24T12:00:04Z  71  state_changed  parts  1000/1  c9  state=3\n" +
+		"2026-11-24T12:00:05Z  72  client         -  -  laptop\n" +
+		"2026-11-24T12:00:06Z  73  range          -  -  laptop  start=2000\n" +
+		"2026-11-24T12:00:07Z  74  schema         parts  -  operator  version=2\n" +
+		"2026-11-24T12:00:08Z  75  updated        parts  1000/1  c9\n"
+	if out != want {
+		t.Fatalf("watch output:\n%s\nwant\n%s", out, want)
+	}
+	if errs != "kvctl: watch: events after index 60 are no longer kept by the node, some were missed; continuing from now\n" {
+		t.Fatalf("watch stderr %q", errs)
+	}
+	// Clients are looked up at the first event, again for the unknown c9
+	// (once), and again after the client event of c2.
+	var calls []string
+	for _, c := range f.calls {
+		if strings.HasPrefix(c, "GET /v1/events") || c == "GET /v1/clients" {
+			calls = append(calls, c)
+		}
+	}
+	wantCalls := []string{
+		"GET /v1/events?from=now&tree=parts&wait=30s", "GET /v1/clients",
+		"GET /v1/events?from=58&tree=parts&wait=30s",
+		"GET /v1/events?from=60&tree=parts&wait=30s",
+		"GET /v1/events?from=60&tree=parts&wait=30s",
+		"GET /v1/events?from=now&tree=parts&wait=30s", "GET /v1/clients", "GET /v1/clients",
+		"GET /v1/events?from=75&tree=parts&wait=30s",
+	}
+	if strings.Join(calls, "\n") != strings.Join(wantCalls, "\n") {
+		t.Fatalf("calls:\n%s\nwant\n%s", strings.Join(calls, "\n"), strings.Join(wantCalls, "\n"))
+	}
+}
+
+func TestWatchJSONFrom(t *testing.T) {
+	f := newFake(t, 0)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	f.events = []eventStep{
+		{page: api.EventPage{Next: 9, Events: []api.Event{
+			{Index: 6, Type: api.EventReturned, Tree: "t", Key: api.Key{ID: 1, Rev: 1}, Holder: "c1", Forced: true, Time: now},
+			{Index: 9, Type: api.EventCreated, Tree: "u", Key: api.Key{ID: 2, Rev: 1}, Time: now},
+		}}},
+		{cancel: cancel},
+	}
+	out, errs, code := kvCtx(ctx, t, f, "", "watch", "-from", "5", "-o", "json")
+	if code != 0 || errs != "" {
+		t.Fatalf("watch json: code %d, stderr %s", code, errs)
+	}
+	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("want one JSON object per line, got:\n%s", out)
+	}
+	var e api.Event
+	if err := json.Unmarshal([]byte(lines[0]), &e); err != nil || e.Index != 6 || e.Type != api.EventReturned || !e.Forced || e.Holder != "c1" {
+		t.Fatalf("first line %s: %+v %v", lines[0], e, err)
+	}
+	if lines[1] != `{"index":9,"type":"created","tree":"u","key":{"id":2,"rev":1},"time":"2026-11-24T12:00:00Z"}` {
+		t.Fatalf("second line %s", lines[1])
+	}
+	if f.calls[0] != "GET /v1/events?from=5&wait=30s" || f.calls[1] != "GET /v1/events?from=9&wait=30s" {
+		t.Fatalf("calls %q", f.calls)
+	}
+}
+
+func TestWatchErrorExits(t *testing.T) {
+	f := newFake(t, 0)
+	f.events = []eventStep{{err: api.Errorf(api.CodeInternal, "disk on fire")}}
+	_, errs, code := kv(t, f, "", "watch")
+	if code != exitError || errs != "kvctl: disk on fire\n" {
+		t.Fatalf("watch on a failing server: %d %q", code, errs)
+	}
+}
+
+func TestHash(t *testing.T) {
+	f := newFake(t, 0)
+	out, _, code := kv(t, f, "", "hash")
+	if code != 0 || out != "node   n1\nindex  120\nhash   9f86d081884c7d65\n" {
+		t.Fatalf("hash: %d %q", code, out)
+	}
+	out, _, code = kv(t, f, "", "hash", "-o", "json")
+	var h api.ContentHash
+	if code != 0 || json.Unmarshal([]byte(out), &h) != nil || h != (api.ContentHash{Index: 120, Hash: "9f86d081884c7d65", Node: "n1"}) {
+		t.Fatalf("hash json: %d %s", code, out)
 	}
 }

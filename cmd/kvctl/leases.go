@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strconv"
 
 	"github.com/shelfdb/shelf/api"
 )
@@ -127,9 +128,13 @@ func (c *cli) clients(ctx context.Context, args []string) error {
 		return err
 	}
 	return c.emit(orEmpty(cls), func(w io.Writer) {
-		row(w, "ID", "NAME", "REGISTERED")
+		row(w, "NAME", "ID", "REGISTERED", "LAST SEEN", "REPLICA INDEX")
 		for _, cl := range cls {
-			row(w, cl.ID, dash(cl.Name), c.ago(cl.Registered))
+			index := "-"
+			if !cl.LastSeen.IsZero() {
+				index = strconv.FormatUint(cl.ReplicaIndex, 10)
+			}
+			row(w, dash(cl.Name), cl.ID, c.ago(cl.Registered), c.ago(cl.LastSeen), index)
 		}
 	})
 }

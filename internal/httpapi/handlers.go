@@ -445,29 +445,19 @@ func (h *handler) logStream(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var wait time.Duration
-	if s := q.Get("wait"); s != "" {
-		d, err := time.ParseDuration(s)
-		if err != nil || d < 0 {
-			return api.Errorf(api.CodeInvalid, "invalid wait %q: want a Go duration such as 30s", s)
-		}
-		wait = min(d, MaxLogWait)
+	wait, err := queryWait(r)
+	if err != nil {
+		return err
+	}
+	if c := q.Get("client"); c != "" && h.seen != nil {
+		h.seen.saw(c, from)
 	}
 	page, err := h.node.Log(from, limit)
 	if err != nil {
 		return err
 	}
 	if len(page.Entries) == 0 && page.Next == from && wait > 0 {
-		ctx, cancel := context.WithTimeout(r.Context(), wait)
-		if h.stopping != nil {
-			go func() { // ends with ctx at the latest: cancel is called below
-				select {
-				case <-h.stopping:
-					cancel()
-				case <-ctx.Done():
-				}
-			}()
-		}
+		ctx, cancel := h.pollContext(r, wait)
 		werr := h.node.FSM().WaitApplied(ctx, from+1)
 		cancel()
 		if r.Context().Err() != nil {
@@ -480,6 +470,87 @@ func (h *handler) logStream(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	h.write(w, r, http.StatusOK, page)
+	return nil
+}
+
+// queryWait parses the wait of a long poll, capped at MaxLogWait.
+func queryWait(r *http.Request) (time.Duration, error) {
+	s := r.URL.Query().Get("wait")
+	if s == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0, api.Errorf(api.CodeInvalid, "invalid wait %q: want a Go duration such as 30s", s)
+	}
+	return min(d, MaxLogWait), nil
+}
+
+// pollContext returns the context of a long poll: r's, ended after wait
+// or, at once, when the server stops. The caller must call cancel.
+func (h *handler) pollContext(r *http.Request, wait time.Duration) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(r.Context(), wait)
+	if h.stopping != nil {
+		go func() { // ends with ctx at the latest
+			select {
+			case <-h.stopping:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+	}
+	return ctx, cancel
+}
+
+func (h *handler) events(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	from := api.EventsFromNow
+	if s := q.Get("from"); s != "" && s != "now" {
+		v, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			return api.Errorf(api.CodeInvalid, "invalid from %q: want a log index or \"now\"", s)
+		}
+		from = v
+	}
+	limit, err := queryInt(r, "limit", DefaultEventLimit, MaxEventLimit)
+	if err != nil {
+		return err
+	}
+	wait, err := queryWait(r)
+	if err != nil {
+		return err
+	}
+	var match func(*api.Event) bool
+	if tree := q.Get("tree"); tree != "" {
+		if err := fsm.ValidTreeName(tree); err != nil {
+			return err
+		}
+		match = func(e *api.Event) bool { return e.Tree == tree }
+	}
+	// The wait is the node's; the context only ends it early (client
+	// gone, server stopping).
+	ctx, cancel := h.pollContext(r, wait+time.Second)
+	defer cancel()
+	page, err := h.node.EventsMatching(ctx, from, limit, wait, match)
+	if err != nil {
+		if r.Context().Err() != nil {
+			return nil // the client is gone
+		}
+		if !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+			return err
+		}
+	}
+	page.Events = nonNil(page.Events)
+	h.write(w, r, http.StatusOK, page)
+	return nil
+}
+
+func (h *handler) contentHash(w http.ResponseWriter, r *http.Request) error {
+	index, sum, err := h.node.FSM().ContentHash()
+	if err != nil {
+		return err
+	}
+	h.write(w, r, http.StatusOK, api.ContentHash{Index: index, Hash: sum, Node: h.node.ID()})
 	return nil
 }
 

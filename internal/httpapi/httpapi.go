@@ -38,7 +38,14 @@ const (
 	MaxLogWait       = 60 * time.Second
 	DefaultRangeSize = 1000
 	MaxRangeSize     = 1_000_000
+	// Event stream (GET /v1/events); its wait is capped at MaxLogWait.
+	DefaultEventLimit = 1000
+	MaxEventLimit     = 10000
 )
+
+// DefaultClientSeenInterval is how often at most a client's log stream
+// requests are recorded as a sighting (fsm.OpClientSeen).
+const DefaultClientSeenInterval = 30 * time.Second
 
 // Config configures the handler.
 type Config struct {
@@ -52,6 +59,10 @@ type Config struct {
 	// answer what they have), so that a graceful server shutdown does not
 	// wait for them. Optional.
 	Stopping <-chan struct{}
+	// ClientSeenInterval is how often at most a GET /v1/log with
+	// client=ID commits a sighting of that client (its last-seen time and
+	// replica index); DefaultClientSeenInterval if 0, never if negative.
+	ClientSeenInterval time.Duration
 }
 
 type handler struct {
@@ -59,6 +70,7 @@ type handler struct {
 	log      *slog.Logger
 	maxBody  int64
 	stopping <-chan struct{}
+	seen     *seenTracker
 	mux      *http.ServeMux
 }
 
@@ -73,7 +85,13 @@ func New(cfg Config) http.Handler {
 	if cfg.MaxBody <= 0 {
 		cfg.MaxBody = DefaultMaxBody
 	}
+	if cfg.ClientSeenInterval == 0 {
+		cfg.ClientSeenInterval = DefaultClientSeenInterval
+	}
 	h := &handler{node: cfg.Node, log: cfg.Logger, maxBody: cfg.MaxBody, stopping: cfg.Stopping, mux: http.NewServeMux()}
+	if cfg.ClientSeenInterval > 0 {
+		h.seen = newSeenTracker(cfg.ClientSeenInterval, h.clientKnown, h.submitSeen)
+	}
 	h.routes()
 	return h
 }
@@ -100,6 +118,8 @@ func (h *handler) routes() {
 	h.handle("GET /v1/ranges", h.ranges)
 	h.handle("POST /v1/clients/{id}/ranges", h.grantRange)
 	h.handle("GET /v1/log", h.logStream)
+	h.handle("GET /v1/events", h.events)
+	h.handle("GET /v1/hash", h.contentHash)
 	h.handle("GET /v1/snapshot", h.snapshot)
 	h.handle("POST "+cluster.InternalApplyPath, h.internalApply)
 }

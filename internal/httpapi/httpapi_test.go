@@ -34,8 +34,15 @@ type env struct {
 
 func newEnv(t *testing.T, maxBody int64) *env {
 	t.Helper()
+	return newEnvWith(t, func(c *cluster.Config, h *httpapi.Config) { h.MaxBody = maxBody })
+}
+
+// newEnvWith is newEnv with changes to the node's and the handler's
+// configuration.
+func newEnvWith(t *testing.T, tune func(*cluster.Config, *httpapi.Config)) *env {
+	t.Helper()
 	logger := testlog.New(t)
-	node, err := cluster.New(cluster.Config{
+	ccfg := cluster.Config{
 		NodeID:             "h1",
 		DataDir:            filepath.Join(t.TempDir(), "h1"),
 		RaftAddr:           "127.0.0.1:0",
@@ -50,12 +57,16 @@ func newEnv(t *testing.T, maxBody int64) *env {
 		SnapshotThreshold:  1 << 20, // snapshots only when the test asks
 		TrailingLogs:       2,
 		NoSync:             true,
-	})
+	}
+	stop := make(chan struct{})
+	hcfg := httpapi.Config{Logger: logger, Stopping: stop}
+	tune(&ccfg, &hcfg)
+	node, err := cluster.New(ccfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	stop := make(chan struct{})
-	srv := httptest.NewServer(httpapi.New(httpapi.Config{Node: node, Logger: logger, MaxBody: maxBody, Stopping: stop}))
+	hcfg.Node = node
+	srv := httptest.NewServer(httpapi.New(hcfg))
 	t.Cleanup(func() {
 		srv.Close()
 		if err := node.Shutdown(); err != nil {

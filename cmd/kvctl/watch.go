@@ -1,0 +1,161 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/shelfdb/shelf/api"
+)
+
+// watchWait is how long one event request waits for news.
+const watchWait = 30 * time.Second
+
+func (c *cli) watch(ctx context.Context, args []string) error {
+	const line = "watch [TREE] [-from N|now]"
+	fs := c.flagSet("watch")
+	fromFlag := fs.String("from", "now", "start after this log index, or now")
+	pos, err := c.parse(fs, line, args, 0, 1)
+	if err != nil {
+		return err
+	}
+	tree := ""
+	if len(pos) == 1 {
+		tree = pos[0]
+	}
+	from := api.EventsFromNow
+	if *fromFlag != "now" {
+		if from, err = strconv.ParseUint(*fromFlag, 10, 64); err != nil || from == api.EventsFromNow {
+			return usagef(line, "watch: -from %q: want a log index or now", *fromFlag)
+		}
+	}
+	names := &clientNames{c: c}
+	enc := json.NewEncoder(c.stdout)
+	for {
+		page, err := c.api().Events(ctx, from, 0, watchWait, tree)
+		if ctx.Err() != nil {
+			return nil // interrupted: the normal way to stop watching
+		}
+		if errors.Is(err, api.ErrCompacted) && from != api.EventsFromNow {
+			fmt.Fprintf(c.stderr, "kvctl: watch: events after index %d are no longer kept by the node, some were missed; continuing from now\n", from)
+			from = api.EventsFromNow
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		for _, e := range page.Events {
+			if c.output == "json" {
+				if err := enc.Encode(e); err != nil {
+					return err
+				}
+				continue
+			}
+			if _, err := io.WriteString(c.stdout, c.eventLine(ctx, e, names)); err != nil {
+				return err
+			}
+		}
+		from = page.Next
+	}
+}
+
+// eventLine formats an event as one line: time, index, type, tree, key,
+// acting client, and what else the event says.
+func (c *cli) eventLine(ctx context.Context, e api.Event, names *clientNames) string {
+	key := "-"
+	if e.Key.ID != 0 && e.Type != api.EventRange {
+		key = e.Key.String()
+	}
+	var extra []string
+	switch e.Type {
+	case api.EventRange:
+		extra = append(extra, fmt.Sprintf("start=%d", e.Key.ID))
+	case api.EventSchema:
+		extra = append(extra, fmt.Sprintf("version=%d", e.Version))
+	case api.EventStateChanged:
+		extra = append(extra, fmt.Sprintf("state=%d", e.State))
+	}
+	if e.Type == api.EventClient {
+		names.forget(e.Client) // registered or renamed: look the name up again
+	}
+	if e.Holder != "" && e.Holder != e.Client {
+		extra = append(extra, "holder="+names.name(ctx, e.Holder))
+	}
+	if e.Forced {
+		extra = append(extra, "forced")
+	}
+	if e.Reason != "" {
+		extra = append(extra, "reason="+strconv.Quote(e.Reason))
+	}
+	s := fmt.Sprintf("%s  %d  %-13s  %s  %s  %s", e.Time.Format(time.RFC3339), e.Index, e.Type,
+		dash(e.Tree), key, names.name(ctx, e.Client))
+	if len(extra) > 0 {
+		s += "  " + strings.Join(extra, " ")
+	}
+	return s + "\n"
+}
+
+// clientNames maps client ids to names for the watch output, asking the
+// server again when an id is not known yet (once per id).
+type clientNames struct {
+	c     *cli
+	names map[string]string
+	asked map[string]bool
+}
+
+// name returns the client's name, or its id when the name is not known;
+// "operator" for no client.
+func (n *clientNames) name(ctx context.Context, id string) string {
+	if id == "" {
+		return "operator"
+	}
+	if _, ok := n.names[id]; !ok && !n.asked[id] {
+		n.load(ctx)
+		if n.asked == nil {
+			n.asked = map[string]bool{}
+		}
+		n.asked[id] = true
+	}
+	if name := n.names[id]; name != "" {
+		return name
+	}
+	return id
+}
+
+// forget makes the next name lookup of id ask the server.
+func (n *clientNames) forget(id string) {
+	delete(n.names, id)
+	delete(n.asked, id)
+}
+
+// load fetches the registered clients; a failure leaves ids unnamed.
+func (n *clientNames) load(ctx context.Context) {
+	cls, err := n.c.api().Clients(ctx)
+	if err != nil {
+		return
+	}
+	n.names = map[string]string{}
+	for _, cl := range cls {
+		n.names[cl.ID] = cl.Name
+	}
+}
+
+func (c *cli) hash(ctx context.Context, args []string) error {
+	if _, err := c.parse(c.flagSet("hash"), "hash", args, 0, 0); err != nil {
+		return err
+	}
+	h, err := c.api().ContentHash(ctx)
+	if err != nil {
+		return err
+	}
+	return c.emit(h, func(w io.Writer) {
+		row(w, "node", h.Node)
+		row(w, "index", h.Index)
+		row(w, "hash", h.Hash)
+	})
+}

@@ -1,0 +1,195 @@
+package httpapi_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/shelfdb/shelf/api"
+	"github.com/shelfdb/shelf/cluster"
+	"github.com/shelfdb/shelf/internal/httpapi"
+)
+
+// jsonEventPage is EventPage as JSON decodes it, with the events' raw
+// fields visible.
+type jsonEventPage struct {
+	Events []map[string]any `json:"events"`
+	Next   uint64           `json:"next"`
+}
+
+func TestEvents(t *testing.T) {
+	e := newEnvWith(t, func(c *cluster.Config, _ *httpapi.Config) { c.EventBuffer = 6 })
+	ctx := context.Background()
+	cl, err := e.cl.RegisterClient(ctx, "ws-7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := e.node.FSM().AppliedIndex()
+	a, err := e.cl.Create(ctx, "a", api.WriteRequest{Data: mustValue(t, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := e.cl.Create(ctx, "b", api.WriteRequest{Data: mustValue(t, 2)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.cl.Borrow(ctx, "b", b.Key, cl.ID, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+
+	// JSON for people: events with their JSON field names, [] when none.
+	var jp jsonEventPage
+	e.json("GET", "/v1/events?from="+strconv.FormatUint(start, 10), "", 200, &jp)
+	if len(jp.Events) != 3 || jp.Next != e.node.FSM().AppliedIndex() {
+		t.Fatalf("events page %+v", jp)
+	}
+	if ev := jp.Events[2]; ev["type"] != "borrowed" || ev["tree"] != "b" || ev["client"] != cl.ID ||
+		ev["key"].(map[string]any)["id"] != float64(b.Key.ID) || ev["time"] == "" {
+		t.Fatalf("borrow event %v", ev)
+	}
+	body := e.json("GET", "/v1/events?from=now", "", 200, &jp)
+	if string(body) != fmt.Sprintf(`{"events":[],"next":%d}`, e.node.FSM().AppliedIndex()) {
+		t.Fatalf("events from now: %s", body)
+	}
+	e.json("GET", "/v1/events", "", 200, &jp) // from defaults to now
+	if len(jp.Events) != 0 || jp.Next != e.node.FSM().AppliedIndex() {
+		t.Fatalf("events without from: %+v", jp)
+	}
+
+	// CBOR for the library, with the tree filter and paging.
+	p, err := e.cl.Events(ctx, start, 0, 0, "b")
+	if err != nil || len(p.Events) != 2 || p.Events[0].Type != api.EventCreated || p.Events[1].Type != api.EventBorrowed ||
+		p.Events[0].Index != b.Index || p.Next != e.node.FSM().AppliedIndex() {
+		t.Fatalf("events of tree b: %+v %v", p, err)
+	}
+	p, err = e.cl.Events(ctx, start, 1, 0, "")
+	if err != nil || len(p.Events) != 1 || p.Events[0].Index != a.Index || p.Next != a.Index {
+		t.Fatalf("first page: %+v %v", p, err)
+	}
+	p, err = e.cl.Events(ctx, p.Next, 1, 0, "")
+	if err != nil || len(p.Events) != 1 || p.Events[0].Index != b.Index || p.Next != b.Index {
+		t.Fatalf("second page: %+v %v", p, err)
+	}
+
+	// A long poll on tree b is not answered by a change to tree a.
+	type result struct {
+		p   api.EventPage
+		err error
+	}
+	done := make(chan result, 1)
+	from := e.node.FSM().AppliedIndex()
+	go func() {
+		p, err := e.cl.Events(ctx, from, 0, 30*time.Second, "b")
+		done <- result{p, err}
+	}()
+	if _, err := e.cl.Create(ctx, "a", api.WriteRequest{Data: mustValue(t, 3)}); err != nil {
+		t.Fatal(err)
+	}
+	ret, err := e.cl.Return(ctx, "b", b.Key, cl.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-done:
+		if r.err != nil || len(r.p.Events) != 1 || r.p.Events[0].Type != api.EventReturned ||
+			r.p.Events[0].Holder != cl.ID || r.p.Events[0].Index != ret.Index {
+			t.Fatalf("long poll on tree b: %+v %v", r.p, r.err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("long poll did not return")
+	}
+
+	// The buffer holds 6 events: the first ones are gone.
+	for i := range 6 {
+		if _, err := e.cl.Create(ctx, "a", api.WriteRequest{Data: mustValue(t, i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := e.cl.Events(ctx, start, 0, 0, ""); !errors.Is(err, api.ErrCompacted) {
+		t.Fatalf("events from %d after overflow: %v, want ErrCompacted", start, err)
+	}
+	e.apiErr("GET", "/v1/events?from="+strconv.FormatUint(start, 10), "", 410, api.CodeCompacted)
+
+	e.apiErr("GET", "/v1/events?from=x", "", 400, api.CodeInvalid)
+	e.apiErr("GET", "/v1/events?limit=0", "", 400, api.CodeInvalid)
+	e.apiErr("GET", "/v1/events?wait=soon", "", 400, api.CodeInvalid)
+	e.apiErr("GET", "/v1/events?tree=bad%20name", "", 400, api.CodeInvalid)
+	e.apiErr("POST", "/v1/events", "", 405, api.CodeMethodNotFound)
+
+	// A server that stops answers pending long polls at once.
+	go func() {
+		p, err := e.cl.Events(ctx, api.EventsFromNow, 0, 50*time.Second, "")
+		done <- result{p, err}
+	}()
+	close(e.stop)
+	select {
+	case r := <-done:
+		if r.err != nil || len(r.p.Events) != 0 {
+			t.Fatalf("long poll ended by stop: %+v %v", r.p, r.err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("long poll not ended by stop")
+	}
+}
+
+func TestContentHash(t *testing.T) {
+	e := newEnv(t, 0)
+	ctx := context.Background()
+	h1, err := e.cl.ContentHash(ctx)
+	if err != nil || h1.Node != "h1" || len(h1.Hash) != 64 || h1.Index != e.node.FSM().AppliedIndex() {
+		t.Fatalf("hash %+v %v", h1, err)
+	}
+	if _, err := e.cl.Create(ctx, "parts", api.WriteRequest{Data: mustValue(t, 1)}); err != nil {
+		t.Fatal(err)
+	}
+	var h2 api.ContentHash
+	e.json("GET", "/v1/hash", "", 200, &h2)
+	index, sum, err := e.node.FSM().ContentHash()
+	if err != nil || h2.Index != index || h2.Hash != sum || h2.Index <= h1.Index || h2.Hash == h1.Hash {
+		t.Fatalf("hash after a write %+v, before %+v; fsm says %d %s %v", h2, h1, index, sum, err)
+	}
+}
+
+func TestLogRecordsClientSeen(t *testing.T) {
+	e := newEnv(t, 0)
+	ctx := context.Background()
+	cl, err := e.cl.RegisterClient(ctx, "replica-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cl.ReplicaIndex != 0 || !cl.LastSeen.IsZero() {
+		t.Fatalf("new client %+v", cl)
+	}
+	from := e.node.FSM().AppliedIndex()
+	if _, err := e.cl.LogAs(ctx, cl.ID, from, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := e.node.FSM().Client(cl.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.ReplicaIndex == from && !c.LastSeen.IsZero() {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("client not recorded as seen at %d: %+v", from, c)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	var clients []api.ClientInfo
+	e.json("GET", "/v1/clients", "", 200, &clients)
+	if len(clients) != 1 || clients[0].ReplicaIndex != from || clients[0].LastSeen.IsZero() {
+		t.Fatalf("clients %+v", clients)
+	}
+	// Unknown clients are not an error for the log stream; the sighting
+	// is simply not recorded.
+	if _, err := e.cl.LogAs(ctx, "nobody", from, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	e.json("GET", "/v1/log?client=nobody&from=0", "", 200, nil)
+}
