@@ -62,7 +62,7 @@ func (db *DB) follow() error {
 	}
 	for {
 		ctx, cancel := context.WithTimeout(db.ctx, db.cfg.PollWait+10*time.Second)
-		page, err := c.Log(ctx, db.replica.AppliedIndex(), 1000, db.cfg.PollWait)
+		page, err := c.LogAs(ctx, db.clientID, db.replica.AppliedIndex(), 1000, db.cfg.PollWait)
 		cancel()
 		if errors.Is(err, api.ErrCompacted) {
 			if err := db.resync(c); err != nil {
