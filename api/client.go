@@ -120,6 +120,13 @@ func (c *Client) Update(ctx context.Context, tree string, key Key, req WriteRequ
 	return call[WriteResult](ctx, c, http.MethodPut, recordPath(tree, key), nil, &req)
 }
 
+// Batch sends writes of one client to be applied in order as consecutive
+// log entries: one round trip and one commit for many writes. The answer
+// has one item per op; see BatchItem for what an item's error means.
+func (c *Client) Batch(ctx context.Context, req BatchRequest) (BatchResult, error) {
+	return call[BatchResult](ctx, c, http.MethodPost, "/v1/batch", nil, req)
+}
+
 // Delete deletes a record; client must hold its borrow.
 func (c *Client) Delete(ctx context.Context, tree string, key Key, client string) (WriteResult, error) {
 	q := url.Values{}

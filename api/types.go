@@ -262,3 +262,36 @@ type ContentHash struct {
 	Hash  string `json:"hash"`
 	Node  string `json:"node"`
 }
+
+// MaxBatchOps is the largest number of writes one batch may carry.
+const MaxBatchOps = 1000
+
+// BatchOp is one write of a batch.
+type BatchOp struct {
+	Op     string `json:"op"` // "create", "update" or "delete"
+	Tree   string `json:"tree"`
+	Key    Key    `json:"key"` // create: Key.ID from one of the client's ranges (0: the cluster assigns one)
+	Schema uint32 `json:"schema,omitempty"`
+	Data   []byte `json:"data,omitempty"`
+}
+
+// BatchRequest carries writes of one client, applied as consecutive log
+// entries in their order. Each is accepted or rejected on its own.
+type BatchRequest struct {
+	Client string    `json:"client,omitempty"`
+	Ops    []BatchOp `json:"ops"`
+}
+
+// BatchItem is the outcome of one write of a batch: applied at Index, or
+// rejected with Err. Err with code unavailable means the outcome is not
+// known (the batch was cut short): send that write again.
+type BatchItem struct {
+	Key   Key    `json:"key"`
+	Index uint64 `json:"index,omitempty"`
+	Err   *Error `json:"error,omitempty"`
+}
+
+// BatchResult answers a batch, one item per op, in order.
+type BatchResult struct {
+	Results []BatchItem `json:"results"`
+}

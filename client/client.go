@@ -63,8 +63,8 @@ type Config struct {
 	// RangeSize is the number of ids asked for at a time (default 1000).
 	RangeSize uint64
 	// Reserve is how many unused ids the client keeps in hand for offline
-	// creates; it asks for a new range when fewer are left (default
-	// RangeSize).
+	// creates: while online, whenever it holds Reserve or fewer it asks for
+	// ranges until it holds more (default RangeSize/2).
 	Reserve uint64
 	// PollWait is how long one log request waits for new entries (default 20s).
 	PollWait time.Duration
@@ -120,7 +120,7 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 		return nil, fmt.Errorf("client: Config.RangeSize %d over the maximum %d", cfg.RangeSize, fsm.MaxRangeSize)
 	}
 	if cfg.Reserve == 0 {
-		cfg.Reserve = cfg.RangeSize
+		cfg.Reserve = cfg.RangeSize / 2
 	}
 	if cfg.PollWait <= 0 {
 		cfg.PollWait = 20 * time.Second
@@ -363,7 +363,12 @@ func (db *DB) ContentHash() (uint64, string, error) { return db.replica.ContentH
 
 func (db *DB) setOnline(on bool, err error) {
 	db.mu.Lock()
-	db.lastErr = err
+	// A wrong-cluster error stays until a server of the pinned cluster
+	// answers: a later "connection refused" from another server must not
+	// hide it.
+	if on || err == nil || errors.Is(err, ErrWrongCluster) || !errors.Is(db.lastErr, ErrWrongCluster) {
+		db.lastErr = err
+	}
 	changed := db.online.Swap(on) != on
 	if changed {
 		close(db.onlineCh)
@@ -388,8 +393,9 @@ func (db *DB) onlineChanged() <-chan struct{} {
 	return db.onlineCh
 }
 
-// WaitSynced waits until the replica has applied everything the cluster
-// had committed when WaitSynced was called (as a server reports it).
+// WaitSynced waits until the replica has applied everything a server of
+// the cluster had applied when WaitSynced was called (a server applies
+// what the cluster commits within milliseconds).
 func (db *DB) WaitSynced(ctx context.Context) error {
 	for {
 		var target uint64
@@ -402,7 +408,7 @@ func (db *DB) WaitSynced(ctx context.Context) error {
 				err = db.pin(st.ClusterID)
 			}
 			if err == nil {
-				target = st.CommitIndex
+				target = st.AppliedIndex
 				break
 			}
 			if errors.Is(err, ErrWrongCluster) {

@@ -94,7 +94,8 @@ func (l *local) setServers(s []string) error {
 
 func seqKey(seq uint64) []byte { return binary.BigEndian.AppendUint64(nil, seq) }
 
-// appendOutbox stores e under the next sequence number and returns it.
+// appendOutbox stores e under the next sequence number and returns it,
+// with the id cursor of the range its id came from, if it took one.
 func (l *local) appendOutbox(e *outboxEntry) (uint64, error) {
 	err := l.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketOutbox)
@@ -103,6 +104,16 @@ func (l *local) appendOutbox(e *outboxEntry) (uint64, error) {
 			return err
 		}
 		e.Seq = seq
+		if e.rangeStart != 0 {
+			// Concurrent creates may store out of id order: keep the highest.
+			meta := tx.Bucket(bucketMeta)
+			key := append(bytes.Clone(keyCursor), seqKey(e.rangeStart)...)
+			if cur := meta.Get(key); len(cur) != 8 || binary.BigEndian.Uint64(cur) <= e.Key.ID {
+				if err := meta.Put(key, seqKey(e.Key.ID+1)); err != nil {
+					return err
+				}
+			}
+		}
 		return putCBOR(b, seqKey(seq), e)
 	})
 	return e.Seq, err
@@ -123,17 +134,22 @@ func (l *local) outbox() ([]*outboxEntry, error) {
 	return out, err
 }
 
-// settle removes an outbox entry and, when c is not nil, keeps it as a
-// conflict, in one transaction: an entry is never in both or neither.
-func (l *local) settle(seq uint64, c *Conflict) error {
+// settle removes outbox entries and keeps those with a non-nil conflict
+// as conflicts, in one transaction: an entry is never in both or neither.
+func (l *local) settle(seqs []uint64, conflicts []*Conflict) error {
 	return l.db.Update(func(tx *bolt.Tx) error {
-		if err := tx.Bucket(bucketOutbox).Delete(seqKey(seq)); err != nil {
-			return err
+		out, cb := tx.Bucket(bucketOutbox), tx.Bucket(bucketConflicts)
+		for i, seq := range seqs {
+			if err := out.Delete(seqKey(seq)); err != nil {
+				return err
+			}
+			if conflicts[i] != nil {
+				if err := putCBOR(cb, seqKey(seq), conflicts[i]); err != nil {
+					return err
+				}
+			}
 		}
-		if c == nil {
-			return nil
-		}
-		return putCBOR(tx.Bucket(bucketConflicts), seqKey(seq), c)
+		return nil
 	})
 }
 
@@ -173,12 +189,6 @@ func (l *local) cursor(start uint64) uint64 {
 		return nil
 	})
 	return v
-}
-
-func (l *local) setCursor(start, next uint64) error {
-	return l.db.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketMeta).Put(append(bytes.Clone(keyCursor), seqKey(start)...), seqKey(next))
-	})
 }
 
 func putCBOR(b *bolt.Bucket, k []byte, v any) error {

@@ -21,6 +21,8 @@ type outboxEntry struct {
 	Schema uint32  `codec:"schema,omitempty"`
 	Data   []byte  `codec:"data,omitempty"`
 	Queued int64   `codec:"queued"` // unix ns, this machine's clock
+
+	rangeStart uint64 // create: the range Key.ID was taken from (stored with the entry)
 }
 
 // Conflict is an outbox entry the cluster rejected: the write is kept,
@@ -52,15 +54,16 @@ type outbox struct {
 	kick chan struct{}
 
 	mu      sync.Mutex
-	entries []*outboxEntry                // in sequence order
-	waiters map[uint64]chan outcome       // seq -> the writer still waiting
-	drained chan struct{}                 // closed when entries becomes empty
-	byKey   map[string]map[api.Key]uint64 // tree -> key -> latest pending seq
+	entries []*outboxEntry                  // in sequence order
+	bySeq   map[uint64]*outboxEntry         // the same entries
+	byKey   map[string]map[api.Key][]uint64 // tree -> key -> pending seqs, in order
+	waiters map[uint64]chan outcome         // seq -> the writer still waiting
+	drained chan struct{}                   // closed when entries becomes empty
 }
 
 func newOutbox(db *DB) *outbox {
 	return &outbox{db: db, kick: make(chan struct{}, 1), waiters: map[uint64]chan outcome{},
-		byKey: map[string]map[api.Key]uint64{}, drained: make(chan struct{})}
+		bySeq: map[uint64]*outboxEntry{}, byKey: map[string]map[api.Key][]uint64{}, drained: make(chan struct{})}
 }
 
 func (o *outbox) load() error {
@@ -89,63 +92,72 @@ func (o *outbox) add(e *outboxEntry) {
 		}
 	}
 	o.entries = append(o.entries, e)
+	o.bySeq[e.Seq] = e
 	m := o.byKey[e.Tree]
 	if m == nil {
-		m = map[api.Key]uint64{}
+		m = map[api.Key][]uint64{}
 		o.byKey[e.Tree] = m
 	}
-	m[e.Key] = e.Seq
+	m[e.Key] = append(m[e.Key], e.Seq)
 }
 
-// remove unindexes the entry seq; o.mu held.
+// remove unindexes the entry seq; o.mu held. Entries leave from the head
+// (sent in order), which costs nothing; any other place costs a copy.
 func (o *outbox) remove(seq uint64) *outboxEntry {
-	for i, e := range o.entries {
-		if e.Seq != seq {
-			continue
-		}
-		o.entries = append(o.entries[:i], o.entries[i+1:]...)
-		if m := o.byKey[e.Tree]; m[e.Key] == seq {
-			delete(m, e.Key)
-			// An older entry for the same key may still be pending.
-			for _, older := range o.entries {
-				if older.Tree == e.Tree && older.Key == e.Key {
-					m[e.Key] = older.Seq
-				}
+	e := o.bySeq[seq]
+	if e == nil {
+		return nil
+	}
+	delete(o.bySeq, seq)
+	if len(o.entries) > 0 && o.entries[0].Seq == seq {
+		o.entries[0] = nil
+		o.entries = o.entries[1:]
+	} else {
+		for i, x := range o.entries {
+			if x.Seq == seq {
+				o.entries = append(o.entries[:i], o.entries[i+1:]...)
+				break
 			}
 		}
-		if len(o.entries) == 0 {
-			close(o.drained)
-		}
-		return e
 	}
-	return nil
+	if m := o.byKey[e.Tree]; m != nil {
+		seqs := m[e.Key]
+		for i, s := range seqs {
+			if s == seq {
+				seqs = append(seqs[:i], seqs[i+1:]...)
+				break
+			}
+		}
+		if len(seqs) == 0 {
+			delete(m, e.Key)
+		} else {
+			m[e.Key] = seqs
+		}
+	}
+	if len(o.entries) == 0 {
+		close(o.drained)
+	}
+	return e
 }
 
 // pending returns the latest pending entry for a record, if any.
 func (o *outbox) pending(tree string, key api.Key) *outboxEntry {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	seq, ok := o.byKey[tree][key]
-	if !ok {
+	seqs := o.byKey[tree][key]
+	if len(seqs) == 0 {
 		return nil
 	}
-	for _, e := range o.entries {
-		if e.Seq == seq {
-			return e
-		}
-	}
-	return nil
+	return o.bySeq[seqs[len(seqs)-1]]
 }
 
-// pendingCreates returns the tree's pending creates, in key order.
+// pendingKeys returns the latest pending entry of each record of tree.
 func (o *outbox) pendingKeys(tree string) map[api.Key]*outboxEntry {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	out := map[api.Key]*outboxEntry{}
-	for _, e := range o.entries {
-		if e.Tree == tree {
-			out[e.Key] = e
-		}
+	out := make(map[api.Key]*outboxEntry, len(o.byKey[tree]))
+	for k, seqs := range o.byKey[tree] {
+		out[k] = o.bySeq[seqs[len(seqs)-1]]
 	}
 	return out
 }
@@ -223,6 +235,13 @@ func (o *outbox) drain(ctx context.Context) error {
 	}
 }
 
+// maxBatch bounds how many outbox entries go in one request, and
+// maxBatchBytes their total size (under the server's 4 MiB body limit).
+const (
+	maxBatch      = 256
+	maxBatchBytes = 2 << 20
+)
+
 func (o *outbox) run() {
 	defer o.db.wg.Done()
 	for {
@@ -234,103 +253,147 @@ func (o *outbox) run() {
 		}
 		for o.db.Online() && o.db.ctx.Err() == nil {
 			o.mu.Lock()
-			var e *outboxEntry
-			if len(o.entries) > 0 {
-				e = o.entries[0]
+			var batch []*outboxEntry
+			size := 0
+			for _, e := range o.entries {
+				if len(batch) == maxBatch || (len(batch) > 0 && size+len(e.Data) > maxBatchBytes) {
+					break
+				}
+				batch = append(batch, e)
+				size += len(e.Data)
 			}
 			o.mu.Unlock()
-			if e == nil {
-				break
-			}
-			if !o.send(e) {
+			if len(batch) == 0 || !o.send(batch) {
 				break
 			}
 		}
 	}
 }
 
-// send sends e and settles it. False means it could not be sent (network):
-// it stays first in line.
-func (o *outbox) send(e *outboxEntry) bool {
+var opNames = map[fsm.Op]string{fsm.OpCreate: "create", fsm.OpUpdate: "update", fsm.OpDelete: "delete"}
+
+// send sends a batch of entries (the head of the outbox, in order) in one
+// request and settles each entry the cluster answered. False means the
+// request failed (network, no leader): the entries stay, in order.
+func (o *outbox) send(batch []*outboxEntry) bool {
 	db := o.db
 	c := db.current()
-	ctx, cancel := context.WithTimeout(db.ctx, 30*time.Second)
+	ctx, cancel := context.WithTimeout(db.ctx, 60*time.Second)
 	defer cancel()
-	req := api.WriteRequest{Client: db.clientID, Schema: e.Schema, Data: e.Data}
-	var res api.WriteResult
-	var err error
-	switch e.Op {
-	case fsm.OpCreate:
-		req.ID = e.Key.ID
-		res, err = c.Create(ctx, e.Tree, req)
-		if errors.Is(err, api.ErrExists) && o.alreadyApplied(ctx, c, e) {
-			res, err = api.WriteResult{Key: e.Key}, nil // our earlier send went through
-		}
-	case fsm.OpUpdate:
-		res, err = c.Update(ctx, e.Tree, e.Key, req)
-	case fsm.OpDelete:
-		res, err = c.Delete(ctx, e.Tree, e.Key, db.clientID)
-		if errors.Is(err, api.ErrNotFound) && o.deletedByUs(e) {
-			res, err = api.WriteResult{Key: e.Key}, nil
-		}
-	default:
-		err = api.Errorf(api.CodeInvalid, "outbox entry %d: op %s cannot be queued", e.Seq, e.Op)
+	req := api.BatchRequest{Client: db.clientID, Ops: make([]api.BatchOp, len(batch))}
+	for i, e := range batch {
+		req.Ops[i] = api.BatchOp{Op: opNames[e.Op], Tree: e.Tree, Key: e.Key, Schema: e.Schema, Data: e.Data}
 	}
-	var apiErr *api.Error
-	if err != nil && (!errors.As(err, &apiErr) || apiErr.Code == api.CodeNoLeader || apiErr.Code == api.CodeUnavailable || apiErr.Code == api.CodeInternal) {
-		// Not an answer from the state machine: try again later, in order.
-		db.log.Debug("client: outbox entry not sent", "seq", e.Seq, "err", err)
-		o.notify(e.Seq, outcome{pending: true})
+	res, err := c.Batch(ctx, req)
+	if err == nil && len(res.Results) != len(batch) {
+		err = fmt.Errorf("client: batch of %d answered with %d results", len(batch), len(res.Results))
+	}
+	if err != nil {
+		db.log.Debug("client: outbox batch not sent", "entries", len(batch), "err", err)
+		for _, e := range batch {
+			o.notify(e.Seq, outcome{pending: true})
+		}
 		db.sleep(200 * time.Millisecond)
 		return false
 	}
-	if err == nil && res.Index > 0 {
-		// Read your own writes: settle once the replica has the change.
-		if werr := db.replica.WaitApplied(ctx, res.Index); werr != nil {
+	// Read your own writes: settle once the replica has the changes.
+	var last uint64
+	for _, it := range res.Results {
+		last = max(last, it.Index)
+	}
+	if last > 0 {
+		if err := db.replica.WaitApplied(ctx, last); err != nil {
 			return false
 		}
 	}
-	o.settle(e, res, apiErr)
-	return true
+	items := make([]settled, 0, len(batch))
+	complete := true
+	for i, e := range batch {
+		it := res.Results[i]
+		rej := it.Err
+		switch {
+		case rej == nil:
+		case retryable(rej):
+			// Outcome unknown from here on: send the rest again.
+			o.notify(e.Seq, outcome{pending: true})
+			complete = false
+		case e.Op == fsm.OpCreate && errors.Is(rej, api.ErrExists) && o.alreadyApplied(ctx, c, e):
+			rej = nil // our earlier send went through, its answer was lost
+		case e.Op == fsm.OpDelete && errors.Is(rej, api.ErrNotFound) && o.deletedByUs(e):
+			rej = nil
+		}
+		if !complete {
+			break
+		}
+		items = append(items, settled{e: e, res: api.WriteResult{Key: it.Key, Index: it.Index}, rej: rej})
+	}
+	o.settle(items)
+	return complete
 }
 
-// settle removes e from the outbox: confirmed, or rejected. A rejection
-// goes to the writer if it is still waiting, else it becomes a Conflict.
-func (o *outbox) settle(e *outboxEntry, res api.WriteResult, rej *api.Error) {
+// retryable tells an error that says nothing about the write itself.
+func retryable(e *api.Error) bool {
+	return e.Code == api.CodeNoLeader || e.Code == api.CodeUnavailable || e.Code == api.CodeInternal
+}
+
+// settled is the cluster's answer to one outbox entry.
+type settled struct {
+	e   *outboxEntry
+	res api.WriteResult
+	rej *api.Error
+}
+
+// settle removes answered entries from the outbox, in one transaction:
+// confirmed, or rejected. A rejection goes to the writer if it is still
+// waiting, else it becomes a Conflict.
+func (o *outbox) settle(items []settled) {
 	db := o.db
 	o.mu.Lock()
-	ch, waiting := o.waiters[e.Seq]
-	delete(o.waiters, e.Seq)
-	var c *Conflict
-	if rej != nil && !waiting {
-		c = &Conflict{Seq: e.Seq, Op: e.Op.String(), Tree: e.Tree, Key: e.Key, Schema: e.Schema, Data: e.Data,
-			Err: rej, Queued: time.Unix(0, e.Queued).UTC(), Rejected: time.Now().UTC()}
+	chans := make([]chan outcome, len(items))
+	seqs := make([]uint64, len(items))
+	conflicts := make([]*Conflict, len(items))
+	for i, it := range items {
+		e := it.e
+		seqs[i] = e.Seq
+		chans[i] = o.waiters[e.Seq]
+		delete(o.waiters, e.Seq)
+		if it.rej != nil && chans[i] == nil {
+			conflicts[i] = &Conflict{Seq: e.Seq, Op: e.Op.String(), Tree: e.Tree, Key: e.Key, Schema: e.Schema, Data: e.Data,
+				Err: it.rej, Queued: time.Unix(0, e.Queued).UTC(), Rejected: time.Now().UTC()}
+		}
 	}
-	if err := db.local.settle(e.Seq, c); err != nil {
+	if err := db.local.settle(seqs, conflicts); err != nil {
 		o.mu.Unlock()
-		db.log.Error("client: cannot settle outbox entry; it will be sent again", "seq", e.Seq, "err", err)
+		db.log.Error("client: cannot settle outbox entries; they will be sent again", "entries", len(items), "err", err)
 		return
 	}
-	o.remove(e.Seq)
+	for _, seq := range seqs {
+		o.remove(seq)
+	}
 	o.mu.Unlock()
-	ev := Event{Event: api.Event{Index: res.Index, Tree: e.Tree, Key: e.Key, Client: db.clientID, Time: time.Now().UTC()}, Outbox: e.Seq}
-	switch {
-	case rej == nil:
-		ev.Type = EventConfirmed
-	case c != nil:
-		ev.Type, ev.Err = EventConflict, rej
-		db.log.Warn("client: outbox entry rejected by the cluster; kept as a conflict", "seq", e.Seq, "op", e.Op, "tree", e.Tree, "key", e.Key, "err", rej)
-	}
-	if ev.Type != "" {
-		db.events.publish(ev)
-	}
-	if waiting {
-		var err error
-		if rej != nil {
-			err = rej
+	var evs []Event
+	for i, it := range items {
+		e := it.e
+		ev := Event{Event: api.Event{Index: it.res.Index, Tree: e.Tree, Key: e.Key, Client: db.clientID, Time: time.Now().UTC()}, Outbox: e.Seq}
+		switch {
+		case it.rej == nil:
+			ev.Type = EventConfirmed
+		case conflicts[i] != nil:
+			ev.Type, ev.Err = EventConflict, it.rej
+			db.log.Warn("client: outbox entry rejected by the cluster; kept as a conflict", "seq", e.Seq, "op", e.Op, "tree", e.Tree, "key", e.Key, "err", it.rej)
 		}
-		ch <- outcome{res: res, err: err}
+		if ev.Type != "" {
+			evs = append(evs, ev)
+		}
+		if chans[i] != nil {
+			var err error
+			if it.rej != nil {
+				err = it.rej
+			}
+			chans[i] <- outcome{res: it.res, err: err}
+		}
 	}
+	db.events.publish(evs...)
 }
 
 func (o *outbox) notify(seq uint64, out outcome) {

@@ -17,9 +17,23 @@ import (
 // local.db keeps this client's own cursor per range, which also counts ids
 // given to creates still in the outbox. An id is never handed out twice.
 type idReserve struct {
-	db   *DB
-	mu   sync.Mutex
-	kick chan struct{}
+	db      *DB
+	mu      sync.Mutex // guards handing out ids (never held across the network)
+	grantMu sync.Mutex // one range request at a time
+	kick    chan struct{}
+
+	cacheMu sync.Mutex
+	cursors map[uint64]uint64 // range start -> next unused id, ahead of local.db until the outbox entry is stored
+}
+
+// cursor returns the next unused id of the range starting at start.
+func (r *idReserve) cursor(start uint64) uint64 {
+	r.cacheMu.Lock()
+	defer r.cacheMu.Unlock()
+	if n, ok := r.cursors[start]; ok {
+		return n
+	}
+	return r.db.local.cursor(start)
 }
 
 func (r *idReserve) kickNow() {
@@ -37,7 +51,7 @@ func (r *idReserve) free() (ranges []api.Range, next []uint64, available uint64,
 	}
 	next = make([]uint64, len(ranges))
 	for i, rg := range ranges {
-		n := max(rg.Start, rg.Next, r.db.local.cursor(rg.Start))
+		n := max(rg.Start, rg.Next, r.cursor(rg.Start))
 		next[i] = n
 		if n < rg.End {
 			available += rg.End - n
@@ -46,37 +60,52 @@ func (r *idReserve) free() (ranges []api.Range, next []uint64, available uint64,
 	return ranges, next, available, nil
 }
 
-// take returns a fresh id.
-func (r *idReserve) take(ctx context.Context) (uint64, error) {
+// take returns a fresh id and the range it came from. The new cursor is
+// stored with the outbox entry that uses the id (one transaction, one
+// fsync): if that never happens, the id was never used either.
+func (r *idReserve) take(ctx context.Context) (id, rangeStart uint64, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for {
 		ranges, next, available, err := r.free()
 		if err != nil {
-			return 0, err
+			return 0, 0, err
 		}
-		if available <= r.db.cfg.Reserve/2 {
+		if available <= r.db.cfg.Reserve {
 			r.kickNow()
 		}
 		for i, rg := range ranges {
 			if next[i] < rg.End {
-				if err := r.db.local.setCursor(rg.Start, next[i]+1); err != nil {
-					return 0, fmt.Errorf("client: id cursor: %w", err)
+				r.cacheMu.Lock()
+				if r.cursors == nil {
+					r.cursors = map[uint64]uint64{}
 				}
-				return next[i], nil
+				r.cursors[rg.Start] = next[i] + 1
+				r.cacheMu.Unlock()
+				return next[i], rg.Start, nil
 			}
 		}
 		// None left: only a new range helps.
 		if !r.db.Online() {
-			return 0, ErrNoIDs
+			return 0, 0, ErrNoIDs
 		}
 		r.mu.Unlock()
-		err = r.grant(ctx)
+		err = r.grantIfEmpty(ctx)
 		r.mu.Lock()
 		if err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 	}
+}
+
+// grantIfEmpty asks for a range unless one arrived meanwhile.
+func (r *idReserve) grantIfEmpty(ctx context.Context) error {
+	r.grantMu.Lock()
+	defer r.grantMu.Unlock()
+	if _, _, available, err := r.free(); err != nil || available > 0 {
+		return err
+	}
+	return r.grant(ctx)
 }
 
 // grant asks the cluster for a new range and waits until the replica has it.
@@ -117,15 +146,24 @@ func (r *idReserve) run() {
 		case <-r.kick:
 		case <-time.After(30 * time.Second):
 		}
-		if !r.db.Online() {
-			continue
+		if r.db.Online() {
+			r.topUp()
 		}
+	}
+}
+
+// topUp asks for ranges until more than Reserve ids are in hand.
+func (r *idReserve) topUp() {
+	r.grantMu.Lock()
+	defer r.grantMu.Unlock()
+	for r.db.Online() && r.db.ctx.Err() == nil {
 		_, _, available, err := r.free()
-		if err != nil || available > r.db.cfg.Reserve/2 {
-			continue
+		if err != nil || available > r.db.cfg.Reserve {
+			return
 		}
 		if err := r.grant(r.db.ctx); err != nil {
 			r.db.log.Warn("client: could not top up the key range reserve", "available", available, "err", err)
+			return
 		}
 	}
 }

@@ -224,11 +224,11 @@ func (t *Tree) Create(ctx context.Context, schema uint32, data []byte) (WriteRes
 	if len(data) == 0 {
 		return WriteResult{}, api.Errorf(api.CodeInvalid, "create in %s: empty value", t.name)
 	}
-	id, err := t.db.ids.take(ctx)
+	id, start, err := t.db.ids.take(ctx)
 	if err != nil {
 		return WriteResult{}, err
 	}
-	return t.queue(ctx, &outboxEntry{Op: fsm.OpCreate, Key: api.Key{ID: id, Rev: 1}, Schema: schema, Data: data})
+	return t.queue(ctx, &outboxEntry{Op: fsm.OpCreate, Key: api.Key{ID: id, Rev: 1}, Schema: schema, Data: data, rangeStart: start})
 }
 
 // holds checks in the replica that this client holds the record's borrow,

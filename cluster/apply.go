@@ -27,6 +27,9 @@ const ForwardedHeader = "X-Shelf-Forwarded-By"
 // InternalApplyPath is the HTTP route followers forward writes to.
 const InternalApplyPath = "/v1/internal/apply"
 
+// InternalApplyBatchPath is the HTTP route followers forward batches to.
+const InternalApplyBatchPath = "/v1/internal/apply-batch"
+
 // maxAnswer bounds the size of an answer read from the leader.
 const maxAnswer = 16 << 20
 
@@ -132,45 +135,144 @@ func (n *Node) pushCommit(index uint64) {
 
 // applyLocal applies cmd through this node's raft, which must lead.
 func (n *Node) applyLocal(ctx context.Context, cmd *fsm.Command) (*fsm.Result, error) {
-	c := *cmd
-	c.Time = time.Now().UnixNano()
-	b, err := c.Encode()
+	res, err := n.applyLocalMany(ctx, []*fsm.Command{cmd})
 	if err != nil {
-		return nil, api.Errorf(api.CodeInvalid, "encode command: %v", err)
+		return nil, err
 	}
+	return res[0], nil
+}
+
+// applyLocalMany appends cmds to this node's raft log, in order, with the
+// leader's clock, and waits for their results. If the first entry could
+// not be appended the error says so (no_leader: nothing happened); a
+// failure later returns the results known so far with an unavailable
+// error: the rest may or may not be applied.
+func (n *Node) applyLocalMany(ctx context.Context, cmds []*fsm.Command) ([]*fsm.Result, error) {
 	timeout := n.cfg.ApplyTimeout
 	if d, ok := ctx.Deadline(); ok {
 		timeout = max(time.Until(d), time.Millisecond)
 	}
-	f := n.raft.Apply(b, timeout)
-	done := make(chan error, 1)
-	go func() { done <- f.Error() }()
-	select {
-	case err = <-done:
-	case <-ctx.Done():
-		return nil, unavailable("%s not committed in time (%v); it may still be applied", c.Op, ctx.Err())
+	now := time.Now().UnixNano()
+	futures := make([]raft.ApplyFuture, 0, len(cmds))
+	for _, cmd := range cmds {
+		c := *cmd
+		c.Time = now
+		b, err := c.Encode()
+		if err != nil {
+			return nil, api.Errorf(api.CodeInvalid, "encode command: %v", err)
+		}
+		futures = append(futures, n.raft.Apply(b, timeout))
 	}
+	results := make([]*fsm.Result, 0, len(cmds))
+	for i, f := range futures {
+		op := cmds[i].Op
+		done := make(chan error, 1)
+		go func() { done <- f.Error() }()
+		var err error
+		select {
+		case err = <-done:
+		case <-ctx.Done():
+			err = fmt.Errorf("%s not committed in time (%w); it may still be applied", op, ctx.Err())
+		}
+		if err == nil {
+			res, ok := f.Response().(*fsm.Result)
+			if !ok || res == nil {
+				err = api.Errorf(api.CodeInternal, "raft apply %s: no result from the state machine (got %T)", op, f.Response())
+			} else {
+				if res.Index == 0 {
+					res.Index = f.Index()
+				}
+				results = append(results, res)
+				continue
+			}
+		}
+		err = n.raftError(err, op)
+		if i == 0 {
+			return nil, err
+		}
+		return results, unavailable("%d of %d entries applied: %v", i, len(cmds), err)
+	}
+	return results, nil
+}
+
+// raftError maps an error of raft.Apply to an API error.
+func (n *Node) raftError(err error, op fsm.Op) error {
 	switch {
-	case err == nil:
 	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipTransferInProgress):
-		return nil, noLeader("node %s is no longer the leader", n.cfg.NodeID)
+		return noLeader("node %s is no longer the leader", n.cfg.NodeID)
 	case errors.Is(err, raft.ErrLeadershipLost):
-		return nil, unavailable("leadership lost while committing %s; it may or may not be applied", c.Op)
+		return unavailable("leadership lost while committing %s; it may or may not be applied", op)
 	case errors.Is(err, raft.ErrRaftShutdown):
-		return nil, unavailable("node %s is shutting down", n.cfg.NodeID)
+		return unavailable("node %s is shutting down", n.cfg.NodeID)
 	case errors.Is(err, raft.ErrEnqueueTimeout):
-		return nil, unavailable("raft is too busy to take %s: %v", c.Op, err)
-	default:
-		return nil, api.Errorf(api.CodeInternal, "raft apply %s: %v", c.Op, err)
+		return unavailable("raft is too busy to take %s: %v", op, err)
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return unavailable("%v", err)
 	}
-	res, ok := f.Response().(*fsm.Result)
-	if !ok || res == nil {
-		return nil, api.Errorf(api.CodeInternal, "raft apply %s: no result from the state machine (got %T)", c.Op, f.Response())
+	var apiErr *api.Error
+	if errors.As(err, &apiErr) {
+		return apiErr
 	}
-	if res.Index == 0 {
-		res.Index = f.Index()
+	return api.Errorf(api.CodeInternal, "raft apply %s: %v", op, err)
+}
+
+// ApplyMany commits cmds as consecutive log entries, in order (a follower
+// forwards them to the leader in one request), and returns one result per
+// command, rejections included, once this node has applied them all. On
+// error, the results are those known (a prefix of cmds); the commands after
+// them may or may not have been applied.
+func (n *Node) ApplyMany(ctx context.Context, cmds []*fsm.Command) ([]*fsm.Result, error) {
+	if len(cmds) == 0 {
+		return nil, nil
 	}
-	return res, nil
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.ApplyTimeout)
+	defer cancel()
+	var res []*fsm.Result
+	err := n.withLeader(ctx,
+		func(ctx context.Context) error {
+			r, err := n.applyLocalMany(ctx, cmds)
+			res = r
+			return err
+		},
+		func(ctx context.Context, addr string) error {
+			var r []*fsm.Result
+			if err := n.call(ctx, http.MethodPost, addr, InternalApplyBatchPath, cmds, &r); err != nil {
+				return err
+			}
+			if len(r) != len(cmds) {
+				return unavailable("leader answered %d results for %d commands", len(r), len(cmds))
+			}
+			res = r
+			return nil
+		})
+	var last uint64
+	for _, r := range res {
+		last = max(last, r.Index)
+	}
+	if last > 0 {
+		if werr := n.fsm.WaitApplied(ctx, last); werr != nil && err == nil {
+			err = unavailable("committed up to index %d, but node %s has not applied it yet: %v", last, n.cfg.NodeID, werr)
+		}
+	}
+	return res, err
+}
+
+// ApplyLeaderMany is ApplyMany for a batch forwarded by a follower: only
+// the leader applies it.
+func (n *Node) ApplyLeaderMany(ctx context.Context, cmds []*fsm.Command) ([]*fsm.Result, error) {
+	if n.closed.Load() {
+		return nil, unavailable("node %s is shutting down", n.cfg.NodeID)
+	}
+	if n.raft.State() != raft.Leader {
+		return nil, noLeader("node %s is not the leader", n.cfg.NodeID)
+	}
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.ApplyTimeout)
+	defer cancel()
+	res, err := n.applyLocalMany(ctx, cmds)
+	if err == nil && len(res) > 0 {
+		n.pushCommit(res[len(res)-1].Index)
+	}
+	return res, err
 }
 
 // withLeader runs local if this node leads, otherwise remote with the

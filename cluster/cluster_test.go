@@ -236,6 +236,24 @@ func TestThreeNodes(t *testing.T) {
 		t.Errorf("update without borrow accepted")
 	}
 
+	// A batch through a follower: forwarded whole, applied in order, one
+	// result per command, and applied on the follower when it returns.
+	batch := []*fsm.Command{
+		{Op: fsm.OpCreate, Tree: "parts", Data: value(t, "b1")},
+		{Op: fsm.OpUpdate, Tree: "parts", Key: wr.Key, Client: "nobody", Data: value(t, 2)},
+		{Op: fsm.OpCreate, Tree: "parts", Data: value(t, "b2")},
+	}
+	results, err := f.ApplyMany(ctx, batch)
+	if err != nil || len(results) != 3 {
+		t.Fatalf("apply many: %v %v", results, err)
+	}
+	if results[0].Err != nil || results[1].Err == nil || results[2].Err != nil || results[2].Index <= results[0].Index {
+		t.Fatalf("batch results %+v %+v %+v", results[0], results[1], results[2])
+	}
+	if _, err := f.FSM().Get("parts", results[2].Key); err != nil {
+		t.Fatalf("follower does not read the batch: %v", err)
+	}
+
 	// The log stream of a follower has the create, in order.
 	page, err := f.Log(0, 1000)
 	if err != nil {

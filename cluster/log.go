@@ -9,12 +9,13 @@ import (
 
 // Log returns the command entries of the replicated log after index from,
 // in order and at most limit of them: what a client replica applies to
-// follow the cluster. Only committed entries are served, and command
-// entries only once this node has applied them. Next is the last index
-// scanned; non-command entries (configuration changes, no-ops, barriers)
-// are skipped but advance Next, so a replica that applies the entries may
-// set its index to Next and reaches the commit index even when the log
-// ends with such entries.
+// follow the cluster. Only entries this node has applied are served, so
+// a replica that applies the page and sets its index to Next stands where
+// this node's state machine stands (same index, same content hash). Next
+// is the last index scanned; non-command entries (configuration changes)
+// are skipped but advance Next. Raft's own no-op and barrier entries never
+// reach a state machine, so a log that ends with them is served up to the
+// last applied entry, as the node's own state is.
 //
 // If raft no longer keeps entry from+1 (the log was compacted after a
 // snapshot), the error is api.ErrCompacted: the replica must take a
@@ -25,7 +26,7 @@ func (n *Node) Log(from uint64, limit int) (api.LogPage, error) {
 	}
 	page := api.LogPage{ClusterID: n.fsm.ClusterID(), Entries: []api.LogEntry{}, Next: from}
 	applied := n.fsm.AppliedIndex()
-	hi := max(applied, n.raft.CommitIndex())
+	hi := applied
 	if from >= hi {
 		return page, nil
 	}

@@ -121,7 +121,9 @@ func (h *handler) routes() {
 	h.handle("GET /v1/events", h.events)
 	h.handle("GET /v1/hash", h.contentHash)
 	h.handle("GET /v1/snapshot", h.snapshot)
+	h.handle("POST /v1/batch", h.batch)
 	h.handle("POST "+cluster.InternalApplyPath, h.internalApply)
+	h.handle("POST "+cluster.InternalApplyBatchPath, h.internalApplyBatch)
 }
 
 // handle registers fn; an error it returns is written as the answer.

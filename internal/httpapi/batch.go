@@ -1,0 +1,82 @@
+package httpapi
+
+import (
+	"net/http"
+
+	"github.com/shelfdb/shelf/api"
+	"github.com/shelfdb/shelf/fsm"
+)
+
+var batchOps = map[string]fsm.Op{"create": fsm.OpCreate, "update": fsm.OpUpdate, "delete": fsm.OpDelete}
+
+// batch applies the writes of a BatchRequest (CBOR only: it is the client
+// library's route) as consecutive log entries.
+func (h *handler) batch(w http.ResponseWriter, r *http.Request) error {
+	if !isCBOR(r) {
+		return api.Errorf(api.CodeInvalid, "%s takes an %s body", r.URL.Path, api.ContentCBOR)
+	}
+	var req api.BatchRequest
+	if err := h.decode(w, r, &req); err != nil {
+		return err
+	}
+	if len(req.Ops) == 0 || len(req.Ops) > api.MaxBatchOps {
+		return api.Errorf(api.CodeInvalid, "a batch takes 1 to %d ops, not %d", api.MaxBatchOps, len(req.Ops))
+	}
+	cmds := make([]*fsm.Command, len(req.Ops))
+	for i, op := range req.Ops {
+		kind, ok := batchOps[op.Op]
+		if !ok {
+			return api.Errorf(api.CodeInvalid, "op %d: unknown op %q: want create, update or delete", i, op.Op)
+		}
+		key := op.Key
+		if kind == fsm.OpCreate {
+			key.Rev = 1
+		}
+		cmds[i] = &fsm.Command{Op: kind, Tree: op.Tree, Client: req.Client, Key: key, Schema: op.Schema, Data: op.Data}
+	}
+	res, err := h.node.ApplyMany(r.Context(), cmds)
+	if err != nil && len(res) == 0 {
+		return err
+	}
+	out := api.BatchResult{Results: make([]api.BatchItem, len(cmds))}
+	for i := range cmds {
+		switch {
+		case i < len(res):
+			out.Results[i] = api.BatchItem{Key: res[i].Key, Index: res[i].Index, Err: res[i].Err}
+			if res[i].Err != nil {
+				out.Results[i].Key = cmds[i].Key
+			}
+		default:
+			out.Results[i] = api.BatchItem{Key: cmds[i].Key, Err: api.Errorf(api.CodeUnavailable, "not known whether applied: %v", err)}
+		}
+	}
+	h.write(w, r, http.StatusOK, out)
+	return nil
+}
+
+// internalApplyBatch applies a batch forwarded by a follower (leader only).
+func (h *handler) internalApplyBatch(w http.ResponseWriter, r *http.Request) error {
+	if !isCBOR(r) {
+		return api.Errorf(api.CodeInvalid, "%s takes an %s body", r.URL.Path, api.ContentCBOR)
+	}
+	var cmds []*fsm.Command
+	if err := h.decode(w, r, &cmds); err != nil {
+		return err
+	}
+	if len(cmds) == 0 || len(cmds) > api.MaxBatchOps {
+		return api.Errorf(api.CodeInvalid, "a batch takes 1 to %d commands, not %d", api.MaxBatchOps, len(cmds))
+	}
+	for i, c := range cmds {
+		if c == nil || c.Op == 0 || c.Op == fsm.OpSetCluster {
+			return api.Errorf(api.CodeInvalid, "command %d is not accepted over the API", i)
+		}
+	}
+	res, err := h.node.ApplyLeaderMany(r.Context(), cmds)
+	if err != nil {
+		// A follower must not take a partial answer for a whole one: it
+		// answers its caller with the error and the caller resends.
+		return err
+	}
+	h.write(w, r, http.StatusOK, res)
+	return nil
+}
