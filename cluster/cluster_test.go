@@ -575,7 +575,9 @@ func TestLaggingFollowerGetsSnapshot(t *testing.T) {
 	if p, err := back.Events(ctx, before.Index, 0, 0); !errors.Is(err, api.ErrCompacted) {
 		t.Fatalf("%s events across the snapshot install: %+v, %v; want ErrCompacted", back.ID(), p, err)
 	}
-	if p, err := back.Events(ctx, after.Index-1, 0, 0); err != nil || len(p.Events) != 1 || p.Events[0].Key != after.Key {
+	// (WaitApplied above returns when the state machine has the entry, a
+	// moment before its events reach the buffer: wait for them.)
+	if p, err := back.Events(ctx, after.Index-1, 0, 5*time.Second); err != nil || len(p.Events) != 1 || p.Events[0].Key != after.Key {
 		t.Fatalf("%s events after the snapshot install: %+v, %v", back.ID(), p, err)
 	}
 }
