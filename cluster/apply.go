@@ -105,19 +105,11 @@ func (n *Node) ApplyLeader(ctx context.Context, cmd *fsm.Command) (*fsm.Result, 
 	if cmd == nil {
 		return nil, api.Errorf(api.CodeInvalid, "no command")
 	}
-	if n.closed.Load() {
-		return nil, unavailable("node %s is shutting down", n.cfg.NodeID)
+	res, err := n.ApplyLeaderMany(ctx, []*fsm.Command{cmd})
+	if err != nil {
+		return nil, err
 	}
-	if n.raft.State() != raft.Leader {
-		return nil, noLeader("node %s is not the leader", n.cfg.NodeID)
-	}
-	ctx, cancel := context.WithTimeout(ctx, n.cfg.ApplyTimeout)
-	defer cancel()
-	res, err := n.applyLocal(ctx, cmd)
-	if err == nil {
-		n.pushCommit(res.Index)
-	}
-	return res, err
+	return res[0], nil
 }
 
 // pushCommit makes followers learn quickly that index is committed: the
