@@ -260,22 +260,6 @@ func waitRecord(t *testing.T, n *Node, tree string, key api.Key, what string, ok
 	})
 }
 
-// stopAll stops every node with SIGTERM at once; each must exit cleanly.
-func stopAll(t *testing.T, nodes []*Node) {
-	t.Helper()
-	errs := make([]error, len(nodes))
-	var wg sync.WaitGroup
-	for i, n := range nodes {
-		wg.Go(func() { errs[i] = n.Stop() })
-	}
-	wg.Wait()
-	for i, err := range errs {
-		if err != nil {
-			t.Errorf("node %s: graceful stop exited with %v", nodes[i].ID, err)
-		}
-	}
-}
-
 // restartAll starts stopped nodes of a cluster again on their data and
 // waits until they agree on a leader.
 func restartAll(t *testing.T, nodes []*Node) {

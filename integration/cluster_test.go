@@ -246,17 +246,7 @@ func TestWholeClusterRestart(t *testing.T) {
 	cluster := st.ClusterID
 
 	// Stop all three at once.
-	errs := make([]error, len(nodes))
-	var wg sync.WaitGroup
-	for i, n := range nodes {
-		wg.Go(func() { errs[i] = n.Stop() })
-	}
-	wg.Wait()
-	for i, err := range errs {
-		if err != nil {
-			t.Errorf("node %s: graceful stop exited with %v", nodes[i].ID, err)
-		}
-	}
+	stopAll(t, nodes)
 
 	nodes[0].Start("-bootstrap") // ignored: it has state
 	for _, n := range nodes[1:] {

@@ -716,3 +716,19 @@ func checkLists(tb testing.TB, nodes []*Node, tree string, acked map[uint64][]by
 	}
 	return len(first)
 }
+
+// stopAll stops every node with SIGTERM at once; each must exit cleanly.
+func stopAll(t *testing.T, nodes []*Node) {
+	t.Helper()
+	errs := make([]error, len(nodes))
+	var wg sync.WaitGroup
+	for i, n := range nodes {
+		wg.Go(func() { errs[i] = n.Stop() })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("node %s: graceful stop exited with %v", nodes[i].ID, err)
+		}
+	}
+}
