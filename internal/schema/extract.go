@@ -1,0 +1,301 @@
+package schema
+
+import (
+	"encoding"
+	"fmt"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ugorji/go/codec"
+)
+
+// KeyRef is implemented by types stored as the key of a record of another
+// tree (package typed's Key[T]); SchemaKeyRef returns the name of that
+// record's Go type. Extract calls it on the zero value.
+type KeyRef interface{ SchemaKeyRef() string }
+
+var (
+	timeType           = reflect.TypeFor[time.Time]()
+	byteType           = reflect.TypeFor[byte]()
+	keyRefType         = reflect.TypeFor[KeyRef]()
+	selferType         = reflect.TypeFor[codec.Selfer]()
+	binaryMarshaler    = reflect.TypeFor[encoding.BinaryMarshaler]()
+	binaryUnmarshaler  = reflect.TypeFor[encoding.BinaryUnmarshaler]()
+	missingFielderType = reflect.TypeFor[codec.MissingFielder]()
+)
+
+// Extract returns the definition of records of the struct type t, with the
+// fields under the keys that api.CBOR (ugorji codec v1.3.2) encodes them
+// with. It refuses types that are not structs, types encoded other than as
+// a map of fields, and fields whose types cannot be stored.
+func Extract(t reflect.Type) (Definition, error) {
+	if t == nil || t.Kind() != reflect.Struct {
+		return Definition{}, fmt.Errorf("schema: %v is not a struct type", t)
+	}
+	x := extractor{types: map[string]Struct{}, names: map[string]reflect.Type{}}
+	root, err := x.typeOf(t, "", "")
+	if err != nil {
+		return Definition{}, fmt.Errorf("schema of %v: %w", t, err)
+	}
+	if root.Kind != KindStruct {
+		return Definition{}, fmt.Errorf("schema: %v is stored as %s, not as a map of fields", t, Definition{}.TypeString(root))
+	}
+	d := Definition{Root: root.Ref, Types: x.types}
+	if err := d.validate(); err != nil {
+		return Definition{}, fmt.Errorf("schema of %v: %w", t, err)
+	}
+	return d, nil
+}
+
+type extractor struct {
+	types map[string]Struct
+	names map[string]reflect.Type // struct types by name: seen or being extracted
+}
+
+// typeOf returns the stored type of Go type t, found at field path (with
+// Go names goPath) for error messages.
+func (x *extractor) typeOf(t reflect.Type, path, goPath string) (Type, error) {
+	nullable := false
+	for t.Kind() == reflect.Pointer {
+		t, nullable = t.Elem(), true
+	}
+	typ, err := x.baseType(t, path, goPath)
+	typ.Nullable = nullable
+	return typ, err
+}
+
+// baseType checks Shelf's KeyRef first, then as codec's encFnLoad does:
+// time is builtin, then a type's own methods (codec.Selfer, or for a binary
+// handle encoding.BinaryMarshaler with BinaryUnmarshaler, on T or *T), then
+// its kind. Interfaces encode their dynamic value.
+func (x *extractor) baseType(t reflect.Type, path, goPath string) (Type, error) {
+	switch {
+	case t.Kind() == reflect.Interface:
+		return Type{Kind: KindAny}, nil
+	case implements(t, keyRefType):
+		ref, err := keyRef(t)
+		if err != nil {
+			return Type{}, fail(path, goPath, "%w", err)
+		}
+		return Type{Kind: KindKey, Ref: ref}, nil
+	case t == timeType:
+		return Type{Kind: KindTime}, nil
+	case implements(t, selferType) || implements(t, binaryMarshaler) && implements(t, binaryUnmarshaler):
+		return Type{Kind: KindCustom, Ref: typeName(t)}, nil
+	}
+	switch t.Kind() {
+	case reflect.Bool:
+		return Type{Kind: KindBool}, nil
+	case reflect.Int: // 64 bits on every platform
+		return Type{Kind: KindInt, Bits: 64}, nil
+	case reflect.Uint, reflect.Uintptr:
+		return Type{Kind: KindUint, Bits: 64}, nil
+	case reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return Type{Kind: KindInt, Bits: t.Bits()}, nil
+	case reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return Type{Kind: KindUint, Bits: t.Bits()}, nil
+	case reflect.Float32, reflect.Float64:
+		return Type{Kind: KindFloat, Bits: t.Bits()}, nil
+	case reflect.String:
+		return Type{Kind: KindString}, nil
+	case reflect.Slice, reflect.Array:
+		if t.Elem() == byteType { // only byte itself: codec encodes []MyByte as an array
+			return Type{Kind: KindBytes}, nil
+		}
+		elem, err := x.typeOf(t.Elem(), path+"[]", goPath+"[]")
+		return Type{Kind: KindSlice, Elem: &elem}, err
+	case reflect.Map:
+		key, err := x.typeOf(t.Key(), path+"{}", goPath+"{}")
+		if err != nil {
+			return Type{}, err
+		}
+		if !slices.Contains([]Kind{KindString, KindBool, KindInt, KindUint, KindCustom, KindKey}, key.Kind) || key.Nullable {
+			return Type{}, fail(path, goPath, "map key type %v cannot be stored (keys must be strings, bools, integers, keys or custom types)", t.Key())
+		}
+		elem, err := x.typeOf(t.Elem(), path+"{}", goPath+"{}")
+		return Type{Kind: KindMap, Key: &key, Elem: &elem}, err
+	case reflect.Struct:
+		name, err := x.structType(t, path, goPath)
+		return Type{Kind: KindStruct, Ref: name}, err
+	}
+	return Type{}, fail(path, goPath, "type %v cannot be stored", t) // chan, func, complex, unsafe.Pointer
+}
+
+// structType adds struct type t to x.types (once) and returns its name.
+func (x *extractor) structType(t reflect.Type, path, goPath string) (string, error) {
+	name := typeName(t)
+	if prev, ok := x.names[name]; ok {
+		if prev != t {
+			return "", fail(path, goPath, "two different struct types are named %s", name)
+		}
+		return name, nil // done, or being done higher up: a recursive type
+	}
+	x.names[name] = t
+	if f, ok := t.FieldByName("_struct"); ok { // codec's per-type options
+		keys := "string"
+		for _, opt := range strings.Split(structTag(f.Tag), ",")[1:] {
+			switch opt {
+			case "toarray":
+				return "", fail(path, goPath, "type %s is encoded as an array (_struct tag toarray)", name)
+			case "int", "uint", "float", "string":
+				keys = opt
+			}
+		}
+		if keys != "string" {
+			return "", fail(path, goPath, "type %s is encoded with %s keys (_struct tag)", name, keys)
+		}
+	}
+	if implements(t, missingFielderType) {
+		return "", fail(path, goPath, "type %s adds keys of its own (codec.MissingFielder)", name)
+	}
+	s := Struct{Fields: []Field{}}
+	for _, f := range codecFields(t) {
+		typ, err := x.typeOf(f.Type, joinPath(path, f.key), joinGo(goPath, f.Name))
+		if err != nil {
+			return "", err
+		}
+		s.Fields = append(s.Fields, Field{Name: f.key, GoName: f.Name, Type: typ})
+	}
+	x.types[name] = s
+	return name, nil
+}
+
+type codecField struct {
+	reflect.StructField
+	key   string // the key in the encoded map
+	depth int    // of embedding
+}
+
+// codecFields lists the fields of struct t that codec encodes, in
+// declaration order with embedded structs flattened, mirroring codec's
+// TypeInfos.rget and typeInfo.resolve (v1.3.2).
+func codecFields(t reflect.Type) []codecField {
+	var all []codecField
+	embedded := []reflect.Type{t} // codec inlines a struct type at most twice
+	var collect func(t reflect.Type, depth int)
+	collect = func(t reflect.Type, depth int) {
+		for i := range t.NumField() {
+			f := t.Field(i)
+			if !f.IsExported() && !f.Anonymous {
+				continue
+			}
+			tag := structTag(f.Tag)
+			if tag == "-" {
+				continue
+			}
+			key, _, _ := strings.Cut(tag, ",")
+			ft := f.Type
+			for ft.Kind() == reflect.Pointer {
+				ft = ft.Elem()
+			}
+			if f.Anonymous && f.Type.Kind() != reflect.Interface {
+				isPtr, isStruct := f.Type.Kind() == reflect.Pointer, ft.Kind() == reflect.Struct
+				if !f.IsExported() && (!isStruct || isPtr) {
+					continue
+				}
+				if key == "" && isStruct {
+					n := 0
+					for _, e := range embedded {
+						if e == ft {
+							n++
+						}
+					}
+					if n < 2 {
+						embedded = append(embedded, ft)
+						collect(ft, depth+1)
+					}
+					continue
+				}
+			}
+			if !f.IsExported() {
+				continue
+			}
+			if key == "" {
+				key = f.Name
+			}
+			all = append(all, codecField{f, key, depth})
+		}
+	}
+	collect(t, 0)
+	// Of fields with the same key the shallowest wins, and of those the
+	// first (Go's encoding/json would drop them all).
+	winner := map[string]int{}
+	for i, f := range all {
+		if j, dup := winner[f.key]; !dup || f.depth < all[j].depth {
+			winner[f.key] = i
+		}
+	}
+	var out []codecField
+	for i, f := range all {
+		if winner[f.key] == i {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// structTag is codec's: the codec tag if not empty, else the json tag.
+func structTag(tag reflect.StructTag) string {
+	if s := tag.Get("codec"); s != "" {
+		return s
+	}
+	return tag.Get("json")
+}
+
+// implements reports whether t or *t implements interface i, which is
+// what codec checks for its marshaling interfaces.
+func implements(t, i reflect.Type) bool {
+	return t.Implements(i) || reflect.PointerTo(t).Implements(i)
+}
+
+func keyRef(t reflect.Type) (ref string, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%v.SchemaKeyRef panicked: %v", t, r)
+		}
+	}()
+	if ref = reflect.New(t).Interface().(KeyRef).SchemaKeyRef(); ref == "" {
+		return "", fmt.Errorf("%v.SchemaKeyRef returned no type name", t)
+	}
+	return ref, nil
+}
+
+// typeName is the name of t in Definition.Types and Type.Ref.
+func typeName(t reflect.Type) string {
+	if t.Name() != "" && t.PkgPath() != "" {
+		return t.PkgPath() + "." + t.Name()
+	}
+	return t.String()
+}
+
+// fail returns an error about the field at path, or about the root type
+// if path is empty.
+func fail(path, goPath, format string, args ...any) error {
+	err := fmt.Errorf(format, args...)
+	if path == "" {
+		return err
+	}
+	return fmt.Errorf("field %q (%s): %w", path, goPath, err)
+}
+
+// joinPath appends a key to a field path; keys that could be taken for
+// path syntax are quoted, which keeps paths unambiguous.
+func joinPath(path, key string) string {
+	if key == "" || strings.ContainsAny(key, `.[]{}"`) {
+		key = strconv.Quote(key)
+	}
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+func joinGo(path, name string) string {
+	if path == "" {
+		return name
+	}
+	return path + "." + name
+}
