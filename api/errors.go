@@ -25,6 +25,7 @@ const (
 	CodeNotInRange     Code = "not_in_range"   // id outside the client's granted ranges
 	CodeUnknownClient  Code = "unknown_client" // client id not registered
 	CodeUnknownSchema  Code = "unknown_schema" // schema version not registered for tree
+	CodeIncompatible   Code = "incompatible"   // schema change refused by the compatibility rules
 	CodeWrongCluster   Code = "wrong_cluster"  // peer or data belongs to another cluster
 	CodeNoLeader       Code = "no_leader"      // cluster has no reachable leader right now
 	CodeCompacted      Code = "compacted"      // requested log index no longer kept
@@ -73,6 +74,7 @@ var (
 	ErrNotInRange    = &Error{Code: CodeNotInRange, Message: "id is not in a key range granted to this client"}
 	ErrUnknownClient = &Error{Code: CodeUnknownClient, Message: "client is not registered"}
 	ErrUnknownSchema = &Error{Code: CodeUnknownSchema, Message: "schema version is not registered"}
+	ErrIncompatible  = &Error{Code: CodeIncompatible, Message: "schema change is incompatible with the tree's earlier versions"}
 	ErrWrongCluster  = &Error{Code: CodeWrongCluster, Message: "belongs to another cluster"}
 	ErrNoLeader      = &Error{Code: CodeNoLeader, Message: "no leader"}
 	ErrCompacted     = &Error{Code: CodeCompacted, Message: "log index compacted, fetch a snapshot"}
@@ -105,7 +107,7 @@ func HTTPStatus(code Code) int {
 		return http.StatusRequestEntityTooLarge
 	case CodeNotFound, CodeTreeNotFound, CodeUnknownClient, CodeUnknownMember:
 		return http.StatusNotFound
-	case CodeExists, CodeNotBorrowed, CodeBorrowed, CodeReleased, CodeNotReleased, CodeWrongCluster:
+	case CodeExists, CodeNotBorrowed, CodeBorrowed, CodeReleased, CodeNotReleased, CodeWrongCluster, CodeIncompatible:
 		return http.StatusConflict
 	case CodeNotInRange:
 		return http.StatusForbidden

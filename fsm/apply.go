@@ -1,11 +1,13 @@
 package fsm
 
 import (
+	"bytes"
 	"fmt"
 	"regexp"
 	"time"
 
 	"github.com/shelfdb/shelf/api"
+	"github.com/shelfdb/shelf/internal/schema"
 	"github.com/shelfdb/shelf/lease"
 	"github.com/shelfdb/shelf/storage"
 	"github.com/ugorji/go/codec"
@@ -587,27 +589,39 @@ func (t *txn) registerSchema(max int) (*Result, error) {
 	if c.Hash == "" || len(c.Hash) > 128 {
 		return reject(api.Errorf(api.CodeInvalid, "register-schema: invalid hash %q", c.Hash))
 	}
-	prefix := storage.TreePrefix(c.Tree)
-	var latest api.Schema
-	cur := t.schemas.Cursor()
-	k, _ := cur.Seek(append(append([]byte{}, prefix...), 0xff, 0xff, 0xff, 0xff, 0xff))
-	if k == nil {
-		k, _ = cur.Last()
-	} else {
-		k, _ = cur.Prev()
+	def, err := schema.Decode(c.Data)
+	if err != nil {
+		return reject(api.Errorf(api.CodeInvalid, "register-schema for tree %q: %v", c.Tree, err))
 	}
-	if k != nil && len(k) == len(prefix)+4 && string(k[:len(prefix)]) == string(prefix) {
-		if _, err := storage.Get(t.schemas, k, &latest); err != nil {
-			return nil, err
+	// A definition registered before (by any version, old code included)
+	// gets its version back; a new one is checked against all of them.
+	var history []schema.Definition
+	prefix := storage.TreePrefix(c.Tree)
+	cur := t.schemas.Cursor()
+	for k, v := cur.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = cur.Next() {
+		if len(k) != len(prefix)+4 {
+			continue
 		}
-		if latest.Hash == c.Hash {
-			return &Result{Version: latest.Version}, nil
+		var s api.Schema
+		if err := api.Unmarshal(v, &s); err != nil {
+			return nil, fmt.Errorf("%w: schema %x: %v", storage.ErrCorrupt, k, err)
 		}
+		if s.Hash == c.Hash {
+			return &Result{Version: s.Version}, nil
+		}
+		old, err := schema.Decode(s.Definition)
+		if err != nil {
+			return nil, fmt.Errorf("%w: schema %s/%d: %v", storage.ErrCorrupt, c.Tree, s.Version, err)
+		}
+		history = append(history, old)
+	}
+	if err := schema.Check(c.Tree, history, def); err != nil {
+		return reject(api.Errorf(api.CodeIncompatible, "%v", err))
 	}
 	if _, err := t.tree(c.Tree, true); err != nil {
 		return nil, err
 	}
-	s := api.Schema{Tree: c.Tree, Version: latest.Version + 1, Hash: c.Hash, Definition: c.Data, Registered: time.Unix(0, c.Time).UTC()}
+	s := api.Schema{Tree: c.Tree, Version: uint32(len(history)) + 1, Hash: c.Hash, Definition: c.Data, Registered: time.Unix(0, c.Time).UTC()}
 	t.emit(api.EventSchema, api.Key{}, func(e *api.Event) { e.Version = s.Version })
 	return &Result{Version: s.Version}, storage.Put(t.schemas, storage.SchemaKey(c.Tree, s.Version), &s)
 }

@@ -55,6 +55,8 @@ type FSM struct {
 
 	waitMu sync.Mutex
 	waitCh chan struct{} // closed and replaced whenever applied grows
+
+	hook atomic.Pointer[Hook]
 }
 
 // Entry is one log entry handed to ApplyBatch. Data nil marks an entry that
@@ -196,6 +198,9 @@ func (f *FSM) ApplyBatch(entries []Entry) []*Result {
 			return nil
 		}
 		last = applied
+		if err := f.runHook(tx, applied, results); err != nil {
+			return err
+		}
 		return storage.PutUint(meta, storage.MetaApplied, applied)
 	})
 	if err != nil {

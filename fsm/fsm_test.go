@@ -6,11 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"reflect"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/shelfdb/shelf/api"
+	"github.com/shelfdb/shelf/internal/schema"
 )
 
 type harness struct {
@@ -278,17 +281,51 @@ func TestReleaseStateRevise(t *testing.T) {
 	}
 }
 
+// defOf returns the encoded schema definition of v's type.
+func defOf(t testing.TB, v any) []byte {
+	t.Helper()
+	d, err := schema.Extract(reflect.TypeOf(v))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := d.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+type schemaV1 struct {
+	Name string `codec:"name"`
+}
+
+type schemaV2 struct {
+	Name string `codec:"name"`
+	Qty  int32  `codec:"qty"`
+}
+
+type schemaV3 struct {
+	Name string `codec:"name"`
+	Qty  string `codec:"qty"`
+}
+
 func TestSchemas(t *testing.T) {
 	h, ra, _ := setup(t)
-	def := value(t, map[string]any{"fields": []any{"name"}})
+	def, def2 := defOf(t, schemaV1{}), defOf(t, schemaV2{})
 	v1 := h.ok(Command{Op: OpRegisterSchema, Tree: "parts", Data: def, Hash: "h1"}).Version
 	again := h.ok(Command{Op: OpRegisterSchema, Tree: "parts", Data: def, Hash: "h1"}).Version
-	v2 := h.ok(Command{Op: OpRegisterSchema, Tree: "parts", Data: def, Hash: "h2"}).Version
-	if v1 != 1 || again != 1 || v2 != 2 {
-		t.Fatalf("versions %d %d %d", v1, again, v2)
+	v2 := h.ok(Command{Op: OpRegisterSchema, Tree: "parts", Data: def2, Hash: "h2"}).Version
+	old := h.ok(Command{Op: OpRegisterSchema, Tree: "parts", Data: def, Hash: "h1"}).Version
+	if v1 != 1 || again != 1 || v2 != 2 || old != 1 {
+		t.Fatalf("versions %d %d %d, old code again %d", v1, again, v2, old)
 	}
 	h.ok(Command{Op: OpRegisterSchema, Tree: "parts2", Data: def, Hash: "h1"})
 	h.rejects(Command{Op: OpRegisterSchema, Tree: "parts", Data: def}, api.ErrInvalid)
+	h.rejects(Command{Op: OpRegisterSchema, Tree: "parts", Data: value(t, map[string]any{"fields": []any{"name"}}), Hash: "h9"}, api.ErrInvalid)
+	r := h.rejects(Command{Op: OpRegisterSchema, Tree: "parts", Data: defOf(t, schemaV3{}), Hash: "h3"}, api.ErrIncompatible)
+	if !strings.Contains(r.Err.Error(), `"qty"`) || !strings.Contains(r.Err.Error(), "int32") || !strings.Contains(r.Err.Error(), "string") {
+		t.Errorf("incompatible change: %v", r.Err)
+	}
 	h.ok(Command{Op: OpCreate, Tree: "parts", Client: "a", Key: api.Key{ID: ra.Start}, Data: value(t, 1), Schema: 2})
 	h.rejects(Command{Op: OpCreate, Tree: "parts", Client: "a", Key: api.Key{ID: ra.Start + 1}, Data: value(t, 1), Schema: 3}, api.ErrUnknownSchema)
 	ss, _ := h.f.Schemas("parts")
@@ -510,7 +547,7 @@ func TestEvents(t *testing.T) {
 		t.Fatalf("revise event %+v", r.Events[0])
 	}
 	check(h.ok(Command{Op: OpDelete, Tree: "parts", Client: "b", Key: api.Key{ID: key.ID, Rev: 2}}), api.EventDeleted)
-	check(h.ok(Command{Op: OpRegisterSchema, Tree: "parts", Data: value(t, 1), Hash: "h"}), api.EventSchema)
+	check(h.ok(Command{Op: OpRegisterSchema, Tree: "parts", Data: defOf(t, schemaV1{}), Hash: "h"}), api.EventSchema)
 	check(h.ok(Command{Op: OpGrantRange, Client: "a", Size: 3}), api.EventRange)
 	check(h.ok(Command{Op: OpRegisterClient, Client: "c", Name: "carol"}), api.EventClient)
 }

@@ -46,7 +46,7 @@ func FuzzApply(f *testing.F) {
 		{Op: OpBorrow, Tree: "parts", Client: "a", Key: api.Key{ID: 1, Rev: 1}},
 		{Op: OpUpdate, Tree: "parts", Client: "a", Key: api.Key{ID: 1, Rev: 1}, Data: []byte{0x63, 'a', 'b', 'c'}},
 		{Op: OpRevise, Tree: "parts", Client: "a", Key: api.Key{ID: 1, Rev: 1}},
-		{Op: OpRegisterSchema, Tree: "parts", Data: []byte{0xa0}, Hash: "x"},
+		{Op: OpRegisterSchema, Tree: "parts", Data: defOf(f, schemaV2{}), Hash: "x"},
 		{Op: OpClientSeen, Client: "a", Applied: 3},
 	}
 	for _, c := range seed {

@@ -317,6 +317,9 @@ func (f *FSM) ContentHash() (index uint64, sum string, err error) {
 	err = f.view(func(tx *bolt.Tx) error {
 		index = storage.Uint(tx.Bucket(storage.BucketMeta), storage.MetaApplied)
 		return tx.ForEach(func(name []byte, b *bolt.Bucket) error {
+			if bytes.Equal(name, storage.BucketLocal) {
+				return nil // a client's own derived data, not replicated
+			}
 			write(name)
 			return walk(b)
 		})

@@ -137,6 +137,11 @@ func (f *FSM) Restore(r io.Reader) error {
 	if err := f.loadMeta(); err != nil {
 		return fmt.Errorf("fsm: restore: %w", err)
 	}
+	if h := f.hook.Load(); h != nil {
+		if err := f.db.Update((*h).Restored); err != nil {
+			return fmt.Errorf("fsm: restore: rebuild local data: %w", err)
+		}
+	}
 	f.log.Info("fsm: restored snapshot", "index", index, "cluster", f.ClusterID())
 	f.setApplied(f.applied.Load())
 	return nil
