@@ -100,6 +100,7 @@ type DB struct {
 	events *eventLog
 	out    *outbox
 	ids    *idReserve
+	idx    *indexes
 }
 
 // Open opens (or creates) the replica in cfg.Dir and starts syncing it
@@ -144,6 +145,8 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 		db.local.close()
 		return nil, err
 	}
+	db.idx = &indexes{db: db}
+	db.replica.SetHook(db.idx)
 	db.cluster = db.local.get(keyCluster)
 	if rc := db.replica.ClusterID(); rc != "" && db.cluster != "" && rc != db.cluster {
 		db.Close()

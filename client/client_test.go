@@ -6,8 +6,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"testing"
@@ -15,97 +13,20 @@ import (
 
 	"github.com/shelfdb/shelf/api"
 	"github.com/shelfdb/shelf/client"
-	"github.com/shelfdb/shelf/cluster"
-	"github.com/shelfdb/shelf/internal/httpapi"
 	"github.com/shelfdb/shelf/internal/testlog"
+	"github.com/shelfdb/shelf/internal/testserver"
 )
 
-// server is one bootstrapped in-process node serving the HTTP API on a
-// loopback port, which can be stopped and started again on the same port
-// and data (to take a client offline and back).
-type server struct {
-	t    *testing.T
-	dir  string
-	addr string
-	node *cluster.Node
-	srv  *http.Server
-}
-
-func startServer(t *testing.T) *server {
-	s := &server{t: t, dir: t.TempDir()}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.addr = ln.Addr().String()
-	s.start(ln)
-	t.Cleanup(s.stop)
-	return s
-}
-
-func (s *server) start(ln net.Listener) {
-	s.t.Helper()
-	var err error
-	if ln == nil {
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			if ln, err = net.Listen("tcp", s.addr); err == nil || time.Now().After(deadline) {
-				break
-			}
-			time.Sleep(20 * time.Millisecond) // the old listener's port is being released
-		}
-		if err != nil {
-			s.t.Fatal(err)
-		}
-	}
-	s.node, err = cluster.New(cluster.Config{
-		NodeID: "s1", DataDir: s.dir, RaftAddr: "127.0.0.1:0", GossipAddr: "127.0.0.1:0", HTTPAddr: s.addr,
-		Bootstrap: true, Logger: testlog.New(s.t), NoSync: true,
-		HeartbeatTimeout: 100 * time.Millisecond, ElectionTimeout: 100 * time.Millisecond,
-		LeaderLeaseTimeout: 50 * time.Millisecond, CommitTimeout: 5 * time.Millisecond,
-	})
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	s.srv = &http.Server{Handler: httpapi.New(httpapi.Config{Node: s.node, Logger: testlog.New(s.t)})}
-	go func() { _ = s.srv.Serve(ln) }()
-	waitFor(s.t, "server to lead", func() bool { return s.node.ClusterID() != "" && s.node.IsLeader() })
-}
-
-func (s *server) stop() {
-	if s.srv == nil {
-		return
-	}
-	s.srv.Close()
-	s.node.Shutdown()
-	s.srv = nil
-}
+func startServer(t *testing.T) *testserver.Server { return testserver.Start(t) }
 
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testserver.WaitFor(t, what, cond)
 }
 
 func open(t *testing.T, dir string, servers ...string) *client.DB {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	db, err := client.Open(ctx, client.Config{Dir: dir, Servers: servers, Name: "test-" + filepath.Base(dir),
-		RangeSize: 100, PollWait: time.Second, Logger: testlog.New(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	if err := db.WaitSynced(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return db
+	return testserver.Open(t, dir, servers...)
 }
 
 func val(t testing.TB, v any) []byte {
@@ -118,10 +39,10 @@ func val(t testing.TB, v any) []byte {
 
 func TestReadYourWritesAndEvents(t *testing.T) {
 	s := startServer(t)
-	a := open(t, t.TempDir(), s.addr)
-	b := open(t, t.TempDir(), s.addr)
-	if a.ClusterID() != s.node.ClusterID() || a.ClientID() == "" || a.ClientID() == b.ClientID() {
-		t.Fatalf("identity: cluster %q (server %q), clients %q %q", a.ClusterID(), s.node.ClusterID(), a.ClientID(), b.ClientID())
+	a := open(t, t.TempDir(), s.Addr)
+	b := open(t, t.TempDir(), s.Addr)
+	if a.ClusterID() != s.Node.ClusterID() || a.ClientID() == "" || a.ClientID() == b.ClientID() {
+		t.Fatalf("identity: cluster %q (server %q), clients %q %q", a.ClusterID(), s.Node.ClusterID(), a.ClientID(), b.ClientID())
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -182,7 +103,7 @@ func TestReadYourWritesAndEvents(t *testing.T) {
 func TestOfflineCreatesAndEditsReachTheCluster(t *testing.T) {
 	s := startServer(t)
 	dir := t.TempDir()
-	a := open(t, dir, s.addr)
+	a := open(t, dir, s.Addr)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	parts := a.Tree("parts")
@@ -198,7 +119,7 @@ func TestOfflineCreatesAndEditsReachTheCluster(t *testing.T) {
 		return len(rs) == 1
 	})
 
-	s.stop()
+	s.Stop()
 	waitFor(t, "client to notice it is offline", func() bool { return !a.Online() })
 	var keys []api.Key
 	for i := range 150 { // more than one range: the reserve was topped up beforehand
@@ -249,12 +170,12 @@ func TestOfflineCreatesAndEditsReachTheCluster(t *testing.T) {
 		t.Fatalf("outbox after reopen: %d, want %d", a.Pending(), len(keys)+1)
 	}
 
-	s.start(nil)
+	s.Restart()
 	waitFor(t, "outbox to flush", func() bool { return a.Pending() == 0 })
 	if cs, _ := a.Conflicts(); len(cs) != 0 {
 		t.Fatalf("conflicts: %+v", cs)
 	}
-	other := open(t, t.TempDir(), s.addr)
+	other := open(t, t.TempDir(), s.Addr)
 	for _, k := range keys {
 		rec, err := other.Tree("parts").Get(k)
 		if err != nil || rec.Pending || rec.CreatedBy != a.ClientID() {
@@ -269,7 +190,7 @@ func TestOfflineCreatesAndEditsReachTheCluster(t *testing.T) {
 
 func TestForceReturnedWhileOfflineIsAConflict(t *testing.T) {
 	s := startServer(t)
-	a := open(t, t.TempDir(), s.addr)
+	a := open(t, t.TempDir(), s.Addr)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	parts := a.Tree("parts")
@@ -283,14 +204,14 @@ func TestForceReturnedWhileOfflineIsAConflict(t *testing.T) {
 	// Cut the client off by pointing it at a dead address only... simpler:
 	// stop the server, edit, and force-return on the server before the
 	// client reconnects.
-	s.stop()
+	s.Stop()
 	waitFor(t, "offline", func() bool { return !a.Online() })
 	if _, err := parts.Update(ctx, res.Key, 0, val(t, "typed while offline")); err != nil {
 		t.Fatal(err)
 	}
 	a.Close()
-	s.start(nil)
-	op := api.NewClient(s.addr, nil)
+	s.Restart()
+	op := api.NewClient(s.Addr, nil)
 	if _, err := op.ForceReturn(ctx, "parts", res.Key, "left for holiday"); err != nil {
 		t.Fatal(err)
 	}
@@ -337,7 +258,7 @@ func TestWrongClusterIsRefused(t *testing.T) {
 	s1 := startServer(t)
 	s2 := startServer(t)
 	dir := t.TempDir()
-	a := open(t, dir, s1.addr)
+	a := open(t, dir, s1.Addr)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if _, err := a.Tree("parts").Create(ctx, 0, val(t, 1)); err != nil {
@@ -345,13 +266,13 @@ func TestWrongClusterIsRefused(t *testing.T) {
 	}
 	before, hash, _ := a.ContentHash()
 	a.Close()
-	a, err := client.Open(ctx, client.Config{Dir: dir, Servers: []string{s2.addr}, PollWait: time.Second, Logger: testlog.New(t)})
+	a, err := client.Open(ctx, client.Config{Dir: dir, Servers: []string{s2.Addr}, PollWait: time.Second, Logger: testlog.New(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer a.Close()
 	// The remembered s1 answers too; leave only s2.
-	s1.stop()
+	s1.Stop()
 	waitFor(t, "wrong cluster error", func() bool { return errors.Is(a.Err(), client.ErrWrongCluster) })
 	if err := a.WaitSynced(ctx); !errors.Is(err, client.ErrWrongCluster) {
 		t.Fatalf("WaitSynced: %v", err)
@@ -367,7 +288,7 @@ func TestWrongClusterIsRefused(t *testing.T) {
 func TestCorruptReplicaIsRebuilt(t *testing.T) {
 	s := startServer(t)
 	dir := t.TempDir()
-	a := open(t, dir, s.addr)
+	a := open(t, dir, s.Addr)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	res, err := a.Tree("parts").Create(ctx, 0, val(t, 1))
@@ -378,7 +299,7 @@ func TestCorruptReplicaIsRebuilt(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "replica.db"), []byte("garbage, not a database"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	a = open(t, dir, s.addr)
+	a = open(t, dir, s.Addr)
 	if a.Recovered() == "" {
 		t.Fatal("repair not reported")
 	}
