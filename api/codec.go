@@ -64,6 +64,63 @@ func Unmarshal(data []byte, v any) (err error) {
 	return nil
 }
 
+// genericCBOR decodes into plain values: maps as map[any]any, so that
+// maps with integer keys decode too.
+var genericCBOR = func() *codec.CborHandle {
+	h := newCBOR()
+	h.MapType = reflect.TypeOf(map[any]any(nil))
+	return h
+}()
+
+// DecodeGeneric decodes CBOR data into plain Go values without losing
+// anything re-encoding would need: maps whose keys are all strings become
+// map[string]any, other maps map[any]any (integer keys stay integers);
+// arrays []any, byte strings []byte, positive integers uint64, negative
+// ones int64, times time.Time. Trailing bytes are an error.
+func DecodeGeneric(data []byte) (v any, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("cbor decode: %v", r)
+		}
+	}()
+	dec := codec.NewDecoderBytes(data, genericCBOR)
+	if err := dec.Decode(&v); err != nil {
+		return nil, fmt.Errorf("cbor decode: %w", err)
+	}
+	if n := dec.NumBytesRead(); n != len(data) {
+		return nil, fmt.Errorf("cbor decode: %d trailing bytes", len(data)-n)
+	}
+	return stringMaps(v), nil
+}
+
+func stringMaps(v any) any {
+	switch t := v.(type) {
+	case map[any]any:
+		m := make(map[string]any, len(t))
+		for k, e := range t {
+			ks, ok := k.(string)
+			if !ok {
+				for k, e := range t {
+					t[k] = stringMaps(e)
+				}
+				return t
+			}
+			m[ks] = e
+		}
+		for k, e := range m {
+			m[k] = stringMaps(e)
+		}
+		return m
+	case []any:
+		for i, e := range t {
+			t[i] = stringMaps(e)
+		}
+		return t
+	default:
+		return v
+	}
+}
+
 // DecodeValue decodes a record's CBOR bytes into plain Go values that
 // encoding/json can write: maps become map[string]any (non-string keys are
 // formatted), byte strings stay []byte (base64 in JSON), positive integers
@@ -72,8 +129,8 @@ func DecodeValue(data []byte) (any, error) {
 	if len(data) == 0 {
 		return nil, nil
 	}
-	var v any
-	if err := Unmarshal(data, &v); err != nil {
+	v, err := DecodeGeneric(data)
+	if err != nil {
 		return nil, err
 	}
 	return jsonable(v), nil

@@ -1,0 +1,50 @@
+package api
+
+import (
+	"encoding/json"
+	"reflect"
+	"testing"
+)
+
+// Records holding maps with integer keys decode for tools (formatted keys
+// in JSON) and round-trip unchanged through DecodeGeneric.
+func TestDecodeIntegerKeyedMaps(t *testing.T) {
+	type rec struct {
+		Name string            `codec:"name"`
+		Bins map[int]string    `codec:"bins"`
+		Nest map[string][]byte `codec:"nest"`
+	}
+	data, err := Marshal(rec{Name: "R1", Bins: map[int]string{3: "c", -1: "z"}, Nest: map[string][]byte{"k": {1}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := DecodeValue(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, _ := json.Marshal(v)
+	if want := `{"bins":{"-1":"z","3":"c"},"name":"R1","nest":{"k":"AQ=="}}`; string(js) != want {
+		t.Fatalf("JSON view %s, want %s", js, want)
+	}
+	g, err := DecodeGeneric(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := g.(map[string]any); !ok {
+		t.Fatalf("record decodes as %T, want map[string]any", g)
+	}
+	again, err := Marshal(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back rec
+	if err := Unmarshal(again, &back); err != nil || back.Bins[3] != "c" || back.Bins[-1] != "z" {
+		t.Fatalf("round trip through plain values: %+v %v", back, err)
+	}
+	if _, err := DecodeGeneric(append(data, 0)); err == nil {
+		t.Fatal("trailing byte accepted")
+	}
+	if !reflect.DeepEqual(g.(map[string]any)["name"], "R1") {
+		t.Fatalf("name %v", g)
+	}
+}
