@@ -1,0 +1,152 @@
+package typed
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/shelfdb/shelf/api"
+	"github.com/shelfdb/shelf/client"
+)
+
+// MigrateOptions configures Migrate.
+type MigrateOptions struct {
+	// Steps holds the step from each schema version N to N+1. A step gets
+	// the record's fields as plain values (see api.DecodeGeneric: maps as
+	// map[string]any, or map[any]any when a key is not a string, []any,
+	// string, int64 or uint64, float64, bool, []byte, time.Time) and changes them
+	// in place: rename a field, compute a new one, convert units. It needs
+	// no Go type of the old versions. A version without a step needs no
+	// change (fields were only added or dropped). Steps[0] migrates records
+	// written without a schema (by kvctl put).
+	Steps map[uint32]func(fields map[string]any) error
+	// Progress, if set, is called after each record with the number of
+	// records handled so far and the number to handle.
+	Progress func(done, total int)
+}
+
+// MigrateReport tells what Migrate did.
+type MigrateReport struct {
+	Total    int           // records below the tree's version when Migrate started
+	Migrated int           // records rewritten at the tree's version
+	Borrowed []api.Borrow  // skipped: borrowed by another client (run again once returned)
+	Released []api.Key     // skipped: released records never change
+	Failed   []MigrateFail // skipped: a step failed or the record does not decode
+}
+
+// MigrateFail is a record Migrate could not rewrite.
+type MigrateFail struct {
+	Key api.Key
+	Err error
+}
+
+// Migrate rewrites every record written with an older schema version
+// through the cluster at this tree's version (Version), running the steps
+// from the record's version up. Each record is borrowed for the rewrite
+// (unless this client holds it already) and returned. Records others hold
+// borrowed and released records are skipped and reported. Migrate is
+// resumable: run it again after an interruption or once skipped records
+// are returned, and it handles only what is still old. It needs the
+// cluster.
+func (t *Tree[T]) Migrate(ctx context.Context, opts MigrateOptions) (MigrateReport, error) {
+	var rep MigrateReport
+	var todo []client.Record
+	var after api.Key
+	for {
+		page, err := t.t.List(after, 1000)
+		if err != nil {
+			if errors.Is(err, api.ErrTreeNotFound) {
+				break
+			}
+			return rep, err
+		}
+		if len(page) == 0 {
+			break
+		}
+		for _, r := range page {
+			if r.Schema < t.version {
+				todo = append(todo, r)
+			}
+		}
+		after = page[len(page)-1].Key
+	}
+	rep.Total = len(todo)
+	for i, r := range todo {
+		if err := ctx.Err(); err != nil {
+			return rep, fmt.Errorf("typed: migrate %s: %w", t.Name(), err)
+		}
+		err := t.migrateOne(ctx, r.Key, opts.Steps, &rep)
+		if err != nil {
+			if errors.Is(err, client.ErrOffline) || ctx.Err() != nil {
+				return rep, fmt.Errorf("typed: migrate %s: record %s: %w", t.Name(), r.Key, err)
+			}
+			rep.Failed = append(rep.Failed, MigrateFail{Key: r.Key, Err: err})
+		}
+		if opts.Progress != nil {
+			opts.Progress(i+1, len(todo))
+		}
+	}
+	return rep, nil
+}
+
+// migrateOne rewrites one record; a skip goes into rep, a failure is
+// returned.
+func (t *Tree[T]) migrateOne(ctx context.Context, key api.Key, steps map[uint32]func(map[string]any) error, rep *MigrateReport) (err error) {
+	rec, err := t.t.Get(key)
+	if err != nil {
+		if errors.Is(err, api.ErrNotFound) {
+			return nil // deleted meanwhile
+		}
+		return err
+	}
+	switch {
+	case rec.Schema >= t.version:
+		return nil // migrated meanwhile
+	case rec.Released:
+		rep.Released = append(rep.Released, key)
+		return nil
+	case rec.Borrow != nil && rec.Borrow.Client != t.db.ClientID():
+		rep.Borrowed = append(rep.Borrowed, *rec.Borrow)
+		return nil
+	}
+	if rec.Borrow == nil {
+		if err := t.t.Checkout(ctx, key, 0); err != nil {
+			if errors.Is(err, api.ErrBorrowed) {
+				if again, gerr := t.t.Get(key); gerr == nil && again.Borrow != nil {
+					rep.Borrowed = append(rep.Borrowed, *again.Borrow)
+					return nil
+				}
+			}
+			return err
+		}
+		defer func() {
+			if rerr := t.t.Return(ctx, key); rerr != nil && err == nil {
+				err = rerr
+			}
+		}()
+		if rec, err = t.t.Get(key); err != nil {
+			return err
+		}
+	}
+	v, err := api.DecodeGeneric(rec.Data)
+	fields, ok := v.(map[string]any)
+	if err != nil || !ok {
+		return fmt.Errorf("%w: %s/%s as fields: %T %v", ErrDecode, t.Name(), key, v, err)
+	}
+	for v := rec.Schema; v < t.version; v++ {
+		if step := steps[v]; step != nil {
+			if err := step(fields); err != nil {
+				return fmt.Errorf("typed: migrate %s/%s from version %d: %w", t.Name(), key, v, err)
+			}
+		}
+	}
+	data, err := api.Marshal(fields)
+	if err != nil {
+		return err
+	}
+	if _, err := t.t.Update(ctx, key, t.version, data); err != nil {
+		return err
+	}
+	rep.Migrated++
+	return nil
+}
