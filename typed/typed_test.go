@@ -509,3 +509,63 @@ func (c cutter) RoundTrip(r *http.Request) (*http.Response, error) {
 	}
 	return http.DefaultTransport.RoundTrip(r)
 }
+
+// An index stored by an earlier run is reused only while it is up to date
+// and of the same version: changes applied while it was not open, or a
+// new indexing function, rebuild it.
+func TestIndexAcrossRestarts(t *testing.T) {
+	s := testserver.Start(t)
+	ctx := ctxT(t)
+	w := mustOpen[Item](t, testserver.Open(t, t.TempDir(), s.Addr), "items")
+	dir := t.TempDir()
+	openIndex := func(version uint32, fn func(Item) []string) (*client.DB, typed.Index[Item]) {
+		db, err := client.Open(ctx, client.Config{Dir: dir, Servers: []string{s.Addr}, Name: "reader", PollWait: time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := db.WaitSynced(ctx); err != nil {
+			t.Fatal(err)
+		}
+		items := mustOpen[Item](t, db, "items")
+		ix, err := typed.NewIndex(items, "by-name", fn, typed.IndexVersion(version))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return db, ix
+	}
+	lookup := func(ix typed.Index[Item], term string) []typed.Key[Item] {
+		t.Helper()
+		keys, err := ix.Lookup(term)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return keys
+	}
+	byName := func(it Item) []string { return []string{it.Name} }
+	k1, err := w.Create(ctx, Item{Name: "bolt"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, ix := openIndex(1, byName)
+	if got := lookup(ix, "bolt"); !slices.Equal(got, []typed.Key[Item]{k1}) {
+		t.Fatalf("first run: %v", got)
+	}
+	db.Close()
+	k2, err := w.Create(ctx, Item{Name: "bolt"}) // while the reader is closed
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, ix = openIndex(1, byName)
+	if got := lookup(ix, "bolt"); !slices.Equal(got, []typed.Key[Item]{k1, k2}) {
+		t.Fatalf("after changes applied while the index was closed: %v", got)
+	}
+	db.Close()
+	db, ix = openIndex(2, func(it Item) []string { return []string{strings.ToUpper(it.Name)} })
+	defer db.Close()
+	if got := lookup(ix, "BOLT"); !slices.Equal(got, []typed.Key[Item]{k1, k2}) {
+		t.Fatalf("after a new index version: %v", got)
+	}
+	if got := lookup(ix, "bolt"); len(got) != 0 {
+		t.Fatalf("old terms survive a new index version: %v", got)
+	}
+}

@@ -1,0 +1,107 @@
+package typed_test
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/shelfdb/shelf/internal/testserver"
+	"github.com/shelfdb/shelf/typed"
+)
+
+type TitledV1 struct {
+	Title string `codec:"title"`
+	Qty   int    `codec:"qty"`
+}
+
+type NamedV2 struct {
+	Name string `codec:"name"`
+	Qty  int    `codec:"qty"`
+}
+
+// Migrate rewrites old records through a step, skips what others hold and
+// what is released, reports both, and picks up what is left when run again.
+func TestMigrate(t *testing.T) {
+	s := testserver.Start(t)
+	ctx := ctxT(t)
+	oldDB := testserver.Open(t, t.TempDir(), s.Addr)
+	other := testserver.Open(t, t.TempDir(), s.Addr)
+	newDB := testserver.Open(t, t.TempDir(), s.Addr)
+	v1 := mustOpen[TitledV1](t, oldDB, "parts")
+	var keys []typed.Key[TitledV1]
+	for _, title := range []string{"a", "b", "c", "d", "e"} {
+		k, err := v1.Create(ctx, TitledV1{Title: title, Qty: len(keys)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, k)
+	}
+	if err := v1.Checkout(ctx, keys[3]); err != nil {
+		t.Fatal(err)
+	}
+	if err := v1.Release(ctx, keys[3]); err != nil {
+		t.Fatal(err)
+	}
+	held := mustOpen[TitledV1](t, other, "parts")
+	if err := other.WaitSynced(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := held.Checkout(ctx, keys[4]); err != nil {
+		t.Fatal(err)
+	}
+
+	v2 := mustOpen[NamedV2](t, newDB, "parts")
+	if err := newDB.WaitSynced(ctx); err != nil {
+		t.Fatal(err)
+	}
+	steps := map[uint32]func(map[string]any) error{
+		1: func(f map[string]any) error {
+			if f["title"] == "c" {
+				return errors.New("c cannot be migrated")
+			}
+			f["name"] = f["title"]
+			delete(f, "title")
+			return nil
+		},
+	}
+	var progress []int
+	rep, err := v2.Migrate(ctx, typed.MigrateOptions{Steps: steps, Progress: func(done, total int) {
+		if total != 5 {
+			t.Errorf("progress total %d", total)
+		}
+		progress = append(progress, done)
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Total != 5 || rep.Migrated != 2 || len(rep.Released) != 1 || len(rep.Borrowed) != 1 || len(rep.Failed) != 1 || len(progress) != 5 {
+		t.Fatalf("report %+v, progress %v", rep, progress)
+	}
+	if rep.Borrowed[0].Client != other.ClientID() || rep.Released[0] != keys[3].Untyped() || rep.Failed[0].Key != keys[2].Untyped() {
+		t.Fatalf("report %+v", rep)
+	}
+	for i, want := range []string{"a", "b"} {
+		r, err := v2.Record(typed.KeyOf[NamedV2](keys[i].Untyped()))
+		if err != nil || r.Value.Name != want || r.Value.Qty != i || r.Schema != v2.Version() || r.Borrow != nil {
+			t.Fatalf("migrated record %d: %+v %v", i, r, err)
+		}
+	}
+
+	// Run again once the borrow is returned: only what is left is handled.
+	if err := held.Return(ctx, keys[4]); err != nil {
+		t.Fatal(err)
+	}
+	if err := newDB.WaitSynced(ctx); err != nil {
+		t.Fatal(err)
+	}
+	steps[1] = func(f map[string]any) error { f["name"] = f["title"]; delete(f, "title"); return nil }
+	rep, err = v2.Migrate(ctx, typed.MigrateOptions{Steps: steps})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Total != 3 || rep.Migrated != 2 || len(rep.Released) != 1 || len(rep.Borrowed) != 0 || len(rep.Failed) != 0 {
+		t.Fatalf("second run: %+v", rep)
+	}
+	if p, err := v2.Get(typed.KeyOf[NamedV2](keys[4].Untyped())); err != nil || p.Name != "e" {
+		t.Fatalf("migrated after return: %+v %v", p, err)
+	}
+}
