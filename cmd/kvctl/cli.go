@@ -35,6 +35,9 @@ Commands:
   members remove ID            remove a node from the raft configuration
   leader transfer [ID]         hand leadership to node ID (default: any node)
   trees                        trees with record counts and schema versions
+  schema TREE [VERSION]        a tree's registered schema versions (or one), when
+                               registered, and their fields: stored key path
+                               ("dims.w", "lots[].code", "stock{}.n"), Go name, type
   get TREE ID[/REV]            one record, its value as JSON (no /REV: latest)
   list TREE [-limit N] [-after ID/REV] [-all]
                                records of a tree, one page (-limit per page,
@@ -94,6 +97,7 @@ var commands = map[string]func(*cli, context.Context, []string) error{
 	"members":  (*cli).members,
 	"leader":   (*cli).leader,
 	"trees":    (*cli).trees,
+	"schema":   (*cli).schemas,
 	"get":      (*cli).get,
 	"list":     (*cli).list,
 	"put":      (*cli).put,
@@ -175,7 +179,7 @@ func (c *cli) fail(ctx context.Context, err error) int {
 			api.CodeUnknownSchema, api.CodeUnknownMember:
 			return exitNotFound
 		case api.CodeExists, api.CodeBorrowed, api.CodeNotBorrowed, api.CodeReleased,
-			api.CodeNotReleased, api.CodeNotInRange, api.CodeWrongCluster:
+			api.CodeNotReleased, api.CodeNotInRange, api.CodeWrongCluster, api.CodeIncompatible:
 			return exitConflict
 		}
 	}

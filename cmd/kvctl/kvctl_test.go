@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,6 +17,8 @@ import (
 	"time"
 
 	"github.com/shelfdb/shelf/api"
+	"github.com/shelfdb/shelf/internal/schema"
+	"github.com/shelfdb/shelf/internal/testserver"
 )
 
 var now = time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
@@ -32,6 +35,7 @@ type fakeAPI struct {
 	creates []any                 // decoded values of creates
 	actions []api.ActionRequest   // bodies of record actions
 	events  []eventStep           // answers to GET /v1/events, in turn
+	schemas []api.Schema          // registered schema versions of "parts"
 }
 
 // eventStep is the fake's answer to one event request: a page, an error,
@@ -77,6 +81,11 @@ func newFake(t *testing.T, nrec int) *fakeAPI {
 	})
 	mux.HandleFunc("GET /v1/trees", func(w http.ResponseWriter, r *http.Request) {
 		f.reply(w, http.StatusOK, []api.Tree{{Name: "parts", Records: uint64(len(f.records)), Schemas: []uint32{1, 2}, Created: now.Add(-72 * time.Hour)}})
+	})
+	mux.HandleFunc("GET /v1/trees/{tree}/schemas", func(w http.ResponseWriter, r *http.Request) {
+		if f.tree(w, r) {
+			f.reply(w, http.StatusOK, orEmpty(f.schemas))
+		}
 	})
 	mux.HandleFunc("GET /v1/trees/{tree}/records", func(w http.ResponseWriter, r *http.Request) {
 		if !f.tree(w, r) {
@@ -240,9 +249,19 @@ func kv(t *testing.T, f *fakeAPI, stdin string, args ...string) (stdout, stderr 
 // kvCtx is kv with a context: cancelling it is what SIGINT does.
 func kvCtx(ctx context.Context, t *testing.T, f *fakeAPI, stdin string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
-	env := map[string]string{}
+	addr := ""
 	if f != nil {
-		env["SHELF_HTTP"] = f.srv.URL
+		addr = f.srv.URL
+	}
+	return kvAt(ctx, t, addr, stdin, args...)
+}
+
+// kvAt runs kvctl against the server at addr ("": none needed).
+func kvAt(ctx context.Context, t *testing.T, addr, stdin string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	env := map[string]string{}
+	if addr != "" {
+		env["SHELF_HTTP"] = addr
 	}
 	var out, errb bytes.Buffer
 	c := &cli{stdin: strings.NewReader(stdin), stdout: &out, stderr: &errb,
@@ -526,7 +545,7 @@ func TestHelp(t *testing.T) {
 			t.Errorf("usage lacks command %q", name)
 		}
 	}
-	for _, sub := range []string{"members remove ID", "leader transfer [ID]", "leases return TREE", "snapshot save FILE", "put TREE JSON|-", "-limit N", "-all", "watch [TREE] [-from N|now]"} {
+	for _, sub := range []string{"members remove ID", "leader transfer [ID]", "leases return TREE", "snapshot save FILE", "put TREE JSON|-", "schema TREE [VERSION]", "-limit N", "-all", "watch [TREE] [-from N|now]"} {
 		if !strings.Contains(usageText, sub) {
 			t.Errorf("usage lacks %q", sub)
 		}
@@ -647,5 +666,247 @@ func TestHash(t *testing.T) {
 	var h api.ContentHash
 	if code != 0 || json.Unmarshal([]byte(out), &h) != nil || h != (api.ContentHash{Index: 120, Hash: "9f86d081884c7d65", Node: "n1"}) {
 		t.Fatalf("hash json: %d %s", code, out)
+	}
+}
+
+// Record types written by Go code, as package typed stores them: CBOR maps
+// keyed by codec tag, with nested structs, slices, integer-keyed maps and
+// a recursive pointer.
+type (
+	Dims struct {
+		W float64 `codec:"w"`
+		H float64 `codec:"h"`
+	}
+	Lot struct {
+		Code string `codec:"code"`
+		Qty  uint32 `codec:"qty"`
+	}
+	Bin struct {
+		Count int64 `codec:"count"`
+	}
+	Part struct {
+		Name  string      `codec:"name"`
+		Dims  Dims        `codec:"dims"`
+		Lots  []Lot       `codec:"lots"`
+		Stock map[int]Bin `codec:"stock"`
+		Alt   *Part       `codec:"alt,omitempty"`
+		Made  time.Time   `codec:"made"`
+	}
+	// PartV2 is the next version of Part: a field added, Dims renamed in
+	// Go under the same key.
+	PartV2 struct {
+		Name   string      `codec:"name"`
+		Size   Dims        `codec:"dims"`
+		Lots   []Lot       `codec:"lots"`
+		Stock  map[int]Bin `codec:"stock"`
+		Alt    *PartV2     `codec:"alt,omitempty"`
+		Made   time.Time   `codec:"made"`
+		Colour string      `json:"color"`
+	}
+)
+
+// definition returns the encoded schema definition of T.
+func definition[T any](t *testing.T) []byte {
+	t.Helper()
+	d, err := schema.Extract(reflect.TypeFor[T]())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := d.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestSchema(t *testing.T) {
+	f := newFake(t, 0)
+	d1, d2 := definition[Part](t), definition[PartV2](t)
+	f.schemas = []api.Schema{
+		{Tree: "parts", Version: 1, Hash: schema.Hash(d1), Definition: d1, Registered: now.Add(-2 * time.Hour)},
+		{Tree: "parts", Version: 2, Hash: schema.Hash(d2), Definition: d2, Registered: now.Add(-30 * time.Minute)},
+	}
+	const pkg = "github.com/shelfdb/shelf/cmd/kvctl."
+	v2 := "parts version 2  registered 2026-11-24T11:30:00Z (30m ago)  root " + pkg + "PartV2  hash " + schema.Hash(d2)[:12] + "\n" +
+		"PATH           GO             TYPE\n" +
+		"name           Name           string\n" +
+		"dims           Size           struct " + pkg + "Dims\n" +
+		"dims.w         Size.W         float64\n" +
+		"dims.h         Size.H         float64\n" +
+		"lots           Lots           []struct " + pkg + "Lot\n" +
+		"lots[].code    Lots[].Code    string\n" +
+		"lots[].qty     Lots[].Qty     uint32\n" +
+		"stock          Stock          map[int64]struct " + pkg + "Bin\n" +
+		"stock{}.count  Stock{}.Count  int64\n" +
+		"alt            Alt            *struct " + pkg + "PartV2 (recursive)\n" +
+		"made           Made           time\n" +
+		"color          Colour         string\n"
+	out, errs, code := kv(t, f, "", "schema", "parts", "2")
+	if code != 0 || out != v2 {
+		t.Fatalf("schema parts 2: code %d, stderr %s\n%s\nwant\n%s", code, errs, out, v2)
+	}
+	out, _, code = kv(t, f, "", "schema", "parts")
+	if code != 0 || !strings.HasPrefix(out, "parts version 1  registered 2026-11-24T10:00:00Z (2h ago)  root "+pkg+"Part  hash ") ||
+		!strings.HasSuffix(out, "\n\n"+v2) {
+		t.Fatalf("schema parts:\n%s", out)
+	}
+	wantLines(t, out, "dims           Dims           struct "+pkg+"Dims\n", "dims.w         Dims.W         float64\n",
+		"alt            Alt            *struct "+pkg+"Part (recursive)\n")
+
+	out, _, code = kv(t, f, "", "-o", "json", "schema", "parts")
+	var vs []struct {
+		Tree       string    `json:"tree"`
+		Version    uint32    `json:"version"`
+		Registered time.Time `json:"registered"`
+		Hash       string    `json:"hash"`
+		Root       string    `json:"root"`
+		Fields     []struct {
+			Path, Go, Type string
+			Recursive      bool
+		} `json:"fields"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &vs) != nil || len(vs) != 2 {
+		t.Fatalf("schema json: %d\n%s", code, out)
+	}
+	if v := vs[1]; v.Tree != "parts" || v.Version != 2 || !v.Registered.Equal(now.Add(-30*time.Minute)) ||
+		v.Hash != schema.Hash(d2) || v.Root != pkg+"PartV2" || len(v.Fields) != 12 {
+		t.Fatalf("schema json version 2: %+v", v)
+	}
+	if f := vs[0].Fields[8]; f.Path != "stock{}.count" || f.Go != "Stock{}.Count" || f.Type != "int64" || f.Recursive {
+		t.Fatalf("schema json field: %+v", f)
+	}
+	if f := vs[0].Fields[9]; f.Path != "alt" || f.Type != "*struct "+pkg+"Part" || !f.Recursive {
+		t.Fatalf("schema json recursive field: %+v", f)
+	}
+	if !strings.Contains(out, `
+      {
+        "path": "lots[].code",
+        "go": "Lots[].Code",
+        "type": "string"
+      },`) {
+		t.Fatalf("schema json field shape:\n%s", out)
+	}
+
+	for _, tc := range []struct {
+		args []string
+		code int
+		msg  string
+	}{
+		{[]string{"schema", "tools"}, exitNotFound, "kvctl: tree \"tools\" not found\n"},
+		{[]string{"schema", "parts", "3"}, exitNotFound, "kvctl: tree \"parts\" has no schema version 3 (registered: 1,2)\n"},
+		{[]string{"schema", "parts", "v1"}, exitUsage, "kvctl: schema: invalid version \"v1\": want a positive integer\nusage: kvctl schema TREE [VERSION]\n"},
+		{[]string{"schema"}, exitUsage, "kvctl: schema: missing arguments\nusage: kvctl schema TREE [VERSION]\n"},
+	} {
+		out, errs, code := kv(t, f, "", tc.args...)
+		if code != tc.code || errs != tc.msg || out != "" {
+			t.Errorf("kvctl %q: code %d, stdout %q, stderr %q; want code %d, stderr %q", tc.args, code, out, errs, tc.code, tc.msg)
+		}
+	}
+
+	// A definition that does not decode names the tree and the version.
+	f.schemas[1].Definition = []byte{0xa1, 0x64, 'r', 'o', 'o', 't', 0x01}
+	_, errs, code = kv(t, f, "", "schema", "parts")
+	if code != exitError || !strings.HasPrefix(errs, "kvctl: schema version 2 of tree \"parts\" does not decode: ") {
+		t.Fatalf("undecodable definition: %d %q", code, errs)
+	}
+
+	f.schemas = nil
+	out, _, code = kv(t, f, "", "schema", "parts")
+	if code != 0 || out != "tree parts has no registered schema: its records are schemaless\n" {
+		t.Fatalf("no schema: %d %q", code, out)
+	}
+	out, _, code = kv(t, f, "", "schema", "parts", "-o", "json")
+	if code != 0 || out != "[]\n" {
+		t.Fatalf("no schema json: %d %q", code, out)
+	}
+}
+
+// TestTypedRecordsOnServer checks that get, list and schema show records a
+// Go program wrote with a registered schema, on a real node.
+func TestTypedRecordsOnServer(t *testing.T) {
+	s := testserver.Start(t)
+	db := testserver.Open(t, t.TempDir(), s.Addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	parts := db.Tree("parts")
+	v, err := parts.RegisterSchema(ctx, definition[Part](t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := Part{Name: "R1", Dims: Dims{W: 1.5, H: 2}, Lots: []Lot{{Code: "L1", Qty: 5}},
+		Stock: map[int]Bin{7: {Count: 3}, -2: {Count: 1}}, Made: now}
+	data, err := api.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := parts.Create(ctx, v, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const want = `{"dims":{"h":2,"w":1.5},"lots":[{"code":"L1","qty":5}],"made":"2026-11-24T12:00:00Z",` +
+		`"name":"R1","stock":{"-2":{"count":1},"7":{"count":3}}}`
+	compact := func(v any) string {
+		b, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	run := func(args ...string) string {
+		t.Helper()
+		out, errs, code := kvAt(ctx, t, s.Addr, "", args...)
+		if code != 0 {
+			t.Fatalf("kvctl %q: code %d, stderr %s", args, code, errs)
+		}
+		return out
+	}
+
+	out := run("get", "parts", res.Key.String())
+	_, value, ok := strings.Cut(out, "value\n")
+	var got any
+	if !ok || json.Unmarshal([]byte(value), &got) != nil || compact(got) != want {
+		t.Fatalf("get table:\n%s\nwant value %s", out, want)
+	}
+	wantLines(t, out, "schema       1\n")
+
+	var rec api.Record
+	out = run("get", "parts", strconv.FormatUint(res.Key.ID, 10), "-o", "json")
+	if json.Unmarshal([]byte(out), &rec) != nil || rec.Schema != 1 || compact(rec.Value) != want {
+		t.Fatalf("get json:\n%s", out)
+	}
+
+	var page struct {
+		Records []api.Record `json:"records"`
+	}
+	out = run("list", "parts", "-o", "json")
+	if json.Unmarshal([]byte(out), &page) != nil || len(page.Records) != 1 || compact(page.Records[0].Value) != want {
+		t.Fatalf("list json:\n%s", out)
+	}
+	out = run("list", "parts")
+	if lines := strings.Split(out, "\n"); len(lines) != 3 || !strings.HasSuffix(lines[1], want[:57]+"...") {
+		t.Fatalf("list table:\n%s", out)
+	}
+
+	out = run("schema", "parts")
+	wantLines(t, out, "parts version 1  registered ", "  root github.com/shelfdb/shelf/cmd/kvctl.Part  hash ")
+	var rows []string
+	for _, l := range strings.Split(out, "\n")[1:] {
+		rows = append(rows, strings.Join(strings.Fields(l), " "))
+	}
+	if got := strings.Join(rows, "\n"); !strings.Contains(got, "stock Stock map[int64]struct github.com/shelfdb/shelf/cmd/kvctl.Bin\n"+
+		"stock{}.count Stock{}.Count int64\n") || !strings.Contains(got, "lots[].qty Lots[].Qty uint32\n") {
+		t.Fatalf("schema table:\n%s", out)
+	}
+
+	// A tree without a schema, and one that does not exist.
+	if _, err := db.Tree("tools").Create(ctx, 0, data); err != nil {
+		t.Fatal(err)
+	}
+	if out := run("schema", "tools", "-o", "json"); out != "[]\n" {
+		t.Fatalf("schema of a schemaless tree: %q", out)
+	}
+	_, errs, code := kvAt(ctx, t, s.Addr, "", "schema", "nope")
+	if code != exitNotFound || !strings.Contains(errs, `"nope"`) {
+		t.Fatalf("schema of a missing tree: %d %q", code, errs)
 	}
 }

@@ -1,0 +1,196 @@
+package client_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shelfdb/shelf/api"
+	"github.com/shelfdb/shelf/client"
+	"github.com/shelfdb/shelf/internal/schema"
+	"github.com/shelfdb/shelf/internal/testserver"
+)
+
+type viewDims struct {
+	W float64 `codec:"w"`
+	H float64 `codec:"h"`
+}
+
+type viewBin struct {
+	Count uint16 `codec:"count"`
+}
+
+// viewPart is version 1 of the record type; viewPartV2 adds a field.
+type viewPart struct {
+	Name  string          `codec:"name"`
+	Qty   int32           `codec:"qty"`
+	Dims  viewDims        `codec:"dims"`
+	Stock map[int]viewBin `codec:"stock"`
+	Tags  []string        `codec:"tags"`
+	Blob  []byte          `codec:"blob"`
+}
+
+type viewPartV2 struct {
+	viewPart
+	Color string `json:"color"`
+}
+
+// registerType registers T's schema for tree and returns its version.
+func registerType[T any](t *testing.T, ctx context.Context, tree *client.Tree) (uint32, []byte) {
+	t.Helper()
+	def, err := schema.Extract(reflect.TypeFor[T]())
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc, err := def.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := tree.RegisterSchema(ctx, enc)
+	if err != nil {
+		t.Fatalf("register %T: %v", *new(T), err)
+	}
+	return v, enc
+}
+
+func marshal(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := api.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestFieldsOfTypedRecords(t *testing.T) {
+	s := testserver.Start(t)
+	db := testserver.Open(t, t.TempDir(), s.Addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	parts := db.Tree("parts")
+	v1, def1 := registerType[viewPart](t, ctx, parts)
+	v2, def2 := registerType[viewPartV2](t, ctx, parts)
+	if v1 != 1 || v2 != 2 {
+		t.Fatalf("versions %d %d", v1, v2)
+	}
+
+	p := viewPart{Name: "R1", Qty: -3, Dims: viewDims{W: 1.5, H: 2}, Stock: map[int]viewBin{7: {Count: 4}, -1: {}},
+		Tags: []string{"smd"}, Blob: []byte{1, 2}}
+	res, err := parts.Create(ctx, v1, marshal(t, p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fields, sch, err := parts.Fields(res.Key)
+	if err != nil {
+		t.Fatalf("fields: %v", err)
+	}
+	want := map[string]any{
+		"name": "R1", "qty": int64(-3),
+		"dims":  map[string]any{"w": 1.5, "h": 2.0},
+		"stock": map[string]any{"7": map[string]any{"count": uint64(4)}, "-1": map[string]any{"count": uint64(0)}},
+		"tags":  []any{"smd"}, "blob": []byte{1, 2},
+	}
+	if !reflect.DeepEqual(fields, want) {
+		t.Fatalf("fields\n%#v\nwant\n%#v", fields, want)
+	}
+	if sch.Tree != "parts" || sch.Version != 1 || sch.Hash != schema.Hash(def1) || string(sch.Definition) != string(def1) || sch.Registered.IsZero() {
+		t.Fatalf("schema %+v", sch)
+	}
+	// The schema travels as JSON with its definition decoded.
+	b, err := json.Marshal(sch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var js struct {
+		Version    uint32
+		Definition struct {
+			Root  string
+			Types map[string]struct{ Fields []struct{ Name, Go string } }
+		}
+	}
+	if err := json.Unmarshal(b, &js); err != nil {
+		t.Fatal(err)
+	}
+	root := js.Definition.Types[js.Definition.Root]
+	if js.Version != 1 || !strings.HasSuffix(js.Definition.Root, ".viewPart") || len(root.Fields) != 6 ||
+		root.Fields[0].Name != "name" || root.Fields[0].Go != "Name" {
+		t.Fatalf("schema JSON %s", b)
+	}
+	if b, err := json.Marshal(fields); err != nil || !strings.Contains(string(b), `"stock":{"-1":{"count":0},"7":{"count":4}}`) {
+		t.Fatalf("fields JSON %s %v", b, err)
+	}
+
+	// Revision 2, written with version 2: each revision has its schema,
+	// and revision 0 asks for the latest.
+	if err := parts.Checkout(ctx, res.Key, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := parts.Release(ctx, res.Key); err != nil {
+		t.Fatal(err)
+	}
+	k2, err := parts.Revise(ctx, res.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := parts.Update(ctx, k2, v2, marshal(t, viewPartV2{viewPart: viewPart{Name: "R1"}, Color: "red"})); err != nil {
+		t.Fatal(err)
+	}
+	fields, sch, err = parts.Fields(api.Key{ID: res.Key.ID})
+	if err != nil || fields["color"] != "red" || fields["name"] != "R1" || sch.Version != 2 || sch.Hash != schema.Hash(def2) {
+		t.Fatalf("latest: %v %v %+v", fields, err, sch)
+	}
+	if fields, sch, err = parts.Fields(res.Key); err != nil || fields["color"] != nil || sch.Version != 1 {
+		t.Fatalf("revision 1: %v %v %+v", fields, err, sch)
+	}
+}
+
+func TestFieldsWithoutSchemaAndErrors(t *testing.T) {
+	s := testserver.Start(t)
+	db := testserver.Open(t, t.TempDir(), s.Addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	tools := db.Tree("tools")
+	res, err := tools.Create(ctx, 0, marshal(t, map[string]any{"name": "T1", "n": 2}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fields, sch, err := tools.Fields(res.Key)
+	if err != nil || !reflect.DeepEqual(fields, map[string]any{"name": "T1", "n": uint64(2)}) {
+		t.Fatalf("schemaless record: %#v %v", fields, err)
+	}
+	if !reflect.DeepEqual(sch, api.Schema{}) {
+		t.Fatalf("schemaless record has schema %+v", sch)
+	}
+
+	if _, _, err := tools.Fields(api.Key{ID: 999}); !errors.Is(err, api.ErrNotFound) {
+		t.Fatalf("missing record: %v", err)
+	}
+	if _, _, err := db.Tree("nope").Fields(api.Key{ID: 1, Rev: 1}); !errors.Is(err, api.ErrTreeNotFound) {
+		t.Fatalf("missing tree: %v", err)
+	}
+
+	// Not a map: a string value.
+	res, err = tools.Create(ctx, 0, marshal(t, "just a string"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = tools.Fields(res.Key)
+	if want := "record tools/" + res.Key.String() + ": value is a string, not a map of fields"; err == nil || err.Error() != want {
+		t.Fatalf("string value: %v, want %q", err, want)
+	}
+
+	// Well-formed CBOR (the cluster takes it) that does not decode to
+	// plain values: a map keyed by an array.
+	res, err = tools.Create(ctx, 0, []byte{0xa1, 0x81, 0x01, 0x01})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = tools.Fields(res.Key)
+	if want := "record tools/" + res.Key.String() + ": value does not decode: "; err == nil || !strings.HasPrefix(err.Error(), want) {
+		t.Fatalf("undecodable value: %v, want %q...", err, want)
+	}
+}
