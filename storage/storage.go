@@ -12,6 +12,8 @@
 //	borrows   tree ++ 0x00 ++ record key -> Borrow
 //	ranges    start id (8 bytes BE) -> api.Range
 //	schemas   tree ++ 0x00 ++ version (4 bytes BE) -> api.Schema
+//	local     data a client derives from the state for itself (indexes):
+//	          not replicated, not in the content hash, never in a server's file
 //
 // Keys are big-endian so that a cursor walks records in (id, rev) order.
 package storage
@@ -41,6 +43,10 @@ var (
 	BucketBorrows  = []byte("borrows")
 	BucketRanges   = []byte("ranges")
 	BucketSchemas  = []byte("schemas")
+	// BucketLocal holds what a client derives from the replicated state
+	// for its own use; it is created on demand and excluded from the
+	// content hash.
+	BucketLocal = []byte("local")
 
 	allBuckets = [][]byte{BucketMeta, BucketTrees, BucketTreeInfo, BucketClients,
 		BucketBorrows, BucketRanges, BucketSchemas}

@@ -357,7 +357,10 @@ func TestCBORClient(t *testing.T) {
 	}
 
 	// Schemas: JSON definition answered decoded, hash over the CBOR.
-	def, _ := api.EncodeValue(map[string]any{"fields": []any{"name", "qty"}})
+	def, _ := api.EncodeValue(map[string]any{"root": "p", "types": map[string]any{"p": map[string]any{"fields": []any{
+		map[string]any{"name": "name", "go": "Name", "type": map[string]any{"kind": "string"}},
+		map[string]any{"name": "qty", "go": "Qty", "type": map[string]any{"kind": "int", "bits": 64}},
+	}}}})
 	sr, err := e.cl.RegisterSchema(ctx, "parts", def)
 	if err != nil || sr.Version != 1 {
 		t.Fatalf("register schema: %+v %v", sr, err)
@@ -372,10 +375,10 @@ func TestCBORClient(t *testing.T) {
 	}
 	var js []api.Schema
 	e.json("GET", "/v1/trees/parts/schemas", "", 200, &js)
-	if m, ok := js[0].Value.(map[string]any); !ok || m["fields"] == nil {
+	if m, ok := js[0].Value.(map[string]any); !ok || m["types"] == nil {
 		t.Errorf("JSON schema definition: %#v", js[0].Value)
 	}
-	e.json("POST", "/v1/trees/parts/schemas", `{"definition":{"fields":["name"]}}`, 200, &sr)
+	e.json("POST", "/v1/trees/parts/schemas", `{"definition":{"root":"p","types":{"p":{"fields":[{"name":"name","go":"Name","type":{"kind":"string"}}]}}}}`, 200, &sr)
 	if sr.Version != 2 {
 		t.Errorf("second schema version %d", sr.Version)
 	}
