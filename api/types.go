@@ -73,6 +73,9 @@ type Range struct {
 	Granted time.Time `json:"granted"`
 	Used    uint64    `json:"used"` // ids of this range used by creates
 	Next    uint64    `json:"next"` // one past the highest id used, or Start
+	// Retired is set when the client was removed: no id of the range is
+	// ever used again (ranges are never granted twice anyway).
+	Retired bool `json:"retired,omitempty" codec:"retired,omitempty"`
 }
 
 // Size returns the number of ids in the range.
@@ -112,6 +115,36 @@ type Tree struct {
 	Records uint64    `json:"records"`
 	Schemas []uint32  `json:"schemas"` // registered schema versions, ascending
 	Created time.Time `json:"created"`
+}
+
+// AuditAction names what happened to a record's borrow.
+type AuditAction string
+
+// The actions of the borrow audit history.
+const (
+	AuditBorrowed      AuditAction = "borrowed"       // Client checked the record out
+	AuditRenewed       AuditAction = "renewed"        // Client borrowed it again while holding it (new expiry)
+	AuditReturned      AuditAction = "returned"       // the holder checked it in
+	AuditForced        AuditAction = "forced"         // an operator ended Holder's borrow (Reason)
+	AuditExpired       AuditAction = "expired"        // Holder's borrow ran out of time
+	AuditTaken         AuditAction = "taken"          // an operator moved the borrow from Holder to Client (Reason)
+	AuditReleased      AuditAction = "released"       // the holder released the record, which ended the borrow
+	AuditDeleted       AuditAction = "deleted"        // the holder deleted the record, which ended the borrow
+	AuditClientRemoved AuditAction = "client_removed" // an operator removed Holder, which ended the borrow (Reason)
+)
+
+// AuditEntry is one change of a record's borrow, as replicated: every
+// replica holds the same history.
+type AuditEntry struct {
+	Tree    string      `json:"tree"`
+	Key     Key         `json:"key"`
+	Index   uint64      `json:"index"` // log index of the change
+	Time    time.Time   `json:"time"`  // the leader's clock
+	Action  AuditAction `json:"action"`
+	Client  string      `json:"client,omitempty"` // the new holder (borrowed, renewed, taken)
+	Holder  string      `json:"holder,omitempty"` // the holder whose borrow ended
+	Reason  string      `json:"reason,omitempty"` // forced, taken, client_removed
+	Expires time.Time   `json:"expires,omitzero"` // borrowed, renewed, taken: the expiry, if any
 }
 
 // Status describes a node and the cluster as that node sees it.
@@ -210,16 +243,17 @@ type EventType string
 
 // The events of the state machine.
 const (
-	EventCreated      EventType = "created"       // a record was created (also the draft of a revise)
-	EventUpdated      EventType = "updated"       // a record's value changed
-	EventDeleted      EventType = "deleted"       // a record was deleted (its borrow with it)
-	EventBorrowed     EventType = "borrowed"      // a record was checked out (or its borrow renewed)
-	EventReturned     EventType = "returned"      // a borrow ended: check-in, force-return (Forced) or release
-	EventReleased     EventType = "released"      // a record became immutable
-	EventStateChanged EventType = "state_changed" // a record's state number changed
-	EventSchema       EventType = "schema"        // a schema version was registered (Key.Rev holds no meaning)
-	EventClient       EventType = "client"        // a client registered or was renamed
-	EventRange        EventType = "range"         // a key range was granted to Client
+	EventCreated      EventType = "created"        // a record was created (also the draft of a revise)
+	EventUpdated      EventType = "updated"        // a record's value changed
+	EventDeleted      EventType = "deleted"        // a record was deleted (its borrow with it)
+	EventBorrowed     EventType = "borrowed"       // a record was checked out (or its borrow renewed)
+	EventReturned     EventType = "returned"       // a borrow ended: check-in, force-return (Forced) or release
+	EventReleased     EventType = "released"       // a record became immutable
+	EventStateChanged EventType = "state_changed"  // a record's state number changed
+	EventSchema       EventType = "schema"         // a schema version was registered (Key.Rev holds no meaning)
+	EventClient       EventType = "client"         // a client registered or was renamed
+	EventRange        EventType = "range"          // a key range was granted to Client
+	EventClientGone   EventType = "client_removed" // an operator removed Client: its borrows were returned, its ranges retired
 )
 
 // Event is one change, produced by applying the log entry at Index. An
@@ -234,6 +268,7 @@ type Event struct {
 	State   int64     `json:"state,omitempty"`
 	Version uint32    `json:"version,omitempty"` // EventSchema: the version
 	Forced  bool      `json:"forced,omitempty"`  // EventReturned by an operator
+	Expired bool      `json:"expired,omitempty"` // EventReturned because the borrow's time ran out
 	Reason  string    `json:"reason,omitempty"`
 	Time    time.Time `json:"time"`
 }

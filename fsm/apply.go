@@ -45,6 +45,8 @@ type txn struct {
 	borrows  *bolt.Bucket
 	ranges   *bolt.Bucket
 	schemas  *bolt.Bucket
+	audit    *bolt.Bucket
+	auditSeq uint16 // audit entries written by this command so far
 	index    uint64
 	c        *Command
 	events   []api.Event
@@ -78,6 +80,7 @@ func (f *FSM) applyCommand(tx *bolt.Tx, index uint64, data []byte) (*Result, err
 		borrows:  tx.Bucket(storage.BucketBorrows),
 		ranges:   tx.Bucket(storage.BucketRanges),
 		schemas:  tx.Bucket(storage.BucketSchemas),
+		audit:    tx.Bucket(storage.BucketAudit),
 	}
 	r, err := t.dispatch(f.cfg.MaxRecordSize)
 	if err == nil && r != nil && r.Err == nil {
@@ -116,6 +119,12 @@ func (t *txn) dispatch(max int) (*Result, error) {
 		return t.registerSchema(max)
 	case OpClientSeen:
 		return t.clientSeen()
+	case OpExpire:
+		return t.expire()
+	case OpTakeOver:
+		return t.takeOver()
+	case OpRemoveClient:
+		return t.removeClient()
 	}
 	return reject(api.Errorf(api.CodeInvalid, "unknown op %d", t.c.Op))
 }
@@ -286,8 +295,8 @@ func (t *txn) create(max int) (*Result, error) {
 		if err != nil {
 			return nil, err
 		}
-		if r == nil || r.Client != c.Client {
-			return reject(api.Errorf(api.CodeNotInRange, "create: id %d is not in a range granted to client %s", key.ID, c.Client))
+		if r == nil || r.Client != c.Client || r.Retired {
+			return reject(api.Errorf(api.CodeNotInRange, "create: id %d is not in a live range granted to client %s", key.ID, c.Client))
 		}
 		rng = r
 	} else if c.Client != "" {
@@ -439,7 +448,7 @@ func (t *txn) delete() (*Result, error) {
 	if err := b.Delete(storage.RecordKey(c.Key)); err != nil {
 		return nil, err
 	}
-	if err := t.borrows.Delete(storage.BorrowKey(c.Tree, c.Key)); err != nil {
+	if err := t.endBorrow(c.Tree, c.Key, storage.Audit{Action: string(api.AuditDeleted), Holder: c.Client}); err != nil {
 		return nil, err
 	}
 	t.emit(api.EventDeleted, c.Key)
@@ -476,10 +485,22 @@ func (t *txn) borrow() (*Result, error) {
 	if c.TTL > 0 {
 		nb.Expires = c.Time + c.TTL
 	}
-	if lease.Held(bw, c.Time) {
+	action := api.AuditBorrowed
+	switch {
+	case lease.Held(bw, c.Time):
 		nb.Since = bw.Since // renewal keeps the original start
+		action = api.AuditRenewed
+	case bw != nil:
+		// The previous borrow ran out and no expire command removed it
+		// yet: it ends here, and the history says so.
+		if err := t.expired(c.Tree, c.Key, bw); err != nil {
+			return nil, err
+		}
 	}
 	t.emit(api.EventBorrowed, c.Key)
+	if err := t.addAudit(c.Tree, c.Key, storage.Audit{Action: string(action), Client: c.Client, Expires: nb.Expires}); err != nil {
+		return nil, err
+	}
 	return &Result{Key: c.Key}, storage.Put(t.borrows, storage.BorrowKey(c.Tree, c.Key), &nb)
 }
 
@@ -501,7 +522,11 @@ func (t *txn) returnBorrow(force bool) (*Result, error) {
 		return reject(rej)
 	}
 	t.emit(api.EventReturned, c.Key, func(e *api.Event) { e.Holder, e.Forced, e.Reason = bw.Client, force, c.Reason })
-	return &Result{Key: c.Key}, t.borrows.Delete(storage.BorrowKey(c.Tree, c.Key))
+	entry := storage.Audit{Action: string(api.AuditReturned), Holder: bw.Client}
+	if force {
+		entry.Action, entry.Reason = string(api.AuditForced), c.Reason
+	}
+	return &Result{Key: c.Key}, t.endBorrow(c.Tree, c.Key, entry)
 }
 
 func (t *txn) release() (*Result, error) {
@@ -517,7 +542,7 @@ func (t *txn) release() (*Result, error) {
 	// A released record cannot be edited, so its borrow ends with release.
 	t.emit(api.EventReleased, c.Key)
 	t.emit(api.EventReturned, c.Key, func(e *api.Event) { e.Holder = c.Client })
-	return &Result{Key: c.Key}, t.borrows.Delete(storage.BorrowKey(c.Tree, c.Key))
+	return &Result{Key: c.Key}, t.endBorrow(c.Tree, c.Key, storage.Audit{Action: string(api.AuditReleased), Holder: c.Client})
 }
 
 func (t *txn) setState() (*Result, error) {

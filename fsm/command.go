@@ -25,6 +25,9 @@ const (
 	OpRevise                       // make revision Rev+1 of a released record as a draft
 	OpRegisterSchema               // register a schema version for a tree
 	OpClientSeen                   // record that a client's replica was seen, and its applied index
+	OpExpire                       // end a borrow whose expiry has passed (the leader's clock)
+	OpTakeOver                     // operator moves a record's borrow to another client (Client)
+	OpRemoveClient                 // operator removes a client (Client): borrows returned, ranges retired
 	opMax
 )
 
@@ -33,7 +36,7 @@ var opNames = [...]string{
 	OpCreate: "create", OpUpdate: "update", OpDelete: "delete", OpBorrow: "borrow",
 	OpReturn: "return", OpForceReturn: "force-return", OpRelease: "release",
 	OpSetState: "set-state", OpRevise: "revise", OpRegisterSchema: "register-schema",
-	OpClientSeen: "client-seen",
+	OpClientSeen: "client-seen", OpExpire: "expire", OpTakeOver: "take-over", OpRemoveClient: "remove-client",
 }
 
 // String returns the op's name.
@@ -52,7 +55,7 @@ type Command struct {
 	Op      Op      `codec:"op"`
 	Time    int64   `codec:"t"`             // unix nanoseconds, leader's clock
 	Cluster string  `codec:"cl,omitempty"`  // OpSetCluster
-	Client  string  `codec:"c,omitempty"`   // acting client id; "" = operator
+	Client  string  `codec:"c,omitempty"`   // acting client id; "" = operator (OpTakeOver: the new holder; OpRemoveClient: the client removed)
 	Name    string  `codec:"n,omitempty"`   // OpRegisterClient
 	Tree    string  `codec:"tr,omitempty"`  // record and schema ops
 	Key     api.Key `codec:"k"`             // record ops; Key.ID 0 on create = assign
@@ -60,8 +63,8 @@ type Command struct {
 	Data    []byte  `codec:"d,omitempty"`   // record CBOR or schema definition
 	Size    uint64  `codec:"sz,omitempty"`  // OpGrantRange
 	State   int64   `codec:"st,omitempty"`  // OpSetState
-	Reason  string  `codec:"r,omitempty"`   // OpForceReturn
-	TTL     int64   `codec:"ttl,omitempty"` // OpBorrow: expiry in ns after Time (leader clock); 0 = never
+	Reason  string  `codec:"r,omitempty"`   // OpForceReturn, OpTakeOver, OpRemoveClient
+	TTL     int64   `codec:"ttl,omitempty"` // OpBorrow, OpTakeOver: expiry in ns after Time (leader clock); 0 = never
 	Hash    string  `codec:"h,omitempty"`   // OpRegisterSchema: definition hash
 	Applied uint64  `codec:"ap,omitempty"`  // OpClientSeen: the replica's applied index
 }

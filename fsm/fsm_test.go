@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -25,7 +26,7 @@ type harness struct {
 
 func newHarness(t testing.TB) *harness {
 	t.Helper()
-	f, err := Open(Config{Path: filepath.Join(t.TempDir(), "fsm.db"), NoSync: true})
+	f, err := Open(Config{Path: filepath.Join(t.TempDir(), "fsm.db"), NoSync: true, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}

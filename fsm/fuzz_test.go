@@ -48,6 +48,9 @@ func FuzzApply(f *testing.F) {
 		{Op: OpRevise, Tree: "parts", Client: "a", Key: api.Key{ID: 1, Rev: 1}},
 		{Op: OpRegisterSchema, Tree: "parts", Data: defOf(f, schemaV2{}), Hash: "x"},
 		{Op: OpClientSeen, Client: "a", Applied: 3},
+		{Op: OpExpire, Tree: "parts", Key: api.Key{ID: 1, Rev: 1}},
+		{Op: OpTakeOver, Tree: "parts", Client: "a", Key: api.Key{ID: 1, Rev: 1}, Reason: "r"},
+		{Op: OpRemoveClient, Client: "a", Reason: "gone"},
 	}
 	for _, c := range seed {
 		b, _ := c.Encode()

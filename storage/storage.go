@@ -12,6 +12,7 @@
 //	borrows   tree ++ 0x00 ++ record key -> Borrow
 //	ranges    start id (8 bytes BE) -> api.Range
 //	schemas   tree ++ 0x00 ++ version (4 bytes BE) -> api.Schema
+//	audit     tree ++ 0x00 ++ record key ++ log index (8 bytes BE) ++ seq (2 bytes BE) -> Audit
 //	local     data a client derives from the state for itself (indexes):
 //	          not replicated, not in the content hash, never in a server's file
 //
@@ -43,13 +44,14 @@ var (
 	BucketBorrows  = []byte("borrows")
 	BucketRanges   = []byte("ranges")
 	BucketSchemas  = []byte("schemas")
+	BucketAudit    = []byte("audit")
 	// BucketLocal holds what a client derives from the replicated state
 	// for its own use; it is created on demand and excluded from the
 	// content hash.
 	BucketLocal = []byte("local")
 
 	allBuckets = [][]byte{BucketMeta, BucketTrees, BucketTreeInfo, BucketClients,
-		BucketBorrows, BucketRanges, BucketSchemas}
+		BucketBorrows, BucketRanges, BucketSchemas, BucketAudit}
 )
 
 // Meta keys.
@@ -184,6 +186,14 @@ func SchemaKey(tree string, version uint32) []byte {
 	return b
 }
 
+// AuditKey is the audit bucket key of a record's borrow change: the
+// record's BorrowKey, the log index of the change and its number among the
+// changes of that entry (a borrow may end one borrow and start another).
+func AuditKey(tree string, k api.Key, index uint64, seq uint16) []byte {
+	b := binary.BigEndian.AppendUint64(BorrowKey(tree, k), index)
+	return binary.BigEndian.AppendUint16(b, seq)
+}
+
 // TreePrefix is the prefix of a tree's keys in the borrows and schemas buckets.
 func TreePrefix(tree string) []byte { return append([]byte(tree), 0) }
 
@@ -244,6 +254,17 @@ type Record struct {
 type Borrow struct {
 	Client  string `codec:"c"`
 	Since   int64  `codec:"s"`
+	Expires int64  `codec:"e,omitempty"`
+}
+
+// Audit is one entry of a record's borrow history as stored (see
+// api.AuditEntry); times are unix nanoseconds.
+type Audit struct {
+	Action  string `codec:"a"`
+	Time    int64  `codec:"t"`
+	Client  string `codec:"c,omitempty"`
+	Holder  string `codec:"h,omitempty"`
+	Reason  string `codec:"r,omitempty"`
 	Expires int64  `codec:"e,omitempty"`
 }
 
