@@ -19,6 +19,8 @@ const (
 	DefaultReconcileInterval = 2 * time.Second
 	DefaultSnapshotRetain    = 2
 	DefaultEventBuffer       = 100_000
+	DefaultExpiryInterval    = 500 * time.Millisecond
+	DefaultExpiryGrace       = 5 * time.Second
 )
 
 // Config configures a Node. NodeID, DataDir, RaftAddr and GossipAddr are
@@ -82,6 +84,15 @@ type Config struct {
 	// keeps in memory for Node.Events (GET /v1/events); DefaultEventBuffer
 	// when zero or negative.
 	EventBuffer int
+	// DefaultBorrowTTL is the expiry given to a borrow that asks for none
+	// (0: borrows never expire unless asked to). Set the same on every node.
+	DefaultBorrowTTL time.Duration
+	// ExpiryInterval is how often the leader looks for borrows whose
+	// expiry has passed (DefaultExpiryInterval when zero), and ExpiryGrace
+	// how long a new leader waits after taking over before it expires any
+	// (DefaultExpiryGrace when zero): see expiryLoop for the rule.
+	ExpiryInterval time.Duration
+	ExpiryGrace    time.Duration
 	// NoSync skips fsync in the state machine and the raft log. Tests only:
 	// a crash may lose acknowledged writes.
 	NoSync bool
@@ -129,6 +140,15 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.ReconcileInterval <= 0 {
 		c.ReconcileInterval = DefaultReconcileInterval
+	}
+	if c.ExpiryInterval <= 0 {
+		c.ExpiryInterval = DefaultExpiryInterval
+	}
+	if c.ExpiryGrace <= 0 {
+		c.ExpiryGrace = DefaultExpiryGrace
+	}
+	if c.DefaultBorrowTTL < 0 {
+		return c, fmt.Errorf("cluster: negative DefaultBorrowTTL %s", c.DefaultBorrowTTL)
 	}
 	if c.SnapshotRetain <= 0 {
 		c.SnapshotRetain = DefaultSnapshotRetain

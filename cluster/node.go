@@ -126,8 +126,9 @@ func New(cfg Config) (*Node, error) {
 		return nil, err
 	}
 
-	n.wg.Add(2)
+	n.wg.Add(3)
 	go n.leaderLoop()
+	go n.expiryLoop()
 	go n.housekeeping()
 
 	saved := n.loadPeers()

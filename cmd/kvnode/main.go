@@ -83,6 +83,8 @@ type options struct {
 	bootstrap, dev     bool
 	join               []string
 	logLevel           slog.Level
+	borrowTTL          time.Duration
+	expiryGrace        time.Duration
 }
 
 // parseFlags parses args, then fills unset flags from the environment.
@@ -104,6 +106,8 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*o
 	fs.StringVar(&join, "join", "", "comma-separated gossip `addresses` of existing members to join")
 	fs.BoolVar(&o.dev, "dev", false, "development mode: one bootstrapped node \"dev\", data in ./shelf-data")
 	fs.StringVar(&logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
+	fs.DurationVar(&o.borrowTTL, "borrow-ttl", 0, "expiry of borrows that ask for none (`duration`; 0: never expire; set the same on every node)")
+	fs.DurationVar(&o.expiryGrace, "expiry-grace", cluster.DefaultExpiryGrace, "how long a new leader waits before it expires borrows (`duration`)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage:\n  kvnode -dev\n  kvnode -id ID -data DIR [-http ADDR] [-raft ADDR] [-gossip ADDR] -bootstrap | -join ADDR[,ADDR...]\n\nFlags (each also read from SHELF_<NAME>, e.g. SHELF_DATA, SHELF_LOG_LEVEL):\n")
 		fs.PrintDefaults()
@@ -164,6 +168,9 @@ func (o *options) validate() error {
 	}
 	if o.id == "" {
 		errs = append(errs, errors.New("-id is required (or -dev)"))
+	}
+	if o.borrowTTL < 0 || o.expiryGrace < 0 {
+		errs = append(errs, errors.New("-borrow-ttl and -expiry-grace must not be negative"))
 	}
 	if o.data == "" {
 		errs = append(errs, errors.New("-data is required (or -dev)"))
@@ -254,6 +261,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Bootstrap:  o.bootstrap,
 		Join:       o.join,
 		Logger:     logger,
+
+		DefaultBorrowTTL: o.borrowTTL,
+		ExpiryGrace:      o.expiryGrace,
 	})
 	if err != nil {
 		if errors.Is(err, api.ErrWrongCluster) {
