@@ -15,6 +15,16 @@
 //     record nobody holds can be edited by nobody.
 //   - Borrowing a record held by another client fails with api.ErrBorrowed;
 //     borrowing a record one already holds renews it.
+//   - A borrow whose time ran out ends exactly once: by the expire command
+//     the leader applies once its clock passes the expiry (after a grace
+//     period when it has just taken over, see cluster), or by the next
+//     borrow of the record if that comes first.
+//   - An operator may end any borrow (force-return, with a reason), move it
+//     to another client in one step (take-over), or remove a client, which
+//     returns all its borrows.
+//   - Every change of a borrow is kept in the record's replicated history
+//     (api.AuditEntry): borrowed, renewed, returned, forced, expired,
+//     taken, released, deleted, client_removed.
 package lease
 
 import (
