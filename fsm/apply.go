@@ -634,9 +634,12 @@ func (t *txn) registerSchema(max int) (*Result, error) {
 		if s.Hash == c.Hash {
 			return &Result{Version: s.Version}, nil
 		}
+		// A definition registered before definitions were checked (any
+		// bytes were accepted then) cannot take part in the check; it
+		// still counts as a version.
 		old, err := schema.Decode(s.Definition)
 		if err != nil {
-			return nil, fmt.Errorf("%w: schema %s/%d: %v", storage.ErrCorrupt, c.Tree, s.Version, err)
+			old = schema.Definition{}
 		}
 		history = append(history, old)
 	}

@@ -15,6 +15,8 @@ import (
 
 	"github.com/shelfdb/shelf/api"
 	"github.com/shelfdb/shelf/internal/schema"
+	"github.com/shelfdb/shelf/storage"
+	bolt "go.etcd.io/bbolt"
 )
 
 type harness struct {
@@ -663,5 +665,28 @@ func TestClientInfoEncodingUnchanged(t *testing.T) {
 	want := "a3626964617864" + "6e616d65616e" + "6a72656769737465726564c074313937302d30312d30315430303a30303a30355a"
 	if got := fmt.Sprintf("%x", b); got != want {
 		t.Fatalf("client encodes as %s, want %s", got, want)
+	}
+}
+
+// A definition stored before definitions were checked (opaque bytes) does
+// not stop the tree from registering checked ones.
+func TestSchemaAfterLegacyDefinition(t *testing.T) {
+	h, _, _ := setup(t)
+	var s api.Schema
+	err := h.f.db.Update(func(tx *bolt.Tx) error {
+		s = api.Schema{Tree: "parts", Version: 1, Hash: "legacy", Definition: value(t, map[string]any{"fields": []any{"name"}})}
+		if _, err := tx.Bucket(storage.BucketTrees).CreateBucketIfNotExists([]byte("parts")); err != nil {
+			return err
+		}
+		if err := storage.Put(tx.Bucket(storage.BucketTreeInfo), []byte("parts"), &storage.TreeInfo{}); err != nil {
+			return err
+		}
+		return storage.Put(tx.Bucket(storage.BucketSchemas), storage.SchemaKey("parts", 1), &s)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := h.ok(Command{Op: OpRegisterSchema, Tree: "parts", Data: defOf(t, schemaV1{}), Hash: "h1"}).Version; v != 2 {
+		t.Fatalf("version after a legacy one: %d", v)
 	}
 }
