@@ -137,7 +137,7 @@ func (c *Client) Delete(ctx context.Context, tree string, key Key, client string
 }
 
 // Action runs one of the record actions "borrow", "return", "force-return",
-// "release", "state" or "revise". The helpers below name each one.
+// "take", "release", "state" or "revise". The helpers below name each one.
 func (c *Client) Action(ctx context.Context, tree string, key Key, action string, req ActionRequest) (WriteResult, error) {
 	return call[WriteResult](ctx, c, http.MethodPost, recordPath(tree, key)+"/"+url.PathEscape(action), nil, &req)
 }
@@ -159,6 +159,33 @@ func (c *Client) Return(ctx context.Context, tree string, key Key, client string
 // ForceReturn ends whoever's borrow of a record, as an operator.
 func (c *Client) ForceReturn(ctx context.Context, tree string, key Key, reason string) (WriteResult, error) {
 	return c.Action(ctx, tree, key, "force-return", ActionRequest{Reason: reason})
+}
+
+// TakeOver moves a record's borrow to client, as an operator, in one step:
+// whoever held it loses it (their borrow ends as forced, with reason) and
+// client holds it from now, until ttl passes (0: no expiry). A record that
+// is not borrowed is simply borrowed for client. The record's history
+// records it as "taken". client must be registered (ErrUnknownClient);
+// a released record cannot be taken (ErrReleased).
+func (c *Client) TakeOver(ctx context.Context, tree string, key Key, client, reason string, ttl time.Duration) (WriteResult, error) {
+	req := ActionRequest{Client: client, Reason: reason}
+	if ttl > 0 {
+		req.TTL = ttl.String()
+	}
+	return c.Action(ctx, tree, key, "take", req)
+}
+
+// History returns the borrow history of one revision of a record (key.Rev
+// must be set), oldest first: every borrow, renewal, return, forced or
+// expired end, take-over and removal of the holder, as replicated. The
+// cluster keeps the latest entries of each record (256); a record deleted
+// since keeps its history. ErrNotFound when the record does not exist and
+// has no history.
+func (c *Client) History(ctx context.Context, tree string, key Key) ([]AuditEntry, error) {
+	if key.Rev == 0 {
+		return nil, Errorf(CodeInvalid, "history of %s %s: the history is per revision, give one (ID/REV)", tree, key)
+	}
+	return call[[]AuditEntry](ctx, c, http.MethodGet, recordPath(tree, key)+"/history", nil, nil)
 }
 
 // Release makes a record immutable except for its state number.
@@ -196,8 +223,21 @@ func (c *Client) RegisterClient(ctx context.Context, name string) (ClientInfo, e
 	return call[ClientInfo](ctx, c, http.MethodPost, "/v1/clients", nil, &RegisterClientRequest{Name: name})
 }
 
+// RemoveClient unregisters a client, as an operator: every borrow it holds
+// is returned (forced, with reason, in each record's history as
+// "client_removed"), its key ranges are retired (Range.Retired: their
+// unused ids are never used), and any later request naming it is refused
+// with ErrUnknownClient, as is removing it again.
+func (c *Client) RemoveClient(ctx context.Context, id, reason string) (WriteResult, error) {
+	q := url.Values{}
+	if reason != "" {
+		q.Set("reason", reason)
+	}
+	return call[WriteResult](ctx, c, http.MethodDelete, urlPath("v1", "clients", id), q, nil)
+}
+
 // Ranges returns the key ranges granted to a client, or to every client
-// for "".
+// for "" (ranges of removed clients included, marked Retired).
 func (c *Client) Ranges(ctx context.Context, client string) ([]Range, error) {
 	q := url.Values{}
 	if client != "" {

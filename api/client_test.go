@@ -342,6 +342,14 @@ func TestClientRoutes(t *testing.T) {
 		{func() error { _, err := c.Revise(ctx, "parts", k, "c1"); return err }, `POST /v1/trees/parts/records/5/2/revise {"client":"c1"}`},
 		{func() error { _, err := c.Clients(ctx); return err }, "GET /v1/clients"},
 		{func() error { _, err := c.RegisterClient(ctx, "ws-7"); return err }, `POST /v1/clients {"name":"ws-7"}`},
+		{func() error { _, err := c.RemoveClient(ctx, "c 1", "left the company"); return err }, "DELETE /v1/clients/c%201?reason=left+the+company"},
+		{func() error { _, err := c.RemoveClient(ctx, "c1", ""); return err }, "DELETE /v1/clients/c1"},
+		{func() error {
+			_, err := c.TakeOver(ctx, "parts", k, "c2", "holder is away", 90*time.Second)
+			return err
+		}, `POST /v1/trees/parts/records/5/2/take {"client":"c2","reason":"holder is away","ttl":"1m30s"}`},
+		{func() error { _, err := c.TakeOver(ctx, "parts", k, "c2", "", 0); return err }, `POST /v1/trees/parts/records/5/2/take {"client":"c2"}`},
+		{func() error { _, err := c.History(ctx, "a b", k); return err }, "GET /v1/trees/a%20b/records/5/2/history"},
 		{func() error { _, err := c.Ranges(ctx, ""); return err }, "GET /v1/ranges"},
 		{func() error { _, err := c.Ranges(ctx, "c1"); return err }, "GET /v1/ranges?client=c1"},
 		{func() error { _, err := c.List(ctx, "parts", Key{}, 0); return err }, "GET /v1/trees/parts/records"},
@@ -355,5 +363,38 @@ func TestClientRoutes(t *testing.T) {
 		if err := tc.call(); err != nil || got != tc.want {
 			t.Errorf("got %s (%v), want %s", got, err, tc.want)
 		}
+	}
+}
+
+func TestClientHistory(t *testing.T) {
+	at := time.Date(2026, 11, 24, 8, 0, 0, 0, time.UTC)
+	want := []AuditEntry{
+		{Tree: "parts", Key: Key{ID: 5, Rev: 2}, Index: 40, Time: at, Action: AuditBorrowed, Client: "c1", Expires: at.Add(time.Hour)},
+		{Tree: "parts", Key: Key{ID: 5, Rev: 2}, Index: 41, Time: at.Add(time.Minute), Action: AuditTaken, Client: "c2", Holder: "c1", Reason: "c1 is away"},
+	}
+	calls := 0
+	c := fake(t, map[string]http.HandlerFunc{
+		"GET /v1/trees/{tree}/records/{id}/{rev}/history": func(w http.ResponseWriter, r *http.Request) {
+			calls++
+			writeCBOR(t, w, http.StatusOK, want)
+		},
+	})
+	ctx := context.Background()
+	got, err := c.History(ctx, "parts", Key{ID: 5, Rev: 2})
+	if err != nil || len(got) != 2 {
+		t.Fatalf("History = %+v, %v", got, err)
+	}
+	for i := range got {
+		if !got[i].Time.Equal(want[i].Time) || !got[i].Expires.Equal(want[i].Expires) {
+			t.Fatalf("entry %d times: %v %v", i, got[i].Time, got[i].Expires)
+		}
+		got[i].Time, got[i].Expires = want[i].Time, want[i].Expires
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("History =\n%+v\nwant\n%+v", got, want)
+	}
+	// The history is per revision: no request without one.
+	if _, err := c.History(ctx, "parts", Key{ID: 5}); !errors.Is(err, ErrInvalid) || calls != 1 {
+		t.Fatalf("History without a revision: %v (%d requests)", err, calls)
 	}
 }

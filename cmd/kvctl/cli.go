@@ -44,11 +44,23 @@ Commands:
                                server default 100) or every page with -all
   put TREE JSON|-              create a record from JSON (argument, or stdin
                                for "-") with a cluster-assigned id; prints ID/REV
-  leases [TREE]                current borrows: who holds what since when
+  leases [TREE]                current borrows: record, holder (name and id),
+                               since when, when it expires
   leases return TREE ID[/REV] (--client ID | --force [--reason R])
                                end a borrow as its holder, or force it as operator
-  ranges [CLIENT]              granted key ranges and how much of each is used
+  leases take TREE ID[/REV] --to CLIENT [--reason R] [--ttl D]
+                               move a borrow to another client (id or name) as
+                               operator, whoever holds it; --ttl: new expiry
+  leases history TREE ID[/REV] a record's borrow history: time, action (borrowed,
+                               renewed, returned, forced, expired, taken, released,
+                               deleted, client_removed), holder, new holder, reason,
+                               expiry
+  ranges [CLIENT]              granted key ranges, how much of each is used, and
+                               whether it is retired (its client was removed)
   clients                      registered clients, when last seen, replica index
+  clients remove ID [--reason R]
+                               remove a client: its borrows are returned and its
+                               ranges retired (both listed); it cannot come back
   watch [TREE] [-from N|now]   stream events (of one tree or all), one per line,
                                from now or after log index N, until interrupted
   hash                         the node's applied index and content hash (equal

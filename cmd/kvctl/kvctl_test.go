@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -423,11 +424,19 @@ func TestPut(t *testing.T) {
 
 func TestLeases(t *testing.T) {
 	f := newFake(t, 3)
+	f.records[0].Borrow = &api.Borrow{Tree: "parts", Key: f.records[0].Key, Client: "c2", ClientName: "laptop",
+		Since: now.Add(-time.Hour), Expires: now.Add(25 * time.Minute)}
+	f.records[2].Borrow = &api.Borrow{Tree: "parts", Key: f.records[2].Key, Client: "c9",
+		Since: now.Add(-3 * time.Hour), Expires: now.Add(-time.Minute)}
 	out, _, code := kv(t, f, "", "leases", "parts")
-	want := "TREE   KEY  BORROWER   SINCE   EXPIRES\nparts  2/1  ws-7 (c1)  2m ago  never\n"
+	want := "TREE   RECORD  HOLDER  HOLDER ID  SINCE   EXPIRES\n" +
+		"parts  1/1     laptop  c2         1h ago  in 25m\n" +
+		"parts  2/1     ws-7    c1         2m ago  never\n" +
+		"parts  3/1     -       c9         3h ago  expired 1m ago\n"
 	if code != 0 || out != want {
-		t.Fatalf("leases: %d\n%s", code, out)
+		t.Fatalf("leases: %d\n%s\nwant\n%s", code, out, want)
 	}
+	f.records[0].Borrow, f.records[2].Borrow = nil, nil
 	if f.calls[0] != "GET /v1/borrows?tree=parts" {
 		t.Fatalf("calls %q", f.calls)
 	}
@@ -459,7 +468,7 @@ func TestLeases(t *testing.T) {
 func TestRangesClientsSnapshot(t *testing.T) {
 	f := newFake(t, 0)
 	out, _, code := kv(t, f, "", "ranges", "c1")
-	want := "CLIENT     START  END   SIZE  USED       NEXT  GRANTED\nws-7 (c1)  1000   2000  1000  250 (25%)  1250  1h ago\n"
+	want := "CLIENT     START  END   SIZE  USED       NEXT  GRANTED  RETIRED\nws-7 (c1)  1000   2000  1000  250 (25%)  1250  1h ago   -\n"
 	if code != 0 || out != want {
 		t.Fatalf("ranges: %d\n%s", code, out)
 	}
@@ -517,7 +526,21 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"-x"}, exitUsage, "kvctl: flag provided but not defined: -x\nrun \"kvctl help\""},
 		{[]string{"status", "extra"}, exitUsage, "kvctl: status: unexpected arguments [\"extra\"]\n"},
 		{[]string{"leader", "elect"}, exitUsage, "kvctl: leader: unknown subcommand \"elect\"\n"},
-		{[]string{"leases", "--force"}, exitUsage, "kvctl: leases: --client, --force and --reason go with leases return\n"},
+		{[]string{"leases", "--force"}, exitUsage, "kvctl: leases: --force goes with leases return\nusage: kvctl leases [TREE]\n"},
+		{[]string{"leases", "parts", "--to", "c1"}, exitUsage, "kvctl: leases: --to goes with leases take\n"},
+		{[]string{"leases", "return", "parts", "2", "--force", "--ttl", "1h"}, exitUsage, "kvctl: leases return: --ttl goes with leases take\nusage: kvctl leases return TREE"},
+		{[]string{"leases", "take", "parts", "2", "--client", "c1"}, exitUsage, "kvctl: leases take: --client goes with leases return\n"},
+		{[]string{"leases", "take", "parts", "2"}, exitUsage, "kvctl: leases take: want --to CLIENT, the client that gets the borrow\nusage: kvctl leases take TREE ID[/REV] --to CLIENT [--reason R] [--ttl D]\n"},
+		{[]string{"leases", "take", "parts", "--to", "c1"}, exitUsage, "kvctl: leases take: want TREE and ID[/REV]\n"},
+		{[]string{"leases", "take", "parts", "2", "--to", "c1", "--ttl", "soon"}, exitUsage, "kvctl: invalid value \"soon\" for flag -ttl"},
+		{[]string{"leases", "take", "parts", "2", "--to", "c1", "--ttl", "-1h"}, exitUsage, "kvctl: leases take: --ttl -1h0m0s: want a positive duration\n"},
+		{[]string{"leases", "history", "parts", "2", "--reason", "x"}, exitUsage, "kvctl: leases history: --reason goes with leases return and leases take\n"},
+		{[]string{"leases", "history", "parts"}, exitUsage, "kvctl: leases history: want TREE and ID[/REV]\nusage: kvctl leases history TREE ID[/REV]\n"},
+		{[]string{"leases", "history", "parts", "x"}, exitUsage, "kvctl: invalid record id \"x\""},
+		{[]string{"leases", "history", "parts", "9"}, exitNotFound, "kvctl: parts 9 not found\n"},
+		{[]string{"clients", "drop", "c1"}, exitUsage, "kvctl: clients: unknown subcommand \"drop\"\nusage: kvctl clients | clients remove ID [--reason R]\n"},
+		{[]string{"clients", "remove"}, exitUsage, "kvctl: clients remove: want the client's ID\n"},
+		{[]string{"clients", "--reason", "x"}, exitUsage, "kvctl: clients: --reason goes with clients remove\n"},
 		{[]string{"snapshot", "restore", "f"}, exitUsage, "kvctl: snapshot: unknown subcommand \"restore\"\n"},
 		{[]string{"watch", "-from", "x"}, exitUsage, "kvctl: watch: -from \"x\": want a log index or now\nusage: kvctl watch [TREE] [-from N|now]\n"},
 		{[]string{"watch", "a", "b"}, exitUsage, "kvctl: watch: unexpected arguments [\"b\"]\n"},
@@ -545,7 +568,8 @@ func TestHelp(t *testing.T) {
 			t.Errorf("usage lacks command %q", name)
 		}
 	}
-	for _, sub := range []string{"members remove ID", "leader transfer [ID]", "leases return TREE", "snapshot save FILE", "put TREE JSON|-", "schema TREE [VERSION]", "-limit N", "-all", "watch [TREE] [-from N|now]"} {
+	for _, sub := range []string{"members remove ID", "leader transfer [ID]", "leases return TREE", "leases take TREE ID[/REV] --to CLIENT", "leases history TREE ID[/REV]",
+		"clients remove ID [--reason R]", "snapshot save FILE", "put TREE JSON|-", "schema TREE [VERSION]", "-limit N", "-all", "watch [TREE] [-from N|now]"} {
 		if !strings.Contains(usageText, sub) {
 			t.Errorf("usage lacks %q", sub)
 		}
@@ -909,4 +933,238 @@ func TestTypedRecordsOnServer(t *testing.T) {
 	if code != exitNotFound || !strings.Contains(errs, `"nope"`) {
 		t.Fatalf("schema of a missing tree: %d %q", code, errs)
 	}
+}
+
+// TestBorrowAdminOnServer runs leases take, leases history, ranges and
+// clients remove against a real node.
+func TestBorrowAdminOnServer(t *testing.T) {
+	s := testserver.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cl := api.NewClient(s.Addr, nil)
+	must := func(_ api.WriteResult, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	ws, err := cl.RegisterClient(ctx, "ws-7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	laptop, err := cl.RegisterClient(ctx, "laptop")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys []api.Key
+	for i := range 3 {
+		res, err := cl.Create(ctx, "parts", api.WriteRequest{Data: mustJSON(t, i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, res.Key)
+	}
+	id := func(k api.Key) string { return strconv.FormatUint(k.ID, 10) }
+	// kvctl with the real clock, since the server uses it.
+	run := func(wantCode int, args ...string) (string, string) {
+		t.Helper()
+		var out, errb bytes.Buffer
+		c := &cli{stdin: strings.NewReader(""), stdout: &out, stderr: &errb,
+			getenv: func(k string) string { return map[string]string{"SHELF_HTTP": s.Addr}[k] }, now: time.Now}
+		if code := c.main(ctx, args); code != wantCode {
+			t.Fatalf("kvctl %q: code %d, want %d; stdout:\n%s\nstderr: %s", args, code, wantCode, out.String(), errb.String())
+		}
+		return out.String(), errb.String()
+	}
+	historyActions := func(k api.Key) []string {
+		t.Helper()
+		out, _ := run(0, "leases", "history", "parts", k.String(), "-o", "json")
+		var h []api.AuditEntry
+		if err := json.Unmarshal([]byte(out), &h); err != nil {
+			t.Fatalf("history json: %v\n%s", err, out)
+		}
+		var acts []string
+		for _, a := range h {
+			if a.Tree != "parts" || a.Key != k || a.Index == 0 || a.Time.IsZero() {
+				t.Errorf("history entry %+v", a)
+			}
+			acts = append(acts, string(a.Action))
+		}
+		return acts
+	}
+
+	// A record never borrowed has no history.
+	if out, _ := run(0, "leases", "history", "parts", id(keys[0])); out != "parts "+keys[0].String()+" has no borrow history\n" {
+		t.Fatalf("empty history: %q", out)
+	}
+	if out, _ := run(0, "leases", "history", "parts", keys[0].String(), "-o", "json"); out != "[]\n" {
+		t.Fatalf("empty history json: %q", out)
+	}
+
+	// leases shows the holder's name and id, since and expiry.
+	must(cl.Borrow(ctx, "parts", keys[0], ws.ID, time.Hour))
+	out, _ := run(0, "leases", "parts")
+	lines := strings.Split(out, "\n")
+	if len(lines) != 3 || strings.Join(strings.Fields(lines[0]), " ") != "TREE RECORD HOLDER HOLDER ID SINCE EXPIRES" ||
+		!regexp.MustCompile(`^parts +1/1 +ws-7 +`+ws.ID+` +(now|\d+s ago) +in 59m$`).MatchString(lines[1]) {
+		t.Fatalf("leases:\n%s", out)
+	}
+
+	// take moves the borrow, by the new holder's name or id.
+	out, _ = run(0, "leases", "take", "parts", id(keys[0]), "--to", "laptop", "--reason", "ws-7 is away", "--ttl", "2h")
+	if !strings.HasPrefix(out, "borrow of parts 1/1 moved from ws-7 ("+ws.ID+") to laptop ("+laptop.ID+"), expires 20") ||
+		!strings.HasSuffix(out, " (in 1h)\n") {
+		t.Fatalf("take: %q", out)
+	}
+	out, _ = run(0, "leases", "-o", "json")
+	var bs []api.Borrow
+	if err := json.Unmarshal([]byte(out), &bs); err != nil || len(bs) != 1 || bs[0].Client != laptop.ID || bs[0].ClientName != "laptop" ||
+		time.Until(bs[0].Expires) < 119*time.Minute {
+		t.Fatalf("leases after take: %v\n%s", err, out)
+	}
+	if acts := historyActions(keys[0]); strings.Join(acts, " ") != "borrowed taken" {
+		t.Fatalf("history after take: %v", acts)
+	}
+	out, _ = run(0, "leases", "history", "parts", keys[0].String())
+	lines = strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	rfc := `20\d\d-\d\d-\d\dT\d\d:\d\d:\d\dZ`
+	if len(lines) != 3 || strings.Join(strings.Fields(lines[0]), " ") != "TIME ACTION HOLDER NEW HOLDER REASON EXPIRES" ||
+		!regexp.MustCompile(`^`+rfc+` +borrowed +- +ws-7 +- +`+rfc+`$`).MatchString(lines[1]) ||
+		!regexp.MustCompile(`^`+rfc+` +taken +ws-7 +laptop +ws-7 is away +`+rfc+`$`).MatchString(lines[2]) {
+		t.Fatalf("history table:\n%s", out)
+	}
+	out, _ = run(0, "-o", "json", "leases", "take", "parts", keys[0].String(), "--to", ws.ID)
+	var wr api.WriteResult
+	if err := json.Unmarshal([]byte(out), &wr); err != nil || wr.Key != keys[0] || wr.Index == 0 {
+		t.Fatalf("take json: %v %s", err, out)
+	}
+	if out, _ := run(0, "leases", "take", "parts", id(keys[2]), "--to", ws.ID); out != "borrow of parts 3/1 given to ws-7 ("+ws.ID+") (nobody held it)\n" {
+		t.Fatalf("take of a free record: %q", out)
+	}
+	if _, errs := run(exitNotFound, "leases", "take", "parts", id(keys[1]), "--to", "nobody"); !strings.Contains(errs, `"nobody" is not registered`) {
+		t.Fatalf("take to an unknown client: %q", errs)
+	}
+
+	// History of borrow, return and force-return, through kvctl.
+	must(cl.Borrow(ctx, "parts", keys[1], ws.ID, 0))
+	if out, _ := run(0, "leases", "return", "parts", id(keys[1]), "--client", ws.ID); out != "returned parts 2/1\n" {
+		t.Fatalf("return: %q", out)
+	}
+	must(cl.Borrow(ctx, "parts", keys[1], laptop.ID, 0))
+	run(0, "leases", "return", "parts", id(keys[1]), "--force", "--reason", "left for the day")
+	if acts := historyActions(keys[1]); strings.Join(acts, " ") != "borrowed returned borrowed forced" {
+		t.Fatalf("history: %v", acts)
+	}
+	out, _ = run(0, "leases", "history", "parts", id(keys[1]))
+	var rows []string
+	for _, l := range strings.Split(strings.TrimSuffix(out, "\n"), "\n")[1:] {
+		rows = append(rows, strings.Join(strings.Fields(l)[1:], " "))
+	}
+	if want := []string{"borrowed - ws-7 - never", "returned ws-7 - - -", "borrowed - laptop - never", "forced laptop - left for the day -"}; !reflect.DeepEqual(rows, want) {
+		t.Fatalf("history rows:\n%s\nwant %q", out, want)
+	}
+
+	// Released records cannot be taken: a conflict.
+	must(cl.Borrow(ctx, "parts", keys[1], laptop.ID, 0))
+	must(cl.Release(ctx, "parts", keys[1], laptop.ID))
+	if _, errs := run(exitConflict, "leases", "take", "parts", id(keys[1]), "--to", ws.ID); !strings.Contains(errs, "released") {
+		t.Fatalf("take of a released record: %q", errs)
+	}
+
+	// clients remove: ws-7 holds 1/1 and 3/1 and has a range with one id used.
+	rg, err := cl.GrantRange(ctx, ws.ID, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.Create(ctx, "parts", api.WriteRequest{Client: ws.ID, ID: rg.Start, Data: mustJSON(t, "own")}); err != nil {
+		t.Fatal(err)
+	}
+	out, _ = run(0, "ranges")
+	if lines := strings.Split(out, "\n"); len(lines) != 3 || !strings.HasSuffix(lines[0], "RETIRED") || !strings.HasSuffix(lines[1], " -") {
+		t.Fatalf("ranges before remove:\n%s", out)
+	}
+	out, _ = run(0, "clients", "remove", ws.ID, "--reason", "left the company")
+	lines = strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	for i, l := range lines {
+		lines[i] = strings.Join(strings.Fields(l), " ")
+	}
+	end := strconv.FormatUint(rg.End, 10)
+	want := []string{
+		"removed client ws-7 (" + ws.ID + ")",
+		"returned 2 borrows:",
+		"TREE RECORD SINCE EXPIRES",
+		"parts 1/1 ", "parts 3/1 ",
+		"retired 1 range (their unused ids are never used):",
+		"START END SIZE USED NEXT",
+		strconv.FormatUint(rg.Start, 10) + " " + end + " 100 1 " + strconv.FormatUint(rg.Start+1, 10),
+	}
+	if len(lines) != len(want) {
+		t.Fatalf("clients remove:\n%s", out)
+	}
+	for i := range want {
+		if !strings.HasPrefix(lines[i], want[i]) {
+			t.Fatalf("clients remove line %d %q, want %q...:\n%s", i, lines[i], want[i], out)
+		}
+	}
+	// Its borrows are returned, its range retired, it is gone.
+	if out, _ := run(0, "leases", "-o", "json"); out != "[]\n" {
+		t.Fatalf("leases after remove: %q", out)
+	}
+	if out, _ := run(0, "leases"); strings.Join(strings.Fields(out), " ") != "TREE RECORD HOLDER HOLDER ID SINCE EXPIRES" {
+		t.Fatalf("leases table after remove: %q", out)
+	}
+	out, _ = run(0, "ranges", ws.ID)
+	if lines := strings.Split(out, "\n"); len(lines) != 3 || !strings.HasPrefix(lines[1], ws.ID+" ") || !strings.HasSuffix(lines[1], " yes") {
+		t.Fatalf("ranges after remove:\n%s", out)
+	}
+	out, _ = run(0, "ranges", "-o", "json")
+	var rs []api.Range
+	if err := json.Unmarshal([]byte(out), &rs); err != nil || len(rs) != 1 || !rs[0].Retired {
+		t.Fatalf("ranges json after remove: %v %s", err, out)
+	}
+	if out, _ := run(0, "clients", "-o", "json"); strings.Contains(out, ws.ID) {
+		t.Fatalf("clients after remove:\n%s", out)
+	}
+	// The history shows the removal, the removed holder by id.
+	out, _ = run(0, "leases", "history", "parts", id(keys[2]))
+	if lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n"); len(lines) != 3 ||
+		strings.Join(strings.Fields(lines[2])[1:], " ") != "client_removed "+ws.ID+" - left the company -" {
+		t.Fatalf("history after remove:\n%s", out)
+	}
+	out, errs := run(exitNotFound, "clients", "remove", ws.ID)
+	if out != "" || errs != "kvctl: remove-client: client \""+ws.ID+"\" is not registered\n" {
+		t.Fatalf("clients remove again: %q %q", out, errs)
+	}
+
+	// A client without borrows or ranges, in JSON; two clients of one
+	// name must be named by id.
+	out, _ = run(0, "clients", "remove", laptop.ID, "-o", "json")
+	var rm struct {
+		Client   string       `json:"client"`
+		Name     string       `json:"name"`
+		Index    uint64       `json:"index"`
+		Returned []api.Borrow `json:"returned"`
+		Retired  []api.Range  `json:"retired"`
+	}
+	if err := json.Unmarshal([]byte(out), &rm); err != nil || rm.Client != laptop.ID || rm.Name != "laptop" || rm.Index == 0 ||
+		rm.Returned == nil || len(rm.Returned) != 0 || rm.Retired == nil || len(rm.Retired) != 0 {
+		t.Fatalf("clients remove json: %v %s", err, out)
+	}
+	for range 2 {
+		if _, err := cl.RegisterClient(ctx, "twin"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, errs := run(exitUsage, "leases", "take", "parts", id(keys[0]), "--to", "twin"); !strings.Contains(errs, `2 clients are named "twin"`) {
+		t.Fatalf("take to an ambiguous name: %q", errs)
+	}
+}
+
+func mustJSON(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := api.EncodeValue(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

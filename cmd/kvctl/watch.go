@@ -89,6 +89,9 @@ func (c *cli) eventLine(ctx context.Context, e api.Event, names *clientNames) st
 	if e.Forced {
 		extra = append(extra, "forced")
 	}
+	if e.Expired {
+		extra = append(extra, "expired")
+	}
 	if e.Reason != "" {
 		extra = append(extra, "reason="+strconv.Quote(e.Reason))
 	}

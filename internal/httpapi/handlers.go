@@ -314,13 +314,14 @@ var actionOps = map[string]fsm.Op{
 	"release":      fsm.OpRelease,
 	"state":        fsm.OpSetState,
 	"revise":       fsm.OpRevise,
+	"take":         fsm.OpTakeOver,
 }
 
 func (h *handler) recordAction(w http.ResponseWriter, r *http.Request) error {
 	action := r.PathValue("action")
 	op, ok := actionOps[action]
 	if !ok {
-		return api.Errorf(api.CodeInvalid, "unknown action %q: want borrow, return, force-return, release, state or revise", action)
+		return api.Errorf(api.CodeInvalid, "unknown action %q: want borrow, return, force-return, take, release, state or revise", action)
 	}
 	key, err := recordKey(r)
 	if err != nil {
@@ -338,14 +339,23 @@ func (h *handler) recordAction(w http.ResponseWriter, r *http.Request) error {
 	}
 	switch op {
 	case fsm.OpBorrow:
-		if req.TTL != "" {
-			ttl, err := time.ParseDuration(req.TTL)
-			if err != nil || ttl <= 0 {
-				return api.Errorf(api.CodeInvalid, "invalid ttl %q: want a positive Go duration such as 30m or 2h", req.TTL)
-			}
-			cmd.TTL = int64(ttl)
+		// No ttl asked: the cluster's default (none unless the nodes set
+		// one); "none" asks for no expiry whatever the default.
+		if req.TTL == "" {
+			cmd.TTL = int64(h.node.DefaultBorrowTTL())
+		} else if cmd.TTL, err = parseTTL(req.TTL); err != nil {
+			return err
 		}
 	case fsm.OpForceReturn:
+		cmd.Reason = req.Reason
+	case fsm.OpTakeOver:
+		// Client is the new holder: the operator hands the borrow over.
+		if req.Client == "" {
+			return api.Errorf(api.CodeInvalid, "take: no client given: want the id of the client that gets the borrow")
+		}
+		if cmd.TTL, err = parseTTL(req.TTL); err != nil {
+			return err
+		}
 		cmd.Reason = req.Reason
 	case fsm.OpSetState:
 		cmd.State = req.State
@@ -355,6 +365,40 @@ func (h *handler) recordAction(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	h.write(w, r, http.StatusOK, api.WriteResult{Key: res.Key, Index: res.Index})
+	return nil
+}
+
+// parseTTL parses the ttl of a borrow or take-over: "" is no expiry (0).
+func parseTTL(s string) (int64, error) {
+	if s == "" || s == "none" {
+		return 0, nil
+	}
+	ttl, err := time.ParseDuration(s)
+	if err != nil || ttl <= 0 {
+		return 0, api.Errorf(api.CodeInvalid, "invalid ttl %q: want a positive Go duration such as 30m or 2h, or none", s)
+	}
+	return int64(ttl), nil
+}
+
+// history answers a record's borrow history, oldest first. A record
+// deleted since keeps its history; one that does not exist and has none is
+// not found (as is a tree that does not exist).
+func (h *handler) history(w http.ResponseWriter, r *http.Request) error {
+	key, err := recordKey(r)
+	if err != nil {
+		return err
+	}
+	tree := r.PathValue("tree")
+	entries, err := h.node.FSM().History(tree, key)
+	if err != nil {
+		return err
+	}
+	if len(entries) == 0 {
+		if _, err := h.node.FSM().Get(tree, key); err != nil {
+			return err
+		}
+	}
+	h.write(w, r, http.StatusOK, nonNil(entries))
 	return nil
 }
 
@@ -393,6 +437,21 @@ func (h *handler) registerClient(w http.ResponseWriter, r *http.Request) error {
 		return api.Errorf(api.CodeInternal, "register-client: no client in the result")
 	}
 	h.write(w, r, http.StatusCreated, res.Client)
+	return nil
+}
+
+// removeClient unregisters a client as operator: its borrows are returned
+// (forced, with the reason), its ranges retired.
+func (h *handler) removeClient(w http.ResponseWriter, r *http.Request) error {
+	res, err := h.apply(r.Context(), &fsm.Command{
+		Op:     fsm.OpRemoveClient,
+		Client: r.PathValue("id"),
+		Reason: r.URL.Query().Get("reason"),
+	})
+	if err != nil {
+		return err
+	}
+	h.write(w, r, http.StatusOK, api.WriteResult{Key: res.Key, Index: res.Index})
 	return nil
 }
 
