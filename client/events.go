@@ -109,12 +109,25 @@ func (l *eventLog) end() uint64 {
 // in commit order. The channel closes when
 // ctx ends or the DB closes. Reading slowly never holds up replication.
 func (db *DB) Events(ctx context.Context, trees ...string) <-chan Event {
+	return db.events.subscribe(ctx, db.events.end(), trees)
+}
+
+// EventsSince is Events from the event numbered seq on (Event.Seq; 0 or 1:
+// every event since Open, as far as the buffer still holds them, else
+// EventLagged first). An app that subscribes after Open uses it to see
+// what the replica applied while catching up, such as a borrow of this
+// client that an operator force-returned, or that expired, while the app
+// was closed (EventReturned with Holder = ClientID()).
+func (db *DB) EventsSince(ctx context.Context, seq uint64, trees ...string) <-chan Event {
+	return db.events.subscribe(ctx, max(seq, 1), trees)
+}
+
+func (l *eventLog) subscribe(ctx context.Context, seq uint64, trees []string) <-chan Event {
 	ch := make(chan Event, 64)
-	seq := db.events.end()
 	go func() {
 		defer close(ch)
 		for {
-			evs, next, lagged, wait, closed := db.events.read(seq, 256)
+			evs, next, lagged, wait, closed := l.read(seq, 256)
 			if lagged {
 				evs = append([]Event{{Event: api.Event{Type: EventLagged}, Seq: seq}}, evs...)
 			}
