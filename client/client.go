@@ -216,8 +216,29 @@ func mergeServers(lists ...[]string) []string {
 }
 
 // register makes this client known to the cluster and pins the cluster.
+// While the servers that answer are not ready (a new cluster electing its
+// first leader), it tries again until ctx ends.
 func (db *DB) register(ctx context.Context) error {
+	for {
+		err := db.registerOnce(ctx)
+		if err == nil || !errors.Is(err, errNotReady) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (%w)", err, ctx.Err())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// errNotReady marks a registration that failed only because the servers
+// that answered are not ready yet.
+var errNotReady = errors.New("client: the cluster is not ready")
+
+func (db *DB) registerOnce(ctx context.Context) error {
 	var errs []error
+	ready := false
 	for _, s := range db.serverList() {
 		c := db.api(s)
 		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -235,12 +256,19 @@ func (db *DB) register(ctx context.Context) error {
 			if errors.Is(err, ErrWrongCluster) {
 				return err
 			}
+			if !errors.Is(err, api.ErrUnavailable) && !errors.Is(err, api.ErrNoLeader) {
+				ready = true // an answer that waiting will not change, or no answer
+			}
 			continue
 		}
 		db.clientID = info.ID
 		return db.local.put(keyClient, info.ID)
 	}
-	return fmt.Errorf("client: the first open of %s must register with the cluster: %w: %w", db.cfg.Dir, ErrOffline, errors.Join(errs...))
+	err := fmt.Errorf("client: the first open of %s must register with the cluster: %w: %w", db.cfg.Dir, ErrOffline, errors.Join(errs...))
+	if !ready && len(errs) > 0 {
+		return fmt.Errorf("%w: %w", errNotReady, err)
+	}
+	return err
 }
 
 // pin checks id against the pinned cluster, pinning it if none is.
@@ -398,7 +426,8 @@ func (db *DB) onlineChanged() <-chan struct{} {
 
 // WaitSynced waits until the replica has applied everything a server of
 // the cluster had applied when WaitSynced was called (a server applies
-// what the cluster commits within milliseconds).
+// what the cluster commits within milliseconds), and the client follows a
+// server (Online), so that operations needing the cluster go through.
 func (db *DB) WaitSynced(ctx context.Context) error {
 	for {
 		var target uint64
@@ -420,12 +449,30 @@ func (db *DB) WaitSynced(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 		if target > 0 {
-			return db.replica.WaitApplied(ctx, target)
+			if err := db.replica.WaitApplied(ctx, target); err != nil {
+				return err
+			}
+			return db.waitOnline(ctx)
 		}
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("client: wait synced: %w (%w)", ctx.Err(), errors.Join(errs...))
 		case <-time.After(200*time.Millisecond + rand.N(100*time.Millisecond)):
+		}
+	}
+}
+
+// waitOnline waits until the sync loop follows a server.
+func (db *DB) waitOnline(ctx context.Context) error {
+	for {
+		ch := db.onlineChanged()
+		if db.Online() {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("client: wait synced: replica caught up, but not following a server yet: %w (%v)", ctx.Err(), db.Err())
 		}
 	}
 }

@@ -109,13 +109,24 @@ func (t *Tree[T]) migrateOne(ctx context.Context, key api.Key, steps map[uint32]
 		rep.Borrowed = append(rep.Borrowed, *rec.Borrow)
 		return nil
 	}
+	// A record the steps cannot migrate is reported before it is borrowed.
+	data, err := t.migrated(&rec, steps)
+	if err != nil {
+		return err
+	}
 	if rec.Borrow == nil {
 		if err := t.t.Checkout(ctx, key, 0); err != nil {
-			if errors.Is(err, api.ErrBorrowed) {
-				if again, gerr := t.t.Get(key); gerr == nil && again.Borrow != nil {
-					rep.Borrowed = append(rep.Borrowed, *again.Borrow)
-					return nil
-				}
+			if !errors.Is(err, api.ErrBorrowed) {
+				return err
+			}
+			// Someone borrowed it since the replica last heard: catch up
+			// to report who.
+			if werr := t.db.WaitSynced(ctx); werr != nil {
+				return werr
+			}
+			if again, gerr := t.t.Get(key); gerr == nil && again.Borrow != nil {
+				rep.Borrowed = append(rep.Borrowed, *again.Borrow)
+				return nil
 			}
 			return err
 		}
@@ -124,29 +135,43 @@ func (t *Tree[T]) migrateOne(ctx context.Context, key api.Key, steps map[uint32]
 				err = rerr
 			}
 		}()
+		// Read it again under the borrow: it may have changed meanwhile.
 		if rec, err = t.t.Get(key); err != nil {
 			return err
 		}
-	}
-	v, err := api.DecodeGeneric(rec.Data)
-	fields, ok := v.(map[string]any)
-	if err != nil || !ok {
-		return fmt.Errorf("%w: %s/%s as fields: %T %v", ErrDecode, t.Name(), key, v, err)
-	}
-	for v := rec.Schema; v < t.version; v++ {
-		if step := steps[v]; step != nil {
-			if err := step(fields); err != nil {
-				return fmt.Errorf("typed: migrate %s/%s from version %d: %w", t.Name(), key, v, err)
-			}
+		if data, err = t.migrated(&rec, steps); err != nil {
+			return err
 		}
-	}
-	data, err := api.Marshal(fields)
-	if err != nil {
-		return err
 	}
 	if _, err := t.t.Update(ctx, key, t.version, data); err != nil {
 		return err
 	}
 	rep.Migrated++
 	return nil
+}
+
+// migrated runs the steps from the record's version up and returns the
+// new value, which must decode into T.
+func (t *Tree[T]) migrated(rec *client.Record, steps map[uint32]func(map[string]any) error) ([]byte, error) {
+	v, err := api.DecodeGeneric(rec.Data)
+	fields, ok := v.(map[string]any)
+	if err != nil || !ok {
+		return nil, fmt.Errorf("%w: %s/%s is not a map of fields (a %T; %v)", ErrDecode, t.Name(), rec.Key, v, err)
+	}
+	for ver := rec.Schema; ver < t.version; ver++ {
+		if step := steps[ver]; step != nil {
+			if err := step(fields); err != nil {
+				return nil, fmt.Errorf("typed: migrate %s/%s from version %d: %w", t.Name(), rec.Key, ver, err)
+			}
+		}
+	}
+	data, err := api.Marshal(fields)
+	if err != nil {
+		return nil, fmt.Errorf("typed: migrate %s/%s: %w", t.Name(), rec.Key, err)
+	}
+	var check T
+	if err := t.decode(&client.Record{Record: api.Record{Tree: t.Name(), Key: rec.Key, Schema: t.version, Data: data}}, &check); err != nil {
+		return nil, fmt.Errorf("typed: migrate %s/%s: the migrated value does not fit %s: %w", t.Name(), rec.Key, t.typ, err)
+	}
+	return data, nil
 }

@@ -1,7 +1,7 @@
 package typed_test
 
 import (
-	"errors"
+	"strings"
 	"testing"
 
 	"github.com/shelfdb/shelf/internal/testserver"
@@ -56,7 +56,7 @@ func TestMigrate(t *testing.T) {
 	steps := map[uint32]func(map[string]any) error{
 		1: func(f map[string]any) error {
 			if f["title"] == "c" {
-				return errors.New("c cannot be migrated")
+				f["qty"] = "many" // does not fit NamedV2: reported, not written
 			}
 			f["name"] = f["title"]
 			delete(f, "title")
@@ -76,8 +76,12 @@ func TestMigrate(t *testing.T) {
 	if rep.Total != 5 || rep.Migrated != 2 || len(rep.Released) != 1 || len(rep.Borrowed) != 1 || len(rep.Failed) != 1 || len(progress) != 5 {
 		t.Fatalf("report %+v, progress %v", rep, progress)
 	}
-	if rep.Borrowed[0].Client != other.ClientID() || rep.Released[0] != keys[3].Untyped() || rep.Failed[0].Key != keys[2].Untyped() {
+	if rep.Borrowed[0].Client != other.ClientID() || rep.Released[0] != keys[3].Untyped() || rep.Failed[0].Key != keys[2].Untyped() ||
+		!strings.Contains(rep.Failed[0].Err.Error(), "does not fit") {
 		t.Fatalf("report %+v", rep)
+	}
+	if r, err := v1.Record(keys[2]); err != nil || r.Schema != 1 || r.Borrow != nil {
+		t.Fatalf("a record that failed to migrate: %+v %v", r, err)
 	}
 	for i, want := range []string{"a", "b"} {
 		r, err := v2.Record(typed.KeyOf[NamedV2](keys[i].Untyped()))

@@ -158,7 +158,8 @@ func (t *Tree[T]) View(key Key[T], fn func(*T) error) error {
 // Create creates a record with a fresh id from this client's key ranges:
 // online it returns once the local replica has applied it; offline it
 // returns at once and the create waits in the outbox (Record shows it as
-// Pending).
+// Pending). The creator does not hold the new record: Checkout it to edit
+// or release it.
 func (t *Tree[T]) Create(ctx context.Context, v T) (Key[T], error) {
 	data, err := api.Marshal(&v)
 	if err != nil {

@@ -110,18 +110,7 @@ func open(ctx context.Context, cfg client.Config, out io.Writer, offlineOK bool)
 	}
 	wctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
-	err = db.WaitSynced(wctx)
-	// WaitSynced returns at once when a reopened replica is up to date, maybe
-	// before the client follows a server: until it does, creates only queue
-	// and check-outs fail with client.ErrOffline. Wait for that too.
-	for err == nil && !db.Online() {
-		select {
-		case <-wctx.Done():
-			err = wctx.Err()
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
-	if err != nil {
+	if err = db.WaitSynced(wctx); err != nil { // caught up, and following a server
 		if !offlineOK || ctx.Err() != nil {
 			db.Close()
 			return nil, fmt.Errorf("cannot reach the cluster at %v: %w", cfg.Servers, err)
