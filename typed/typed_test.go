@@ -475,7 +475,32 @@ func TestIndexesUnderConcurrentWritesAndResync(t *testing.T) {
 			t.Fatalf("%s: by-name prefix n: %d keys, want %d", when, len(got), n)
 		}
 	}
+	// Lookups from other goroutines while the replica applies the writes
+	// (the race detector watches this in CI).
+	stop := make(chan struct{})
+	var readers sync.WaitGroup
+	for range 2 {
+		readers.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if _, err := byName.Prefix("n"); err != nil {
+					t.Error(err)
+					return
+				}
+				if _, err := byQty.From(0, 10); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
 	round(0)
+	close(stop)
+	readers.Wait()
 	check("after concurrent writes")
 
 	offline.Store(true)
