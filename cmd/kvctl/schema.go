@@ -6,7 +6,6 @@ import (
 	"io"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/shelfdb/shelf/api"
@@ -92,61 +91,14 @@ func (c *cli) schemas(ctx context.Context, args []string) error {
 	})
 }
 
-// flatten lists d's fields as paths, depth first in declaration order: a
-// field, then the fields inside it (of a struct, of a slice's elements,
-// of a map's values). It stops at a struct already on the way from the
-// root (a recursive type), as the server's compatibility check does.
+// flatten lists d's fields as paths (see schema.Definition.Fields).
 func flatten(d schema.Definition) []schemaField {
-	out := []schemaField{}
-	var walkStruct func(ref, path, goPath string, stack []string)
-	// walk descends into the type of a field and reports whether it
-	// stopped at a recursive struct.
-	var walk func(t schema.Type, path, goPath string, stack []string) bool
-	walkStruct = func(ref, path, goPath string, stack []string) {
-		for _, f := range d.Types[ref].Fields {
-			p, g := joinPath(path, f.Name), joinGo(goPath, f.GoName)
-			i := len(out)
-			out = append(out, schemaField{Path: p, Go: g, Type: d.TypeString(f.Type)})
-			if walk(f.Type, p, g, stack) {
-				out[i].Recursive = true
-			}
-		}
+	fields, _ := d.Fields() // a definition the server accepted was within the limit
+	out := make([]schemaField, len(fields))
+	for i, f := range fields {
+		out[i] = schemaField{Path: f.Path, Go: f.GoPath, Type: d.TypeString(f.Type), Recursive: f.Recursive}
 	}
-	walk = func(t schema.Type, path, goPath string, stack []string) bool {
-		switch {
-		case t.Kind == schema.KindStruct && slices.Contains(stack, t.Ref):
-			return true
-		case t.Kind == schema.KindStruct:
-			walkStruct(t.Ref, path, goPath, append(stack, t.Ref))
-		case t.Kind == schema.KindSlice && t.Elem != nil:
-			return walk(*t.Elem, path+"[]", goPath+"[]", stack)
-		case t.Kind == schema.KindMap && t.Elem != nil:
-			return walk(*t.Elem, path+"{}", goPath+"{}", stack)
-		}
-		return false
-	}
-	walkStruct(d.Root, "", "", []string{d.Root})
 	return out
-}
-
-// joinPath appends a stored key to a field path as the server's
-// compatibility check spells paths: a key that could be taken for path
-// syntax (or is empty) is quoted.
-func joinPath(path, key string) string {
-	if key == "" || strings.ContainsAny(key, `.[]{}"`) {
-		key = strconv.Quote(key)
-	}
-	if path == "" {
-		return key
-	}
-	return path + "." + key
-}
-
-func joinGo(path, name string) string {
-	if path == "" {
-		return name
-	}
-	return path + "." + name
 }
 
 // versions lists the versions of ss for a message.

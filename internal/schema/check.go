@@ -99,36 +99,72 @@ func compatible(o, n Type) bool {
 	return true
 }
 
-// paths flattens d into its field paths and their types, descending into
-// struct fields, slice elements and map values, but not into a struct
-// already on the way from the root (a recursive type). It reports false
-// if the paths would exceed maxPathBytes.
+// FieldPath is a field of a definition at any depth: Path spells the
+// stored keys from the root ("dims.w", "lots[].code", "stock{}.count": a
+// slice's elements, a map's values), GoPath the Go field names.
+type FieldPath struct {
+	Path   string
+	GoPath string
+	Type   Type
+	// Recursive is set on a field whose type leads back to a struct that
+	// encloses it: those fields are listed once, higher up, not below it.
+	Recursive bool
+}
+
+// Fields lists d's fields, depth first in declaration order: a field, then
+// the fields inside it (of a struct, a slice's elements, a map's values),
+// not descending into a struct already on the way from the root. ok is
+// false if the list was cut short, past 4 MiB of paths (a definition can
+// reuse its structs to describe exponentially many).
+func (d Definition) Fields() (fields []FieldPath, ok bool) {
+	ok = d.walk(func(p FieldPath, field bool) {
+		if field {
+			fields = append(fields, p)
+		} else if p.Recursive {
+			fields[len(fields)-1].Recursive = true // an element of the field just listed
+		}
+	})
+	return fields, ok
+}
+
+// paths maps every path of d to its type: the fields, and the elements of
+// slices and values of maps ("lots[]", "stock{}"). It reports false if the
+// paths would exceed maxPathBytes.
 func (d Definition) paths() (map[string]Type, bool) {
 	out := map[string]Type{}
+	ok := d.walk(func(p FieldPath, _ bool) { out[p.Path] = p.Type })
+	return out, ok
+}
+
+// walk visits every path of d depth first, telling fields from slice
+// elements and map values, without descending into a struct already on
+// the way from the root. It stops, returning false, past maxPathBytes.
+func (d Definition) walk(visit func(p FieldPath, field bool)) bool {
 	size := 0
-	var walk func(path string, t Type, stack []string) bool
-	walkStruct := func(ref, prefix string, stack []string) bool {
+	var walkType func(path, goPath string, t Type, field bool, stack []string) bool
+	walkStruct := func(ref, prefix, goPrefix string, stack []string) bool {
 		for _, f := range d.Types[ref].Fields {
-			if !walk(joinPath(prefix, f.Name), f.Type, stack) {
+			if !walkType(joinPath(prefix, f.Name), joinGo(goPrefix, f.GoName), f.Type, true, stack) {
 				return false
 			}
 		}
 		return true
 	}
-	walk = func(path string, t Type, stack []string) bool {
+	walkType = func(path, goPath string, t Type, field bool, stack []string) bool {
 		if size += len(path); size > maxPathBytes {
 			return false
 		}
-		out[path] = t
+		recursive := t.Kind == KindStruct && slices.Contains(stack, t.Ref)
+		visit(FieldPath{Path: path, GoPath: goPath, Type: t, Recursive: recursive}, field)
 		switch {
-		case t.Kind == KindStruct && !slices.Contains(stack, t.Ref):
-			return walkStruct(t.Ref, path, append(stack, t.Ref))
+		case t.Kind == KindStruct && !recursive:
+			return walkStruct(t.Ref, path, goPath, append(stack, t.Ref))
 		case t.Kind == KindSlice && t.Elem != nil:
-			return walk(path+"[]", *t.Elem, stack)
+			return walkType(path+"[]", goPath+"[]", *t.Elem, false, stack)
 		case t.Kind == KindMap && t.Elem != nil:
-			return walk(path+"{}", *t.Elem, stack)
+			return walkType(path+"{}", goPath+"{}", *t.Elem, false, stack)
 		}
 		return true
 	}
-	return out, walkStruct(d.Root, "", []string{d.Root})
+	return walkStruct(d.Root, "", "", []string{d.Root})
 }
