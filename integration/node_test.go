@@ -102,7 +102,10 @@ type Node struct {
 
 	mu       sync.Mutex
 	proc     *proc
-	logStart int64 // size of the log file when the current run started
+	logStart int64    // size of the log file when the current run started
+	runs     int      // runs started
+	extra    []string // the flags of the last Start beyond the fixed ones
+	moved    int      // times the first run moved to other ports
 }
 
 // proc is one run of a node's process.
@@ -147,6 +150,7 @@ func (n *Node) Start(extra ...string) {
 	if n.proc != nil && !n.proc.exited() {
 		n.tb.Fatalf("node %s: start: already running", n.ID)
 	}
+	n.runs, n.extra = n.runs+1, extra
 	args := append([]string{"-id", n.ID, "-data", n.Dir, "-http", n.HTTP, "-raft", n.Raft, "-gossip", n.Gossip}, extra...)
 	f, err := os.OpenFile(n.Log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -267,8 +271,12 @@ func (n *Node) WaitExit(timeout time.Duration) (err error, exited bool) {
 // stderr so far.
 func (n *Node) RunLog() string {
 	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.runLogLocked()
+}
+
+func (n *Node) runLogLocked() string {
 	start := n.logStart
-	n.mu.Unlock()
 	b, err := os.ReadFile(n.Log)
 	if err != nil || int64(len(b)) < start {
 		return ""
@@ -302,11 +310,37 @@ func (n *Node) WaitReady() {
 	n.tb.Helper()
 	waitFor(n.tb, readyTimeout, "node "+n.ID+" to serve", func() (bool, string) {
 		if err, exited := n.WaitExit(0); exited {
+			if n.portTaken() {
+				return false, "a port was taken by another process; started again on other ports"
+			}
 			n.tb.Fatalf("node %s exited while starting (%v):\n%s", n.ID, err, n.tail(logTailLines))
 		}
 		_, err := n.Status()
 		return err == nil, fmt.Sprint(err)
 	})
+}
+
+// portTaken starts a node's first run again on fresh ports when it could
+// not bind one: between freePort's check and the process's bind, a test
+// of another package running in parallel may take it. Later runs keep
+// their addresses (peers know them), so they are not moved.
+func (n *Node) portTaken() bool {
+	n.mu.Lock()
+	keep := n.runs != 1 || n.moved >= 3 || !strings.Contains(n.runLogLocked(), "address already in use")
+	if !keep {
+		n.moved++
+		n.runs = 0
+		n.HTTP, n.Raft, n.Gossip = freeAddr(n.tb), freeAddr(n.tb), freeAddr(n.tb)
+		n.Client = api.NewClient(n.HTTP, testHTTP)
+	}
+	extra := n.extra
+	n.mu.Unlock()
+	if keep {
+		return false
+	}
+	n.tb.Logf("node %s: a port was taken; starting again on %s, %s, %s", n.ID, n.HTTP, n.Raft, n.Gossip)
+	n.Start(extra...)
+	return true
 }
 
 // waitFor polls cond until it holds, failing the test with what and
