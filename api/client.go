@@ -142,13 +142,23 @@ func (c *Client) Action(ctx context.Context, tree string, key Key, action string
 	return call[WriteResult](ctx, c, http.MethodPost, recordPath(tree, key)+"/"+url.PathEscape(action), nil, &req)
 }
 
-// Borrow checks a record out for client; ttl 0 means no expiry.
+// Borrow checks a record out for client until ttl has passed; ttl 0
+// takes the cluster's default (none unless the nodes set one, kvnode
+// -borrow-ttl), a negative ttl asks for no expiry whatever the default.
 func (c *Client) Borrow(ctx context.Context, tree string, key Key, client string, ttl time.Duration) (WriteResult, error) {
-	req := ActionRequest{Client: client}
-	if ttl > 0 {
-		req.TTL = ttl.String()
+	return c.Action(ctx, tree, key, "borrow", ActionRequest{Client: client, TTL: TTLString(ttl)})
+}
+
+// TTLString is a borrow ttl as ActionRequest.TTL carries it: "" for 0
+// (the cluster's default), "none" for a negative ttl (no expiry).
+func TTLString(ttl time.Duration) string {
+	switch {
+	case ttl < 0:
+		return "none"
+	case ttl == 0:
+		return ""
 	}
-	return c.Action(ctx, tree, key, "borrow", req)
+	return ttl.String()
 }
 
 // Return checks a record back in; client must hold its borrow.

@@ -292,13 +292,11 @@ func (t *Tree) action(ctx context.Context, key api.Key, name string, req api.Act
 	return res, t.db.replica.WaitApplied(ctx, res.Index)
 }
 
-// Checkout borrows a record for this client (optionally until ttl has
-// passed; 0 for no expiry). It needs the cluster.
+// Checkout borrows a record for this client until ttl has passed (0: the
+// cluster's default, no expiry unless the nodes set one; negative: no
+// expiry whatever the default). It needs the cluster.
 func (t *Tree) Checkout(ctx context.Context, key api.Key, ttl time.Duration) error {
-	req := api.ActionRequest{}
-	if ttl > 0 {
-		req.TTL = ttl.String()
-	}
+	req := api.ActionRequest{TTL: api.TTLString(ttl)}
 	_, err := t.action(ctx, key, "borrow", req)
 	return err
 }

@@ -90,7 +90,8 @@ type Config struct {
 	// ExpiryInterval is how often the leader looks for borrows whose
 	// expiry has passed (DefaultExpiryInterval when zero), and ExpiryGrace
 	// how long a new leader waits after taking over before it expires any
-	// (DefaultExpiryGrace when zero): see expiryLoop for the rule.
+	// (DefaultExpiryGrace when zero, no wait when negative): see
+	// expiryLoop for the rule.
 	ExpiryInterval time.Duration
 	ExpiryGrace    time.Duration
 	// NoSync skips fsync in the state machine and the raft log. Tests only:
@@ -144,7 +145,7 @@ func (c Config) withDefaults() (Config, error) {
 	if c.ExpiryInterval <= 0 {
 		c.ExpiryInterval = DefaultExpiryInterval
 	}
-	if c.ExpiryGrace <= 0 {
+	if c.ExpiryGrace == 0 {
 		c.ExpiryGrace = DefaultExpiryGrace
 	}
 	if c.DefaultBorrowTTL < 0 {

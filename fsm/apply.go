@@ -521,6 +521,10 @@ func (t *txn) returnBorrow(force bool) (*Result, error) {
 		// An expired borrow may still be returned by its holder.
 		return reject(rej)
 	}
+	if !lease.Held(bw, c.Time) {
+		// Its time ran out before: it ends as expired, whoever asks.
+		return &Result{Key: c.Key}, t.expired(c.Tree, c.Key, bw)
+	}
 	t.emit(api.EventReturned, c.Key, func(e *api.Event) { e.Holder, e.Forced, e.Reason = bw.Client, force, c.Reason })
 	entry := storage.Audit{Action: string(api.AuditReturned), Holder: bw.Client}
 	if force {

@@ -94,7 +94,11 @@ func (t *txn) takeOver() (*Result, error) {
 		return reject(api.Errorf(api.CodeInvalid, "take-over: negative ttl"))
 	}
 	holder := ""
-	if bw != nil {
+	if bw != nil && !lease.Held(bw, c.Time) {
+		if err := t.expired(c.Tree, c.Key, bw); err != nil {
+			return nil, err
+		}
+	} else if bw != nil {
 		holder = bw.Client
 		t.emit(api.EventReturned, c.Key, func(e *api.Event) { e.Holder, e.Forced, e.Reason, e.Client = bw.Client, true, c.Reason, "" })
 	}
@@ -123,6 +127,7 @@ func (t *txn) removeClient() (*Result, error) {
 	type held struct {
 		tree string
 		key  api.Key
+		bw   storage.Borrow
 	}
 	var borrows []held
 	err := t.borrows.ForEach(func(k, v []byte) error {
@@ -138,13 +143,19 @@ func (t *txn) removeClient() (*Result, error) {
 		if i < 0 || err != nil {
 			return fmt.Errorf("%w: borrow key %x", storage.ErrCorrupt, k)
 		}
-		borrows = append(borrows, held{string(k[:i]), key})
+		borrows = append(borrows, held{string(k[:i]), key, bw})
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
 	for _, b := range borrows {
+		if !lease.Held(&b.bw, c.Time) {
+			if err := t.expired(b.tree, b.key, &b.bw); err != nil {
+				return nil, err
+			}
+			continue
+		}
 		t.emit(api.EventReturned, b.key, func(e *api.Event) {
 			e.Tree, e.Holder, e.Forced, e.Reason, e.Client = b.tree, c.Client, true, c.Reason, ""
 		})

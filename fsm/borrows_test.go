@@ -113,6 +113,30 @@ func TestExpire(t *testing.T) {
 	if !hist[1].Time.Equal(time.Unix(0, expires)) || !hist[1].Expires.Equal(time.Unix(0, expires)) {
 		t.Fatalf("expiry entry %+v, want time and expiry %v", hist[1], time.Unix(0, expires).UTC())
 	}
+
+	// A lapsed borrow ends as expired whatever ends it: its holder's
+	// return, a force-return, a take-over, the removal of its holder.
+	k2 := api.Key{ID: ra.Start + 1, Rev: 1}
+	h.ok(Command{Op: OpCreate, Tree: "parts", Client: "a", Key: k2, Data: value(t, 1)})
+	lapse := func(client string) {
+		h.ok(Command{Op: OpBorrow, Tree: "parts", Client: client, Key: k2, TTL: 1})
+	}
+	lapse("a")
+	if r := h.ok(Command{Op: OpReturn, Tree: "parts", Client: "a", Key: k2}); !r.Events[0].Expired {
+		t.Fatalf("return of a lapsed borrow: %+v", r.Events)
+	}
+	lapse("a")
+	h.ok(Command{Op: OpForceReturn, Tree: "parts", Key: k2, Reason: "late"})
+	lapse("a")
+	h.ok(Command{Op: OpTakeOver, Tree: "parts", Client: "b", Key: k2, Reason: "a is gone"})
+	h.ok(Command{Op: OpReturn, Tree: "parts", Client: "b", Key: k2})
+	lapse("a")
+	h.ok(Command{Op: OpRemoveClient, Client: "a"})
+	want = []string{"borrowed -> a", "expired a", "borrowed -> a", "expired a", "borrowed -> a", "expired a", "taken -> b", "returned b",
+		"borrowed -> a", "expired a"}
+	if got := history(t, h, k2); !slices.Equal(got, want) {
+		t.Fatalf("history of lapsed borrows %q, want %q", got, want)
+	}
 }
 
 // Removing a client returns its borrows, retires its ranges and refuses

@@ -15,6 +15,7 @@ import (
 var (
 	kvnodeBin string
 	kvctlBin  string
+	racerBin  string // testdata/racer: a client process racing for borrows
 )
 
 // TestMain builds kvnode and kvctl into a temporary directory, runs the
@@ -40,8 +41,8 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// buildBinaries builds kvnode and kvctl into dir with the go command
-// that runs this test.
+// buildBinaries builds kvnode, kvctl and testdata/racer into dir with the
+// go command that runs this test.
 func buildBinaries(dir string) error {
 	// The go command exports GOROOT to the tests it runs; prefer that
 	// toolchain, then whatever go is on PATH.
@@ -53,16 +54,17 @@ func buildBinaries(dir string) error {
 	}
 	start := time.Now()
 	cmd := exec.Command(goBin, "build", "-o", dir+string(filepath.Separator),
-		"github.com/shelfdb/shelf/cmd/kvnode", "github.com/shelfdb/shelf/cmd/kvctl")
+		"github.com/shelfdb/shelf/cmd/kvnode", "github.com/shelfdb/shelf/cmd/kvctl", "./integration/testdata/racer")
 	cmd.Dir = ".." // the module root; the test runs in integration/
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("go build kvnode kvctl: %v\n%s", err, strings.TrimSpace(string(out)))
+		return fmt.Errorf("go build kvnode kvctl racer: %v\n%s", err, strings.TrimSpace(string(out)))
 	}
 	kvnodeBin = filepath.Join(dir, "kvnode")
 	kvctlBin = filepath.Join(dir, "kvctl")
+	racerBin = filepath.Join(dir, "racer")
 	if testing.Verbose() {
-		fmt.Fprintf(os.Stderr, "integration: built kvnode and kvctl in %v\n", time.Since(start).Round(time.Millisecond))
+		fmt.Fprintf(os.Stderr, "integration: built kvnode, kvctl and racer in %v\n", time.Since(start).Round(time.Millisecond))
 	}
 	return nil
 }

@@ -15,10 +15,11 @@
 //     record nobody holds can be edited by nobody.
 //   - Borrowing a record held by another client fails with api.ErrBorrowed;
 //     borrowing a record one already holds renews it.
-//   - A borrow whose time ran out ends exactly once: by the expire command
-//     the leader applies once its clock passes the expiry (after a grace
-//     period when it has just taken over, see cluster), or by the next
-//     borrow of the record if that comes first.
+//   - A borrow whose time ran out ends exactly once, as expired: by the
+//     expire command the leader applies once its clock passes the expiry
+//     (after a grace period when it has just taken over, see cluster), or
+//     by whatever command touches the borrow first (a borrow, a return, a
+//     force-return, a take-over, the removal of its holder).
 //   - An operator may end any borrow (force-return, with a reason), move it
 //     to another client in one step (take-over), or remove a client, which
 //     returns all its borrows.

@@ -245,6 +245,9 @@ func TestLifecycle(t *testing.T) {
 	b := testserver.Open(t, t.TempDir(), s.Addr)
 	pa := mustOpen[PartV2](t, a, "parts")
 	pb := mustOpen[PartV2](t, b, "parts")
+	if err := b.WaitSynced(ctx); err != nil { // a's schema registration is no news then
+		t.Fatal(err)
+	}
 	evs := pb.Events(ctx)
 
 	key, err := pa.Create(ctx, PartV2{Name: "R1", Qty: 1})

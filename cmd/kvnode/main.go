@@ -263,7 +263,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Logger:     logger,
 
 		DefaultBorrowTTL: o.borrowTTL,
-		ExpiryGrace:      o.expiryGrace,
+		ExpiryGrace:      noneIfZero(o.expiryGrace), // 0 on the command line: no grace
 	})
 	if err != nil {
 		if errors.Is(err, api.ErrWrongCluster) {
@@ -308,4 +308,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		logger.Info("kvnode: stopped")
 	}
 	return runErr
+}
+
+// noneIfZero turns a duration flag's 0 ("none") into the -1 that
+// cluster.Config reads as none (its 0 means the default).
+func noneIfZero(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }
