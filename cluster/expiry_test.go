@@ -9,21 +9,18 @@ import (
 	"time"
 
 	"github.com/shelfdb/shelf/api"
+	"github.com/shelfdb/shelf/cluster"
 	"github.com/shelfdb/shelf/fsm"
 )
 
-// A borrow with a ttl ends once, by an expire command of whichever node
-// leads when its time runs out, at a time consistent with the rule: not
-// before the expiry, and not later than the new leader's grace period
-// after it. Here the leader that accepted the borrow crashes first.
-func TestBorrowExpiresOnceAcrossLeaderCrash(t *testing.T) {
-	ctx := context.Background()
+// threeNodes starts a three-node cluster and waits until all are voters.
+func threeNodes(t *testing.T, tune func(*cluster.Config)) []*testNode {
+	t.Helper()
 	base := t.TempDir()
-	const grace = 500 * time.Millisecond
 	var nodes []*testNode
 	for i, id := range []string{"n1", "n2", "n3"} {
 		cfg := testConfig(t, id, filepath.Join(base, id))
-		cfg.ExpiryGrace, cfg.ExpiryInterval = grace, 50*time.Millisecond
+		tune(&cfg)
 		if i == 0 {
 			cfg.Bootstrap = true
 		} else {
@@ -42,6 +39,59 @@ func TestBorrowExpiresOnceAcrossLeaderCrash(t *testing.T) {
 		}
 		return nil
 	})
+	return nodes
+}
+
+// Ids come from one replicated counter: ranges granted and records created
+// through one leader after another never share an id.
+func TestNoIDTwiceAcrossLeaderChanges(t *testing.T) {
+	ctx := context.Background()
+	nodes := threeNodes(t, func(*cluster.Config) {})
+	seen := map[uint64]string{}
+	take := func(id uint64, what string) {
+		if prev, dup := seen[id]; dup {
+			t.Fatalf("id %d handed out twice: %s, then %s", id, prev, what)
+		}
+		seen[id] = what
+	}
+	for round := range 6 {
+		leader, followers := leaderOf(t, nodes...)
+		via := followers[round%2] // forwarded to the leader
+		c := fmt.Sprintf("c%d", round)
+		if _, err := via.Apply(ctx, &fsm.Command{Op: fsm.OpRegisterClient, Client: c, Name: c}); err != nil {
+			t.Fatal(err)
+		}
+		r, err := via.Apply(ctx, &fsm.Command{Op: fsm.OpGrantRange, Client: c, Size: 100})
+		if err != nil || r.Error() != nil {
+			t.Fatalf("grant: %v %v", err, r.Error())
+		}
+		for id := r.Range.Start; id < r.Range.End; id++ {
+			take(id, fmt.Sprintf("range of %s under %s", c, leader.ID()))
+		}
+		cr, err := leader.Apply(ctx, &fsm.Command{Op: fsm.OpCreate, Tree: "parts", Data: value(t, round)})
+		if err != nil || cr.Error() != nil {
+			t.Fatalf("create: %v %v", err, cr.Error())
+		}
+		take(cr.Key.ID, "operator create under "+leader.ID())
+		if err := leader.TransferLeadership(ctx, ""); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 10*time.Second, "a new leader", func() error {
+			if leader.IsLeader() {
+				return errors.New("still leading")
+			}
+			return nil
+		})
+	}
+}
+
+// A borrow with a ttl ends once, by an expire command of whichever node
+// leads when its time runs out, at a time consistent with the rule: not
+// before the expiry, and not later than the new leader's grace period
+// after it. Here the leader that accepted the borrow crashes first.
+func TestBorrowExpiresOnceAcrossLeaderCrash(t *testing.T) {
+	ctx := context.Background()
+	nodes := threeNodes(t, func(c *cluster.Config) { c.ExpiryGrace, c.ExpiryInterval = 500*time.Millisecond, 50*time.Millisecond })
 	leader, _ := leaderOf(t, nodes...)
 	apply := func(c *fsm.Command) *fsm.Result {
 		t.Helper()
