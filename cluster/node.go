@@ -262,7 +262,7 @@ func (n *Node) startRaft() (bool, error) {
 				ID:       rc.LocalID,
 				Address:  n.trans.LocalAddr(),
 			}}}
-			if err := raft.BootstrapCluster(rc, n.store, n.store, n.snaps, n.trans, conf); err != nil {
+			if err := raft.BootstrapCluster(rc, n.store, n.store, n.snaps, raftTransport(n.trans), conf); err != nil {
 				return false, fmt.Errorf("cluster: bootstrap: %w", err)
 			}
 			n.log.Info("cluster: bootstrapped a new cluster", "id", n.cfg.NodeID)
@@ -271,7 +271,7 @@ func (n *Node) startRaft() (bool, error) {
 		}
 	}
 
-	n.raft, err = raft.NewRaft(rc, &raftFSM{f: n.fsm, events: n.events, changed: n.fsmChanged}, n.store, n.store, n.snaps, n.trans)
+	n.raft, err = raft.NewRaft(rc, &raftFSM{f: n.fsm, events: n.events, changed: n.fsmChanged}, n.store, n.store, n.snaps, raftTransport(n.trans))
 	if err != nil {
 		return false, fmt.Errorf("cluster: start raft: %w", err)
 	}
