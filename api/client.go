@@ -28,8 +28,9 @@ const maxErrorBody = 64 << 10
 // an API error body come back as *Error, so errors.Is(err, ErrNotBorrowed)
 // works on the caller's side. A Client is safe for concurrent use.
 type Client struct {
-	base string
-	hc   *http.Client
+	base        string
+	hc          *http.Client
+	consistency Consistency // reads' default; "" is the server's (Linearizable)
 }
 
 // NewClient returns a client for the node at baseURL, "http://host:port" or
@@ -44,6 +45,14 @@ func NewClient(baseURL string, hc *http.Client) *Client {
 		baseURL = "http://" + baseURL
 	}
 	return &Client{base: strings.TrimRight(baseURL, "/"), hc: hc}
+}
+
+// WithConsistency returns a copy of c whose reads ask for cons unless
+// their context says otherwise (WithConsistency on the context).
+func (c *Client) WithConsistency(cons Consistency) *Client {
+	cc := *c
+	cc.consistency = cons
+	return &cc
 }
 
 // BaseURL returns the node's base URL as the client uses it.
@@ -366,6 +375,9 @@ func recordPath(tree string, key Key) string {
 // hands it to out when it is a func(url string, body io.Reader) error.
 // p must already be escaped.
 func (c *Client) do(ctx context.Context, method, p string, q url.Values, in, out any) error {
+	if method == http.MethodGet {
+		q = readQuery(ctx, c.consistency, q)
+	}
 	u := c.base + p
 	if len(q) > 0 {
 		u += "?" + q.Encode()

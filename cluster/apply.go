@@ -112,19 +112,6 @@ func (n *Node) ApplyLeader(ctx context.Context, cmd *fsm.Command) (*fsm.Result, 
 	return res[0], nil
 }
 
-// pushCommit makes followers learn quickly that index is committed: the
-// follower that forwarded the write waits until it has applied it too.
-// Raft tells followers the commit index with the next AppendEntries,
-// which comes with the next write or after CommitTimeout when idle; if
-// nothing follows index yet, a barrier entry is appended (not waited for)
-// to carry the news at once.
-func (n *Node) pushCommit(index uint64) {
-	if index == 0 || n.raft.LastIndex() > index {
-		return
-	}
-	go func() { _ = n.raft.Barrier(n.cfg.ApplyTimeout) }()
-}
-
 // applyLocal applies cmd through this node's raft, which must lead.
 func (n *Node) applyLocal(ctx context.Context, cmd *fsm.Command) (*fsm.Result, error) {
 	res, err := n.applyLocalMany(ctx, []*fsm.Command{cmd})
@@ -260,11 +247,7 @@ func (n *Node) ApplyLeaderMany(ctx context.Context, cmds []*fsm.Command) ([]*fsm
 	}
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.ApplyTimeout)
 	defer cancel()
-	res, err := n.applyLocalMany(ctx, cmds)
-	if err == nil && len(res) > 0 {
-		n.pushCommit(res[len(res)-1].Index)
-	}
-	return res, err
+	return n.applyLocalMany(ctx, cmds)
 }
 
 // withLeader runs local if this node leads, otherwise remote with the

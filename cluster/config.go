@@ -15,6 +15,8 @@ import (
 // Defaults of the tunables in Config.
 const (
 	DefaultApplyTimeout      = 10 * time.Second
+	DefaultReadTimeout       = 5 * time.Second
+	DefaultCommitTimeout     = 5 * time.Millisecond
 	DefaultJoinTimeout       = 30 * time.Second
 	DefaultReconcileInterval = 2 * time.Second
 	DefaultSnapshotRetain    = 2
@@ -52,8 +54,11 @@ type Config struct {
 	// slog.Default() if nil.
 	Logger *slog.Logger
 
-	// HeartbeatTimeout, ElectionTimeout, LeaderLeaseTimeout and
-	// CommitTimeout are raft's timing; raft's defaults when zero.
+	// HeartbeatTimeout, ElectionTimeout and LeaderLeaseTimeout are raft's
+	// timing; raft's defaults when zero. CommitTimeout is how long an idle
+	// leader waits before it tells followers the commit index again; it
+	// bounds how long a follower's read or forwarded write waits to learn
+	// that an entry committed (DefaultCommitTimeout when zero).
 	HeartbeatTimeout   time.Duration
 	ElectionTimeout    time.Duration
 	LeaderLeaseTimeout time.Duration
@@ -70,6 +75,10 @@ type Config struct {
 	// ApplyTimeout bounds one write, forwarding and retries included;
 	// DefaultApplyTimeout when zero.
 	ApplyTimeout time.Duration
+	// ReadTimeout bounds how long a linearizable read waits to confirm a
+	// leader and catch up with it (Node.ReadBarrier), and a read's wait
+	// for min_index; DefaultReadTimeout when zero.
+	ReadTimeout time.Duration
 	// JoinTimeout bounds the attempts to join gossip at start;
 	// DefaultJoinTimeout when zero.
 	JoinTimeout time.Duration
@@ -135,6 +144,12 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.ApplyTimeout <= 0 {
 		c.ApplyTimeout = DefaultApplyTimeout
+	}
+	if c.ReadTimeout <= 0 {
+		c.ReadTimeout = DefaultReadTimeout
+	}
+	if c.CommitTimeout <= 0 {
+		c.CommitTimeout = DefaultCommitTimeout
 	}
 	if c.JoinTimeout <= 0 {
 		c.JoinTimeout = DefaultJoinTimeout

@@ -23,7 +23,13 @@ func (n *Node) leaderLoop() {
 			return
 		case leader := <-n.raft.LeaderCh():
 			if leader {
-				n.log.Info("cluster: this node is the leader", "term", n.raft.CurrentTerm())
+				term := n.raft.CurrentTerm()
+				n.log.Info("cluster: this node is the leader", "term", term)
+				// Commit an entry of the new term now, so that the first
+				// linearizable read does not wait for it.
+				if err := n.reads.termCommitted(term); err != nil {
+					n.log.Debug("cluster: first commit of the term", "err", err)
+				}
 			} else {
 				n.log.Info("cluster: this node lost leadership")
 			}

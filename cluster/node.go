@@ -56,6 +56,7 @@ type Node struct {
 
 	fsm    *fsm.FSM
 	events *eventBuffer // the latest events of fsm, for Events
+	reads  *readIndexer // the leader's read index (linearizable reads)
 	store  *raftboltdb.BoltStore
 	snaps  *raft.FileSnapshotStore
 	trans  *raft.NetworkTransport
@@ -106,6 +107,7 @@ func New(cfg Config) (*Node, error) {
 		removed:    map[string]bool{},
 	}
 	n.gossip = newGossip(n)
+	n.reads = &readIndexer{n: n}
 	ok := false
 	defer func() {
 		if !ok {

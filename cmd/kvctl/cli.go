@@ -71,6 +71,9 @@ Commands:
 Flags (before or after the command):
   -s HTTP_ADDR   a node's HTTP address (env SHELF_HTTP, default 127.0.0.1:7001)
   -o FORMAT      table for people, json for scripts (env SHELF_OUTPUT, default table)
+  -consistency C linearizable (default): a read reflects every write acknowledged
+                 before it, whichever node answers; stale: the node's own state as
+                 it is, faster, possibly behind (env SHELF_CONSISTENCY)
 
 Exit codes: 0 ok, 1 error, 2 usage, 3 not found, 4 conflict, 5 cannot reach the server.
 `
@@ -83,8 +86,8 @@ type cli struct {
 	now            func() time.Time
 	hc             *http.Client
 
-	addr, output string
-	client       *api.Client
+	addr, output, consistency string
+	client                    *api.Client
 }
 
 // usageError is a bad command line; line is the command's synopsis.
@@ -130,6 +133,7 @@ func (c *cli) main(ctx context.Context, args []string) int {
 	if c.output == "" {
 		c.output = "table"
 	}
+	c.consistency = c.getenv("SHELF_CONSISTENCY")
 	fs := c.flagSet("kvctl")
 	err := fs.Parse(args)
 	if err != nil && !errors.Is(err, flag.ErrHelp) {
@@ -204,6 +208,7 @@ func (c *cli) flagSet(name string) *flag.FlagSet {
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&c.addr, "s", c.addr, "a node's HTTP address")
 	fs.StringVar(&c.output, "o", c.output, "output format: table or json")
+	fs.StringVar(&c.consistency, "consistency", c.consistency, "reads: linearizable (default) or stale")
 	return fs
 }
 
@@ -244,6 +249,11 @@ func (c *cli) checkOutput(line string) error {
 	if c.output != "table" && c.output != "json" {
 		return usagef(line, "-o %q: want table or json", c.output)
 	}
+	switch api.Consistency(c.consistency) {
+	case "", api.Linearizable, api.Stale:
+	default:
+		return usagef(line, "-consistency %q: want linearizable or stale", c.consistency)
+	}
 	return nil
 }
 
@@ -257,7 +267,7 @@ func (c *cli) api() *api.Client {
 			t.ResponseHeaderTimeout = time.Minute
 			hc = &http.Client{Transport: t}
 		}
-		c.client = api.NewClient(c.addr, hc)
+		c.client = api.NewClient(c.addr, hc).WithConsistency(api.Consistency(c.consistency))
 	}
 	return c.client
 }

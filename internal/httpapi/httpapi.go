@@ -1,6 +1,8 @@
 // Package httpapi is the HTTP API of a Shelf node (docs/http-api.md).
 //
-// Reads are answered from the node's own state machine; writes become
+// Reads are answered from the node's own state machine, linearizable by
+// default (the node first confirms the leader's commit index and catches
+// up with it; ?consistency=stale skips that); writes become
 // fsm.Commands that the node commits through raft (forwarding them to the
 // leader when it follows), and are answered once the node has applied
 // them. Request bodies are CBOR (Content-Type: application/cbor) or JSON;
@@ -102,30 +104,31 @@ func (h *handler) routes() {
 	h.handle("GET /v1/members", h.members)
 	h.handle("DELETE /v1/members/{id}", h.removeMember)
 	h.handle("POST /v1/leader/transfer", h.transferLeader)
-	h.handle("GET /v1/trees", h.trees)
-	h.handle("GET /v1/trees/{tree}/schemas", h.schemas)
+	h.handleRead("GET /v1/trees", h.trees)
+	h.handleRead("GET /v1/trees/{tree}/schemas", h.schemas)
 	h.handle("POST /v1/trees/{tree}/schemas", h.registerSchema)
-	h.handle("GET /v1/trees/{tree}/records", h.listRecords)
+	h.handleRead("GET /v1/trees/{tree}/records", h.listRecords)
 	h.handle("POST /v1/trees/{tree}/records", h.createRecord)
-	h.handle("GET /v1/trees/{tree}/records/{id}", h.getRecord)
-	h.handle("GET /v1/trees/{tree}/records/{id}/{rev}", h.getRecord)
+	h.handleRead("GET /v1/trees/{tree}/records/{id}", h.getRecord)
+	h.handleRead("GET /v1/trees/{tree}/records/{id}/{rev}", h.getRecord)
 	h.handle("PUT /v1/trees/{tree}/records/{id}/{rev}", h.updateRecord)
 	h.handle("DELETE /v1/trees/{tree}/records/{id}/{rev}", h.deleteRecord)
 	h.handle("POST /v1/trees/{tree}/records/{id}/{rev}/{action}", h.recordAction)
-	h.handle("GET /v1/trees/{tree}/records/{id}/{rev}/history", h.history)
-	h.handle("GET /v1/borrows", h.borrows)
-	h.handle("GET /v1/clients", h.clients)
+	h.handleRead("GET /v1/trees/{tree}/records/{id}/{rev}/history", h.history)
+	h.handleRead("GET /v1/borrows", h.borrows)
+	h.handleRead("GET /v1/clients", h.clients)
 	h.handle("POST /v1/clients", h.registerClient)
 	h.handle("DELETE /v1/clients/{id}", h.removeClient)
-	h.handle("GET /v1/ranges", h.ranges)
+	h.handleRead("GET /v1/ranges", h.ranges)
 	h.handle("POST /v1/clients/{id}/ranges", h.grantRange)
 	h.handle("GET /v1/log", h.logStream)
 	h.handle("GET /v1/events", h.events)
-	h.handle("GET /v1/hash", h.contentHash)
+	h.handleRead("GET /v1/hash", h.contentHash)
 	h.handle("GET /v1/snapshot", h.snapshot)
 	h.handle("POST /v1/batch", h.batch)
 	h.handle("POST "+cluster.InternalApplyPath, h.internalApply)
 	h.handle("POST "+cluster.InternalApplyBatchPath, h.internalApplyBatch)
+	h.handle("GET "+cluster.InternalReadIndexPath, h.internalReadIndex)
 }
 
 // handle registers fn; an error it returns is written as the answer.
