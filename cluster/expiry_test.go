@@ -42,6 +42,49 @@ func threeNodes(t *testing.T, tune func(*cluster.Config)) []*testNode {
 	return nodes
 }
 
+// Ids come from one replicated counter: ranges granted and records created
+// through one leader after another never share an id.
+func TestNoIDTwiceAcrossLeaderChanges(t *testing.T) {
+	ctx := context.Background()
+	nodes := threeNodes(t, func(*cluster.Config) {})
+	seen := map[uint64]string{}
+	take := func(id uint64, what string) {
+		if prev, dup := seen[id]; dup {
+			t.Fatalf("id %d handed out twice: %s, then %s", id, prev, what)
+		}
+		seen[id] = what
+	}
+	for round := range 6 {
+		leader, followers := leaderOf(t, nodes...)
+		via := followers[round%2] // forwarded to the leader
+		c := fmt.Sprintf("c%d", round)
+		if _, err := via.Apply(ctx, &fsm.Command{Op: fsm.OpRegisterClient, Client: c, Name: c}); err != nil {
+			t.Fatal(err)
+		}
+		r, err := via.Apply(ctx, &fsm.Command{Op: fsm.OpGrantRange, Client: c, Size: 100})
+		if err != nil || r.Error() != nil {
+			t.Fatalf("grant: %v %v", err, r.Error())
+		}
+		for id := r.Range.Start; id < r.Range.End; id++ {
+			take(id, fmt.Sprintf("range of %s under %s", c, leader.ID()))
+		}
+		cr, err := leader.Apply(ctx, &fsm.Command{Op: fsm.OpCreate, Tree: "parts", Data: value(t, round)})
+		if err != nil || cr.Error() != nil {
+			t.Fatalf("create: %v %v", err, cr.Error())
+		}
+		take(cr.Key.ID, "operator create under "+leader.ID())
+		if err := leader.TransferLeadership(ctx, ""); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 10*time.Second, "a new leader", func() error {
+			if leader.IsLeader() {
+				return errors.New("still leading")
+			}
+			return nil
+		})
+	}
+}
+
 // A borrow with a ttl ends once, by an expire command of whichever node
 // leads when its time runs out, at a time consistent with the rule: not
 // before the expiry, and not later than the new leader's grace period

@@ -41,6 +41,9 @@ import (
 	berrors "go.etcd.io/bbolt/errors"
 )
 
+// raftShutdownTimeout bounds the wait for raft to stop in Shutdown.
+const raftShutdownTimeout = 30 * time.Second
+
 // File names inside Config.DataDir.
 const (
 	raftDBFile = "raft.db"
@@ -226,6 +229,12 @@ func (n *Node) startRaft() (bool, error) {
 		MaxPool: 3,
 		Timeout: 10 * time.Second,
 		Logger:  hcl,
+		// No pipelined replication: with it, raft.Shutdown has been seen to
+		// wait forever for a replication goroutine blocked in pipelineSend
+		// (its pipeline's decoder gone, nothing takes the in-flight
+		// future). One AppendEntries at a time per follower, each carrying
+		// up to MaxAppendEntries entries.
+		MaxRPCsInFlight: 1,
 	})
 	if err != nil {
 		return false, fmt.Errorf("cluster: raft transport on %s: %w", n.cfg.RaftAddr, err)
@@ -533,7 +542,15 @@ func (n *Node) shutdown(graceful bool) error {
 			}
 		}
 		if n.raft != nil {
-			if err := n.raft.Shutdown().Error(); err != nil {
+			err := waitRaftFuture(n.raft.Shutdown(), raftShutdownTimeout)
+			if errors.Is(err, errTimedOut) {
+				// Raft may still use the stores: leave them to the process's
+				// exit rather than close them under it.
+				n.stopErr = fmt.Errorf("cluster: shutdown: raft did not stop within %s; the raft log and state machine files are left open", raftShutdownTimeout)
+				n.log.Error("cluster: raft did not stop in time", "timeout", raftShutdownTimeout)
+				return
+			}
+			if err != nil {
 				errs = append(errs, fmt.Errorf("raft shutdown: %w", err))
 			}
 		}

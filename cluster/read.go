@@ -227,6 +227,9 @@ func (r *readIndexer) termCommitted(term uint64) error {
 	return nil
 }
 
+// errTimedOut is waitRaftFuture's error when the future did not finish.
+var errTimedOut = errors.New("timed out")
+
 // waitRaftFuture waits for f at most d.
 func waitRaftFuture(f raft.Future, d time.Duration) error {
 	done := make(chan error, 1)
@@ -237,6 +240,6 @@ func waitRaftFuture(f raft.Future, d time.Duration) error {
 	case err := <-done:
 		return err
 	case <-t.C:
-		return errors.New("timed out")
+		return errTimedOut
 	}
 }
