@@ -75,7 +75,9 @@ func (t *Tree) View(key api.Key, fn func(*Record) error) error {
 	}
 	err := t.db.replica.View(t.name, key, func(r *api.Record) error {
 		if e := t.db.out.pending(t.name, r.Key); e != nil && key.Rev == 0 {
-			rec, err := t.overlay(e)
+			// r is the base: no second read of the replica while this
+			// one holds it (a restore waiting in between would block both).
+			rec, err := t.overlayOn(e, r)
 			if err != nil {
 				return err
 			}
@@ -102,14 +104,28 @@ func (t *Tree) View(key api.Key, fn func(*Record) error) error {
 	return err
 }
 
-// overlay builds the record a pending outbox entry stands for.
+// overlay builds the record a pending outbox entry stands for, on the
+// replica's record of the same key if there is one. It reads the replica:
+// never call it while a replica read is open (use overlayOn).
 func (t *Tree) overlay(e *outboxEntry) (*Record, error) {
 	if e.Op == fsm.OpDelete {
 		return nil, api.Errorf(api.CodeNotFound, "record %s/%s is deleted (pending)", t.name, e.Key)
 	}
-	rec := Record{Pending: true}
 	if base, err := t.db.replica.Get(t.name, e.Key); err == nil {
-		rec.Record = base
+		return t.overlayOn(e, &base)
+	}
+	return t.overlayOn(e, nil)
+}
+
+// overlayOn builds the record a pending outbox entry stands for on base,
+// the replica's record of e.Key (nil: none).
+func (t *Tree) overlayOn(e *outboxEntry, base *api.Record) (*Record, error) {
+	if e.Op == fsm.OpDelete {
+		return nil, api.Errorf(api.CodeNotFound, "record %s/%s is deleted (pending)", t.name, e.Key)
+	}
+	rec := Record{Pending: true}
+	if base != nil {
+		rec.Record = *base
 	} else {
 		rec.Record = api.Record{Tree: t.name, Key: e.Key, CreatedBy: t.db.clientID, Created: time.Unix(0, e.Queued).UTC()}
 	}
