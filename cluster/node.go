@@ -82,6 +82,8 @@ type Node struct {
 	stopOnce   sync.Once
 	stopErr    error
 
+	snapSlots chan struct{} // a token per snapshot download being served
+
 	removedMu sync.Mutex
 	removed   map[string]bool // ids an operator removed; not re-added until they rejoin gossip
 }
@@ -108,6 +110,7 @@ func New(cfg Config) (*Node, error) {
 		peersCh:    make(chan struct{}, 1),
 		shutdownCh: make(chan struct{}),
 		removed:    map[string]bool{},
+		snapSlots:  make(chan struct{}, maxSnapshotDownloads),
 	}
 	n.gossip = newGossip(n)
 	n.reads = &readIndexer{n: n}

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"strconv"
 	"time"
@@ -614,16 +615,19 @@ func (h *handler) contentHash(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h *handler) snapshot(w http.ResponseWriter, r *http.Request) error {
-	s, err := h.node.FSM().Snapshot()
+	// From a file: the state's read transaction ends before the download
+	// starts, however slow the reader.
+	f, index, size, err := h.node.SnapshotFile()
 	if err != nil {
 		return err
 	}
-	defer s.Release()
+	defer f.Close()
 	w.Header().Set("Content-Type", "application/octet-stream")
-	w.Header().Set("X-Shelf-Snapshot-Index", strconv.FormatUint(s.Index(), 10))
-	w.Header().Set("Content-Disposition", `attachment; filename="shelf-`+strconv.FormatUint(s.Index(), 10)+`.snap"`)
-	if _, err := s.WriteTo(w); err != nil {
-		h.log.Warn("httpapi: snapshot stream failed", "index", s.Index(), "err", err)
+	w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
+	w.Header().Set("X-Shelf-Snapshot-Index", strconv.FormatUint(index, 10))
+	w.Header().Set("Content-Disposition", `attachment; filename="shelf-`+strconv.FormatUint(index, 10)+`.snap"`)
+	if _, err := io.Copy(w, f); err != nil {
+		h.log.Debug("httpapi: snapshot download ended early", "index", index, "err", err)
 		// The status is out already: cut the connection so that the
 		// client sees a truncated stream, not a complete one.
 		panic(http.ErrAbortHandler)

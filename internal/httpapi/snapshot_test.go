@@ -1,0 +1,74 @@
+package httpapi_test
+
+import (
+	"bytes"
+	"io"
+	"net/http"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/shelfdb/shelf/api"
+	"github.com/shelfdb/shelf/fsm"
+)
+
+// TestSlowSnapshotDownload: a client that reads a snapshot slowly does not
+// hold the state machine: a restore (which must close the bbolt file, and
+// so waits for every read transaction) finishes while the download is
+// stalled, and the download, read to the end afterwards, is whole.
+func TestSlowSnapshotDownload(t *testing.T) {
+	e := newEnv(t, 0)
+	blob, err := api.EncodeValue(map[string]any{"b": bytes.Repeat([]byte{7}, 900<<10)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 30 { // well over what the socket buffers hold
+		if _, err := e.cl.Create(t.Context(), "big", api.WriteRequest{Data: blob}); err != nil {
+			t.Fatalf("create %d: %v", i, err)
+		}
+	}
+	var snap bytes.Buffer
+	s, err := e.node.FSM().Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.WriteTo(&snap); err != nil {
+		t.Fatal(err)
+	}
+	s.Release()
+
+	resp, err := http.Get(e.srv.URL + "/v1/snapshot")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	head := make([]byte, 1024)
+	if _, err := io.ReadFull(resp.Body, head); err != nil {
+		t.Fatal(err)
+	}
+
+	done := make(chan error, 1)
+	go func() { done <- e.node.FSM().Restore(bytes.NewReader(snap.Bytes())) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("restore: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		io.Copy(io.Discard, resp.Body) // let the stuck restore finish before cleanup
+		t.Fatal("a restore waited for a stalled snapshot download")
+	}
+
+	rest, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := append(head, rest...)
+	if want, _ := strconv.Atoi(resp.Header.Get("Content-Length")); len(all) != want {
+		t.Fatalf("download has %d bytes, Content-Length says %d", len(all), want)
+	}
+	index, _, err := fsm.ReadSnapshotHeader(bytes.NewReader(all))
+	if err != nil || strconv.FormatUint(index, 10) != resp.Header.Get("X-Shelf-Snapshot-Index") {
+		t.Fatalf("download header: index %d, err %v, X-Shelf-Snapshot-Index %s", index, err, resp.Header.Get("X-Shelf-Snapshot-Index"))
+	}
+}
