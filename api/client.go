@@ -21,6 +21,11 @@ import (
 // *url.Error naming the URL) stays reachable with errors.As.
 var ErrUnreachable = errors.New("cannot reach server")
 
+// MaxAnswer bounds the size of an answer the Client reads (snapshots,
+// streamed, excepted): a log page holds at most 4 MiB of entries plus one
+// entry, and a request body (so an entry) at most the server's body limit.
+const MaxAnswer = 32 << 20
+
 // maxErrorBody bounds how much of an error answer is read.
 const maxErrorBody = 64 << 10
 
@@ -413,7 +418,10 @@ func (c *Client) do(ctx context.Context, method, p string, q url.Values, in, out
 	case func(string, io.Reader) error:
 		return out(u, resp.Body)
 	default:
-		b, err := io.ReadAll(resp.Body)
+		b, err := io.ReadAll(io.LimitReader(resp.Body, MaxAnswer+1))
+		if err == nil && len(b) > MaxAnswer {
+			err = fmt.Errorf("answer is larger than %d bytes", MaxAnswer)
+		}
 		if err == nil {
 			err = decodeBody(resp.Header.Get("Content-Type"), b, out)
 		}

@@ -7,8 +7,14 @@ import (
 	"github.com/shelfdb/shelf/api"
 )
 
+// MaxLogPageBytes bounds the command data of one Log page: a page stops
+// before the entry that would take it over, but always holds at least one
+// entry (so that one large entry still gets through).
+const MaxLogPageBytes = 4 << 20
+
 // Log returns the command entries of the replicated log after index from,
-// in order and at most limit of them: what a client replica applies to
+// in order, at most limit of them and at most MaxLogPageBytes of data
+// (see there): what a client replica applies to
 // follow the cluster. Only entries this node has applied are served, so
 // a replica that applies the page and sets its index to Next stands where
 // this node's state machine stands (same index, same content hash). Next
@@ -43,6 +49,7 @@ func (n *Node) Log(from uint64, limit int) (api.LogPage, error) {
 			return page, nil
 		}
 	}
+	bytes := 0
 	for i := from + 1; i <= hi; i++ {
 		var l raft.Log
 		if err := n.store.GetLog(i, &l); err != nil {
@@ -58,6 +65,10 @@ func (n *Node) Log(from uint64, limit int) (api.LogPage, error) {
 			if i > applied {
 				break // committed but not applied here yet
 			}
+			if len(page.Entries) > 0 && bytes+len(l.Data) > MaxLogPageBytes {
+				break
+			}
+			bytes += len(l.Data)
 			page.Entries = append(page.Entries, api.LogEntry{Index: l.Index, Data: l.Data})
 		}
 		page.Next = i

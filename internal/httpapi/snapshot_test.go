@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/shelfdb/shelf/api"
+	"github.com/shelfdb/shelf/cluster"
 	"github.com/shelfdb/shelf/fsm"
 )
 
@@ -70,5 +71,45 @@ func TestSlowSnapshotDownload(t *testing.T) {
 	index, _, err := fsm.ReadSnapshotHeader(bytes.NewReader(all))
 	if err != nil || strconv.FormatUint(index, 10) != resp.Header.Get("X-Shelf-Snapshot-Index") {
 		t.Fatalf("download header: index %d, err %v, X-Shelf-Snapshot-Index %s", index, err, resp.Header.Get("X-Shelf-Snapshot-Index"))
+	}
+}
+
+// TestLogPageBoundedByBytes: a log page stops at cluster.MaxLogPageBytes of
+// entry data (but holds at least one entry), so a replica catching up on
+// large records gets pages of bounded size.
+func TestLogPageBoundedByBytes(t *testing.T) {
+	e := newEnv(t, 0)
+	blob, err := api.EncodeValue(map[string]any{"b": bytes.Repeat([]byte{7}, 900<<10)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 12 {
+		if _, err := e.cl.Create(t.Context(), "big", api.WriteRequest{Data: blob}); err != nil {
+			t.Fatalf("create %d: %v", i, err)
+		}
+	}
+	var from uint64
+	seen := 0
+	for seen < 12 {
+		page, err := e.cl.Log(t.Context(), from, 0, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page.Entries) == 0 {
+			t.Fatalf("empty page from %d after %d of 12 large entries", from, seen)
+		}
+		size := 0
+		for _, en := range page.Entries {
+			size += len(en.Data)
+		}
+		if len(page.Entries) > 1 && size > cluster.MaxLogPageBytes {
+			t.Fatalf("page from %d: %d entries, %d bytes, over %d", from, len(page.Entries), size, cluster.MaxLogPageBytes)
+		}
+		for _, en := range page.Entries {
+			if len(en.Data) > 800<<10 {
+				seen++
+			}
+		}
+		from = page.Next
 	}
 }
