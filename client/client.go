@@ -68,6 +68,11 @@ type Config struct {
 	Reserve uint64
 	// PollWait is how long one log request waits for new entries (default 20s).
 	PollWait time.Duration
+	// EventBuffer is how many of the latest events the client keeps for
+	// subscribers that read slowly (default DefaultEventBuffer); one that
+	// falls further behind gets EventLagged. Memory grows with use, up to
+	// this many events.
+	EventBuffer int
 	// HTTPClient carries the requests (default: a client without timeout;
 	// every request has its own deadline).
 	HTTPClient *http.Client
@@ -126,6 +131,9 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	if cfg.PollWait <= 0 {
 		cfg.PollWait = 20 * time.Second
 	}
+	if cfg.EventBuffer <= 0 {
+		cfg.EventBuffer = DefaultEventBuffer
+	}
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{}
 	}
@@ -136,7 +144,7 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 		return nil, fmt.Errorf("client: %w", err)
 	}
 	db := &DB{cfg: cfg, log: cfg.Logger.With("client", cfg.Name), clients: map[string]*api.Client{},
-		onlineCh: make(chan struct{}), events: newEventLog(defaultEventBuffer)}
+		onlineCh: make(chan struct{}), events: newEventLog(cfg.EventBuffer)}
 	var err error
 	if db.local, err = openLocal(filepath.Join(cfg.Dir, "local.db")); err != nil {
 		return nil, err

@@ -25,8 +25,9 @@ const (
 	EventLagged api.EventType = "lagged"
 )
 
-// defaultEventBuffer is how many events are kept for slow subscribers.
-const defaultEventBuffer = 100_000
+// DefaultEventBuffer is how many events are kept for slow subscribers
+// when Config.EventBuffer is not set.
+const DefaultEventBuffer = 100_000
 
 // Event is one change seen by this client, in the order it was applied.
 type Event struct {
@@ -43,8 +44,10 @@ type Event struct {
 // ever waiting for a subscriber; each subscriber reads at its own pace
 // from its own position, so a slow one delays nobody. One that falls more
 // than the ring's size behind gets EventLagged and continues from the
-// oldest event kept.
+// oldest event kept. The ring grows as events come, up to size, and then
+// wraps: event Seq sits at (Seq-1) % size.
 type eventLog struct {
+	size   int
 	mu     sync.Mutex
 	ring   []Event
 	next   uint64 // Seq of the next event
@@ -53,7 +56,7 @@ type eventLog struct {
 }
 
 func newEventLog(size int) *eventLog {
-	return &eventLog{ring: make([]Event, size), next: 1, notify: make(chan struct{})}
+	return &eventLog{size: size, next: 1, notify: make(chan struct{})}
 }
 
 func (l *eventLog) publish(evs ...Event) {
@@ -63,7 +66,11 @@ func (l *eventLog) publish(evs ...Event) {
 	l.mu.Lock()
 	for _, e := range evs {
 		e.Seq = l.next
-		l.ring[l.next%uint64(len(l.ring))] = e
+		if pos := int((e.Seq - 1) % uint64(l.size)); pos == len(l.ring) {
+			l.ring = append(l.ring, e)
+		} else {
+			l.ring[pos] = e
+		}
 		l.next++
 	}
 	close(l.notify)
@@ -85,15 +92,12 @@ func (l *eventLog) close() {
 func (l *eventLog) read(seq uint64, max int) (evs []Event, next uint64, lagged bool, wait <-chan struct{}, closed bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	oldest := uint64(1)
-	if l.next > uint64(len(l.ring)) {
-		oldest = l.next - uint64(len(l.ring))
-	}
+	oldest := l.next - uint64(len(l.ring))
 	if seq < oldest {
 		seq, lagged = oldest, true
 	}
 	for ; seq < l.next && len(evs) < max; seq++ {
-		evs = append(evs, l.ring[seq%uint64(len(l.ring))])
+		evs = append(evs, l.ring[(seq-1)%uint64(l.size)])
 	}
 	return evs, seq, lagged, l.notify, l.closed
 }
