@@ -61,10 +61,13 @@ func (p *lossyProxy) close() {
 	for c := range p.conns {
 		c.Close()
 	}
+	p.conns = nil // connections accepted from now on are refused
 	p.mu.Unlock()
 	p.wg.Wait()
 }
 
+// track adds c to (on) or removes it from the open connections; false
+// means the proxy is closed.
 func (p *lossyProxy) track(c net.Conn, on bool) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -102,8 +105,9 @@ func (p *lossyProxy) pipe(c net.Conn) {
 		return
 	}
 	defer up.Close()
-	p.track(c, true)
-	p.track(up, true)
+	if !p.track(c, true) || !p.track(up, true) {
+		return // the proxy is closing
+	}
 	defer p.track(c, false)
 	defer p.track(up, false)
 	var dropNext atomic.Bool
