@@ -403,6 +403,9 @@ func (c *Client) do(ctx context.Context, method, p string, q url.Values, in, out
 	if in != nil {
 		req.Header.Set("Content-Type", ContentCBOR)
 	}
+	if k := IdempotencyKey(ctx); k != "" && method != http.MethodGet {
+		req.Header.Set(IdempotencyHeader, k)
+	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrUnreachable, err) // *url.Error names method and URL

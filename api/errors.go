@@ -33,6 +33,8 @@ const (
 	CodeUnavailable    Code = "unavailable"    // node shutting down or not ready
 	CodeInternal       Code = "internal"       // bug or I/O failure on the server
 	CodeMethodNotFound Code = "method_not_allowed"
+	CodeKeyReused      Code = "key_reused"    // idempotency key already used for a different request
+	CodeSeqForgotten   Code = "seq_forgotten" // session sequence number older than what the cluster remembers
 )
 
 // Error is the error type of every Shelf API answer and state machine
@@ -81,6 +83,8 @@ var (
 	ErrUnknownMember = &Error{Code: CodeUnknownMember, Message: "unknown cluster member"}
 	ErrUnavailable   = &Error{Code: CodeUnavailable, Message: "node unavailable"}
 	ErrInternal      = &Error{Code: CodeInternal, Message: "internal error"}
+	ErrKeyReused     = &Error{Code: CodeKeyReused, Message: "idempotency key already used for a different request"}
+	ErrSeqForgotten  = &Error{Code: CodeSeqForgotten, Message: "sequence number is older than the session's window; the cluster cannot tell whether it was applied"}
 )
 
 // Errorf returns an *Error with the given code and a formatted message.
@@ -111,6 +115,10 @@ func HTTPStatus(code Code) int {
 		return http.StatusConflict
 	case CodeNotInRange:
 		return http.StatusForbidden
+	case CodeKeyReused:
+		return http.StatusUnprocessableEntity
+	case CodeSeqForgotten:
+		return http.StatusConflict
 	case CodeCompacted:
 		return http.StatusGone
 	case CodeNoLeader, CodeUnavailable:

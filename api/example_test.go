@@ -69,3 +69,24 @@ func ExampleClient() {
 	_, err = c.Return(ctx, "parts", wr.Key, me.ID)
 	fmt.Println(wr.Key, err)
 }
+
+// A write retried after a lost answer: every attempt carries the same
+// Idempotency-Key, so the cluster applies it once and answers the later
+// attempts with the first one's result (WriteResult.Repeat).
+func ExampleWithIdempotencyKey() {
+	c := api.NewClient("127.0.0.1:7001", nil)
+	data, _ := api.EncodeValue(map[string]any{"name": "R1"})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ctx = api.WithIdempotencyKey(ctx, api.NewIdempotencyKey())
+	var res api.WriteResult
+	var err error
+	for attempt := 0; attempt < 4; attempt++ {
+		res, err = c.Create(ctx, "parts", api.WriteRequest{Data: data})
+		if !errors.Is(err, api.ErrUnreachable) && !errors.Is(err, api.ErrUnavailable) && !errors.Is(err, api.ErrNoLeader) {
+			break // answered: applied (once), or refused
+		}
+		time.Sleep(time.Duration(250<<attempt) * time.Millisecond)
+	}
+	fmt.Println(res.Key, res.Repeat, err)
+}

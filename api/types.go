@@ -236,6 +236,9 @@ type WriteResult struct {
 	Key     Key    `json:"key"`
 	Index   uint64 `json:"index"`
 	Version uint32 `json:"version,omitempty"` // schema registration: the version
+	// Repeat: the request repeated one applied before (same Idempotency-Key
+	// or session sequence number); this is the first one's result.
+	Repeat bool `json:"repeat,omitempty"`
 }
 
 // EventType names a change to the replicated state.
@@ -308,10 +311,18 @@ type BatchOp struct {
 	Key    Key    `json:"key"` // create: Key.ID from one of the client's ranges (0: the cluster assigns one)
 	Schema uint32 `json:"schema,omitempty"`
 	Data   []byte `json:"data,omitempty"`
+	// Seq, when not 0, is the op's sequence number in the session of the
+	// batch's Client: the cluster applies it at most once and answers a
+	// repeat (a batch sent again after a lost answer) with the result of
+	// the first. Sequence numbers of a client never repeat for another
+	// write; the cluster remembers the last 1024 of each client.
+	Seq uint64 `json:"seq,omitempty"`
 }
 
 // BatchRequest carries writes of one client, applied as consecutive log
-// entries in their order. Each is accepted or rejected on its own.
+// entries in their order. Each is accepted or rejected on its own. Ops
+// with a Seq need Client; with an Idempotency-Key header instead, op i is
+// sequence number i+1 of the key's session and the ops carry no Seq.
 type BatchRequest struct {
 	Client string    `json:"client,omitempty"`
 	Ops    []BatchOp `json:"ops"`
@@ -321,9 +332,10 @@ type BatchRequest struct {
 // rejected with Err. Err with code unavailable means the outcome is not
 // known (the batch was cut short): send that write again.
 type BatchItem struct {
-	Key   Key    `json:"key"`
-	Index uint64 `json:"index,omitempty"`
-	Err   *Error `json:"error,omitempty"`
+	Key    Key    `json:"key"`
+	Index  uint64 `json:"index,omitempty"`
+	Err    *Error `json:"error,omitempty"`
+	Repeat bool   `json:"repeat,omitempty"` // answered from the record of an earlier send (see BatchOp.Seq)
 }
 
 // BatchResult answers a batch, one item per op, in order.

@@ -227,6 +227,10 @@ func mergeServers(lists ...[]string) []string {
 // While the servers that answer are not ready (a new cluster electing its
 // first leader), it tries again until ctx ends.
 func (db *DB) register(ctx context.Context) error {
+	// One idempotency key for every attempt, on every server: a
+	// registration whose answer was lost is answered again, with the same
+	// client, instead of registering a second one.
+	ctx = api.WithIdempotencyKey(ctx, api.NewIdempotencyKey())
 	for {
 		err := db.registerOnce(ctx)
 		if err == nil || !errors.Is(err, errNotReady) {

@@ -1,9 +1,7 @@
 package client
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -270,11 +268,12 @@ func (o *outbox) run() {
 	}
 }
 
-var opNames = map[fsm.Op]string{fsm.OpCreate: "create", fsm.OpUpdate: "update", fsm.OpDelete: "delete"}
-
 // send sends a batch of entries (the head of the outbox, in order) in one
 // request and settles each entry the cluster answered. False means the
-// request failed (network, no leader): the entries stay, in order.
+// request failed (network, no leader): the entries stay, in order, and
+// are sent again. Each entry carries its Seq in this client's session, so
+// the cluster applies it once: an entry sent again after a lost answer is
+// answered with the result of its first apply (or rejection).
 func (o *outbox) send(batch []*outboxEntry) bool {
 	db := o.db
 	c := db.current()
@@ -282,7 +281,7 @@ func (o *outbox) send(batch []*outboxEntry) bool {
 	defer cancel()
 	req := api.BatchRequest{Client: db.clientID, Ops: make([]api.BatchOp, len(batch))}
 	for i, e := range batch {
-		req.Ops[i] = api.BatchOp{Op: opNames[e.Op], Tree: e.Tree, Key: e.Key, Schema: e.Schema, Data: e.Data}
+		req.Ops[i] = api.BatchOp{Op: e.Op.String(), Tree: e.Tree, Key: e.Key, Schema: e.Schema, Data: e.Data, Seq: e.Seq}
 	}
 	res, err := c.Batch(ctx, req)
 	if err == nil && len(res.Results) != len(batch) {
@@ -317,10 +316,6 @@ func (o *outbox) send(batch []*outboxEntry) bool {
 			// Outcome unknown from here on: send the rest again.
 			o.notify(e.Seq, outcome{pending: true})
 			complete = false
-		case e.Op == fsm.OpCreate && errors.Is(rej, api.ErrExists) && o.alreadyApplied(ctx, c, e):
-			rej = nil // our earlier send went through, its answer was lost
-		case e.Op == fsm.OpDelete && errors.Is(rej, api.ErrNotFound) && o.deletedByUs(e):
-			rej = nil
 		}
 		if !complete {
 			break
@@ -404,21 +399,6 @@ func (o *outbox) notify(seq uint64, out outcome) {
 	if ok {
 		ch <- out
 	}
-}
-
-// alreadyApplied tells whether a create that the cluster says exists is
-// our own, sent before and answered into a broken connection.
-func (o *outbox) alreadyApplied(ctx context.Context, c *api.Client, e *outboxEntry) bool {
-	rec, err := c.Get(ctx, e.Tree, e.Key)
-	return err == nil && rec.CreatedBy == o.db.clientID && bytes.Equal(rec.Data, e.Data)
-}
-
-// deletedByUs tells whether a delete the cluster cannot find was already
-// applied: the replica shows the record gone and no one else could have
-// deleted it while we held the borrow.
-func (o *outbox) deletedByUs(e *outboxEntry) bool {
-	_, err := o.db.replica.Get(e.Tree, e.Key)
-	return errors.Is(err, api.ErrNotFound)
 }
 
 // Conflicts returns the outbox entries the cluster rejected, oldest first.

@@ -112,7 +112,12 @@ func (r *idReserve) grantIfEmpty(ctx context.Context) error {
 func (r *idReserve) grant(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	rg, err := r.db.current().GrantRange(ctx, r.db.clientID, r.db.cfg.RangeSize)
+	var rg api.Range
+	err := r.db.once(ctx, func(ctx context.Context, c *api.Client) error {
+		var err error
+		rg, err = c.GrantRange(ctx, r.db.clientID, r.db.cfg.RangeSize)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("client: new key range: %w", err)
 	}

@@ -297,7 +297,12 @@ func (t *Tree) action(ctx context.Context, key api.Key, name string, req api.Act
 		return api.WriteResult{}, fmt.Errorf("%s %s/%s: %w", name, t.name, key, ErrOffline)
 	}
 	req.Client = t.db.clientID
-	res, err := t.db.current().Action(ctx, t.name, key, name, req)
+	var res api.WriteResult
+	err := t.db.once(ctx, func(ctx context.Context, c *api.Client) error {
+		var err error
+		res, err = c.Action(ctx, t.name, key, name, req)
+		return err
+	})
 	if err != nil {
 		var apiErr *api.Error
 		if !errors.As(err, &apiErr) {

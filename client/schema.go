@@ -31,7 +31,12 @@ func (t *Tree) RegisterSchema(ctx context.Context, def []byte) (uint32, error) {
 	if !t.db.Online() {
 		return 0, fmt.Errorf("register a new schema for tree %q: %w", t.name, ErrOffline)
 	}
-	res, err := t.db.current().RegisterSchema(ctx, t.name, def)
+	var res api.WriteResult
+	err = t.db.once(ctx, func(ctx context.Context, c *api.Client) error {
+		var err error
+		res, err = c.RegisterSchema(ctx, t.name, def)
+		return err
+	})
 	if err != nil {
 		var apiErr *api.Error
 		if !errors.As(err, &apiErr) {

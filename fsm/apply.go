@@ -46,6 +46,10 @@ type txn struct {
 	ranges   *bolt.Bucket
 	schemas  *bolt.Bucket
 	audit    *bolt.Bucket
+	sessions *bolt.Bucket
+	seqs     *bolt.Bucket
+	keyTimes *bolt.Bucket
+	cfg      *Config
 	auditSeq uint16 // audit entries written by this command so far
 	index    uint64
 	c        *Command
@@ -81,12 +85,32 @@ func (f *FSM) applyCommand(tx *bolt.Tx, index uint64, data []byte) (*Result, err
 		ranges:   tx.Bucket(storage.BucketRanges),
 		schemas:  tx.Bucket(storage.BucketSchemas),
 		audit:    tx.Bucket(storage.BucketAudit),
+		sessions: tx.Bucket(storage.BucketSessions),
+		seqs:     tx.Bucket(storage.BucketSeqs),
+		keyTimes: tx.Bucket(storage.BucketKeyTimes),
+		cfg:      &f.cfg,
+	}
+	var ses *session
+	if c.Session != "" || c.Seq != 0 || c.ReqHash != "" {
+		s, r, err := t.openSession()
+		if r != nil || err != nil {
+			return r, err // a repeat, or a session refused
+		}
+		ses = s
 	}
 	r, err := t.dispatch(f.cfg.MaxRecordSize)
-	if err == nil && r != nil && r.Err == nil {
+	if err != nil || r == nil {
+		return r, err
+	}
+	if r.Err == nil {
 		r.Events = t.events
 	}
-	return r, err
+	if ses != nil {
+		if err := t.recordSeq(ses, r); err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
 }
 
 func (t *txn) dispatch(max int) (*Result, error) {

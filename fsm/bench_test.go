@@ -28,27 +28,38 @@ func benchFSM(b *testing.B, noSync bool) (*FSM, uint64) {
 
 // BenchmarkApplyCreate measures creating one record per log entry, with
 // batches of the given size applied in one transaction (one fsync), as
-// raft's BatchingFSM hands them over.
+// raft's BatchingFSM hands them over; ses=client gives each create a
+// sequence number in the client's session (what the outbox sends),
+// ses=key a fresh idempotency key of its own (an HTTP create with a key).
 func BenchmarkApplyCreate(b *testing.B) {
 	data, _ := api.EncodeValue(map[string]any{"name": "R1", "qty": 10, "desc": "resistor 10k 0603"})
 	for _, batch := range []int{1, 64} {
-		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
-			f, idx := benchFSM(b, false)
-			entries := make([]Entry, 0, batch)
-			id := uint64(0)
-			b.ReportAllocs()
-			b.ResetTimer()
-			for i := 0; i < b.N; i += batch {
-				entries = entries[:0]
-				for j := 0; j < batch; j++ {
-					idx++
-					id++
-					enc, _ := (&Command{Op: OpCreate, Time: int64(idx), Tree: "parts", Client: "a", Key: api.Key{ID: id % MaxRangeSize}, Data: data}).Encode()
-					entries = append(entries, Entry{Index: idx, Data: enc})
+		for _, ses := range []string{"none", "client", "key"} {
+			b.Run(fmt.Sprintf("batch=%d/ses=%s", batch, ses), func(b *testing.B) {
+				f, idx := benchFSM(b, false)
+				entries := make([]Entry, 0, batch)
+				id := uint64(0)
+				b.ReportAllocs()
+				b.ResetTimer()
+				for i := 0; i < b.N; i += batch {
+					entries = entries[:0]
+					for j := 0; j < batch; j++ {
+						idx++
+						id++
+						c := &Command{Op: OpCreate, Time: int64(idx), Tree: "parts", Client: "a", Key: api.Key{ID: id % MaxRangeSize}, Data: data}
+						switch ses {
+						case "client":
+							c.Session, c.Seq = "a", id
+						case "key":
+							c.Session, c.Seq, c.ReqHash = fmt.Sprintf("key-%d", id), 1, "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+						}
+						enc, _ := c.Encode()
+						entries = append(entries, Entry{Index: idx, Data: enc})
+					}
+					f.ApplyBatch(entries)
 				}
-				f.ApplyBatch(entries)
-			}
-		})
+			})
+		}
 	}
 }
 

@@ -166,6 +166,9 @@ func (t *txn) removeClient() (*Result, error) {
 	if err := retireRanges(t.ranges, c.Client); err != nil {
 		return nil, err
 	}
+	if err := t.dropClientSessions(c.Client); err != nil {
+		return nil, err
+	}
 	t.emit(api.EventClientGone, api.Key{}, func(e *api.Event) { e.Tree, e.Reason = "", c.Reason })
 	return &Result{}, t.clients.Delete([]byte(c.Client))
 }

@@ -39,6 +39,16 @@ var opNames = [...]string{
 	OpClientSeen: "client-seen", OpExpire: "expire", OpTakeOver: "take-over", OpRemoveClient: "remove-client",
 }
 
+// ParseOp returns the op named name (as String gives it).
+func ParseOp(name string) (Op, bool) {
+	for o := OpSetCluster; o < opMax; o++ {
+		if opNames[o] == name {
+			return o, true
+		}
+	}
+	return 0, false
+}
+
 // String returns the op's name.
 func (o Op) String() string {
 	if o > 0 && o < opMax {
@@ -67,6 +77,14 @@ type Command struct {
 	TTL     int64   `codec:"ttl,omitempty"` // OpBorrow, OpTakeOver: expiry in ns after Time (leader clock); 0 = never
 	Hash    string  `codec:"h,omitempty"`   // OpRegisterSchema: definition hash
 	Applied uint64  `codec:"ap,omitempty"`  // OpClientSeen: the replica's applied index
+
+	// Exactly-once: a command with a session and a sequence number is
+	// applied at most once; a repeat is answered with the recorded result
+	// (Result.Repeat). Session is a registered client's id, or, with
+	// ReqHash set, an HTTP idempotency key (see session.go).
+	Session string `codec:"ses,omitempty"`
+	Seq     uint64 `codec:"seq,omitempty"`
+	ReqHash string `codec:"rh,omitempty"` // idempotency key: hash of the request it was first used with
 }
 
 // Encode returns the command's CBOR bytes, as stored in the raft log.
@@ -97,6 +115,11 @@ type Result struct {
 	Version uint32          `codec:"v,omitempty"`
 	Index   uint64          `codec:"i"`
 	Events  []api.Event     `codec:"ev,omitempty"` // what the command changed, when accepted
+	// Repeat marks the answer to a session's sequence number applied
+	// before: the recorded Key, Index (of the original entry), Err,
+	// Version, and the Client and Range it named, as they are now; no
+	// Events, and nothing was applied again.
+	Repeat bool `codec:"rep,omitempty"`
 
 	cluster string // OpSetCluster applied: the new cluster id
 }

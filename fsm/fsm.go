@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/shelfdb/shelf/storage"
 	bolt "go.etcd.io/bbolt"
@@ -37,6 +38,16 @@ type Config struct {
 	MaxRecordSize int
 	// NoSync skips fsync on commit (tests and benchmarks only).
 	NoSync bool
+	// SessionWindow is how many sequence numbers each exactly-once
+	// session remembers (DefaultSessionWindow if 0); MaxIdemKeys how many
+	// idempotency keys are kept at most (DefaultMaxIdemKeys if 0), and
+	// IdemKeyRetention how long at least, in leader time, unless over
+	// MaxIdemKeys (DefaultIdemKeyRetention if 0). Like MaxRecordSize they
+	// are replicated rules: every replica must use the same values, so
+	// only tests change them.
+	SessionWindow    int
+	MaxIdemKeys      int
+	IdemKeyRetention time.Duration
 }
 
 // FSM is the state machine over one bbolt file. Reads may run concurrently
@@ -77,6 +88,15 @@ func Open(cfg Config) (*FSM, error) {
 	}
 	if cfg.MaxRecordSize <= 0 {
 		cfg.MaxRecordSize = DefaultMaxRecordSize
+	}
+	if cfg.SessionWindow <= 0 {
+		cfg.SessionWindow = DefaultSessionWindow
+	}
+	if cfg.MaxIdemKeys <= 0 {
+		cfg.MaxIdemKeys = DefaultMaxIdemKeys
+	}
+	if cfg.IdemKeyRetention <= 0 {
+		cfg.IdemKeyRetention = DefaultIdemKeyRetention
 	}
 	db, err := storage.Open(cfg.Path, storage.Options{NoSync: cfg.NoSync})
 	if err != nil {
@@ -187,7 +207,9 @@ func (f *FSM) ApplyBatch(entries []Entry) []*Result {
 			if err != nil {
 				return fmt.Errorf("apply entry %d: %w", e.Index, err)
 			}
-			r.Index = e.Index
+			if !r.Repeat {
+				r.Index = e.Index // a repeat keeps the index of the original
+			}
 			results[i] = r
 			if r.Err == nil && r.cluster != "" {
 				c := r.cluster

@@ -13,6 +13,9 @@
 //	ranges    start id (8 bytes BE) -> api.Range
 //	schemas   tree ++ 0x00 ++ version (4 bytes BE) -> api.Schema
 //	audit     tree ++ 0x00 ++ record key ++ log index (8 bytes BE) ++ seq (2 bytes BE) -> Audit
+//	sessions  SessionKey (kind byte ++ session id) -> Session (exactly-once writes)
+//	seqs      SessionKey ++ 0x00 ++ seq (8 bytes BE) -> SeqResult: a session's recorded results
+//	keytimes  first use (unix ns, 8 bytes BE) ++ SessionKey -> nothing: idempotency keys by age
 //	local     data a client derives from the state for itself (indexes):
 //	          not replicated, not in the content hash, never in a server's file
 //
@@ -45,13 +48,19 @@ var (
 	BucketRanges   = []byte("ranges")
 	BucketSchemas  = []byte("schemas")
 	BucketAudit    = []byte("audit")
+	// BucketSessions, BucketSeqs and BucketKeyTimes hold what exactly-once
+	// writes need: per session (a client, or an HTTP idempotency key) the
+	// results of the sequence numbers it applied.
+	BucketSessions = []byte("sessions")
+	BucketSeqs     = []byte("seqs")
+	BucketKeyTimes = []byte("keytimes")
 	// BucketLocal holds what a client derives from the replicated state
 	// for its own use; it is created on demand and excluded from the
 	// content hash.
 	BucketLocal = []byte("local")
 
 	allBuckets = [][]byte{BucketMeta, BucketTrees, BucketTreeInfo, BucketClients,
-		BucketBorrows, BucketRanges, BucketSchemas, BucketAudit}
+		BucketBorrows, BucketRanges, BucketSchemas, BucketAudit, BucketSessions, BucketSeqs, BucketKeyTimes}
 )
 
 // Meta keys.
@@ -60,6 +69,14 @@ var (
 	MetaCluster = []byte("cluster")
 	MetaApplied = []byte("applied")
 	MetaNextID  = []byte("nextid")
+	// MetaKeySessions counts the idempotency-key sessions kept.
+	MetaKeySessions = []byte("keysessions")
+)
+
+// Session kinds: the first byte of a SessionKey.
+const (
+	SessionClient  byte = 'c' // a registered client's session (its id)
+	SessionIdemKey byte = 'k' // an HTTP Idempotency-Key
 )
 
 // Errors returned by Open.
@@ -197,6 +214,28 @@ func AuditKey(tree string, k api.Key, index uint64, seq uint16) []byte {
 // TreePrefix is the prefix of a tree's keys in the borrows and schemas buckets.
 func TreePrefix(tree string) []byte { return append([]byte(tree), 0) }
 
+// SessionKey is the sessions bucket key of a session of kind (SessionClient
+// or SessionIdemKey) named id.
+func SessionKey(kind byte, id string) []byte {
+	return append([]byte{kind}, id...)
+}
+
+// SeqKey is the seqs bucket key of a session's sequence number.
+func SeqKey(session []byte, seq uint64) []byte {
+	b := append(append(bytes.Clone(session), 0), make([]byte, 8)...)
+	binary.BigEndian.PutUint64(b[len(session)+1:], seq)
+	return b
+}
+
+// SeqPrefix is the prefix of a session's keys in the seqs bucket.
+func SeqPrefix(session []byte) []byte { return append(bytes.Clone(session), 0) }
+
+// KeyTimeKey is the keytimes bucket key of an idempotency-key session
+// first used at t (unix ns).
+func KeyTimeKey(t int64, session []byte) []byte {
+	return append(binary.BigEndian.AppendUint64(nil, uint64(t)), session...)
+}
+
 // RangeKey is the ranges bucket key of a range starting at start.
 func RangeKey(start uint64) []byte { return binary.BigEndian.AppendUint64(nil, start) }
 
@@ -272,4 +311,24 @@ type Audit struct {
 type TreeInfo struct {
 	Records uint64 `codec:"n"`
 	Created int64  `codec:"c"`
+}
+
+// Session is an exactly-once session as stored: which sequence numbers it
+// forgot and, for an idempotency key, the request it belongs to.
+type Session struct {
+	Floor uint64 `codec:"f,omitempty"` // highest sequence number forgotten (evicted from the window)
+	Count uint32 `codec:"n"`           // sequence numbers recorded
+	Hash  string `codec:"h,omitempty"` // idempotency key: hash of the request
+	Time  int64  `codec:"t,omitempty"` // idempotency key: first use, unix ns (leader clock)
+}
+
+// SeqResult is the recorded result of one applied sequence number of a
+// session: what a repeat of it is answered.
+type SeqResult struct {
+	Index   uint64     `codec:"i"`
+	Key     api.Key    `codec:"k"`
+	Err     *api.Error `codec:"e,omitempty"`
+	Version uint32     `codec:"v,omitempty"`
+	Client  string     `codec:"c,omitempty"` // register-client: the client's id
+	Range   uint64     `codec:"r,omitempty"` // grant-range: the range's start
 }

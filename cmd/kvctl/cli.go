@@ -74,6 +74,14 @@ Flags (before or after the command):
   -consistency C linearizable (default): a read reflects every write acknowledged
                  before it, whichever node answers; stale: the node's own state as
                  it is, faster, possibly behind (env SHELF_CONSISTENCY)
+  --idempotency-key K
+                 the Idempotency-Key of a write (put, leases return, leases take,
+                 clients remove); default: a fresh random key per invocation.
+                 A write whose answer does not arrive (server unreachable,
+                 unavailable, no leader) is sent again, up to 4 times in all,
+                 with the same key: the cluster applies it once. Run kvctl
+                 again with the same K to retry a write that failed for good;
+                 the cluster keeps a key at least 24h (see docs/http-api.md)
 
 Exit codes: 0 ok, 1 error, 2 usage, 3 not found, 4 conflict, 5 cannot reach the server.
 `
@@ -87,7 +95,9 @@ type cli struct {
 	hc             *http.Client
 
 	addr, output, consistency string
+	idemKey                   string // --idempotency-key
 	client                    *api.Client
+	retryWait                 time.Duration // first wait before a write is sent again (0: 250ms)
 }
 
 // usageError is a bad command line; line is the command's synopsis.
@@ -195,7 +205,8 @@ func (c *cli) fail(ctx context.Context, err error) int {
 			api.CodeUnknownSchema, api.CodeUnknownMember:
 			return exitNotFound
 		case api.CodeExists, api.CodeBorrowed, api.CodeNotBorrowed, api.CodeReleased,
-			api.CodeNotReleased, api.CodeNotInRange, api.CodeWrongCluster, api.CodeIncompatible:
+			api.CodeNotReleased, api.CodeNotInRange, api.CodeWrongCluster, api.CodeIncompatible,
+			api.CodeKeyReused, api.CodeSeqForgotten:
 			return exitConflict
 		}
 	}
@@ -209,7 +220,40 @@ func (c *cli) flagSet(name string) *flag.FlagSet {
 	fs.StringVar(&c.addr, "s", c.addr, "a node's HTTP address")
 	fs.StringVar(&c.output, "o", c.output, "output format: table or json")
 	fs.StringVar(&c.consistency, "consistency", c.consistency, "reads: linearizable (default) or stale")
+	fs.StringVar(&c.idemKey, "idempotency-key", c.idemKey, "idempotency key of a write")
 	return fs
+}
+
+// writeAttempts bounds how often kvctl sends one write.
+const writeAttempts = 4
+
+// write runs a write with an idempotency key (--idempotency-key, or one
+// fresh random key for this invocation), sending it again with the same
+// key, with backoff, while its answer does not arrive: the cluster
+// applies it once.
+func (c *cli) write(ctx context.Context, send func(ctx context.Context) error) error {
+	if c.idemKey == "" {
+		c.idemKey = api.NewIdempotencyKey()
+	}
+	ctx = api.WithIdempotencyKey(ctx, c.idemKey)
+	wait := c.retryWait
+	if wait <= 0 {
+		wait = 250 * time.Millisecond
+	}
+	for attempt := 1; ; attempt++ {
+		err := send(ctx)
+		if err == nil || attempt == writeAttempts || !(errors.Is(err, api.ErrUnreachable) ||
+			errors.Is(err, api.ErrUnavailable) || errors.Is(err, api.ErrNoLeader)) {
+			return err
+		}
+		fmt.Fprintf(c.stderr, "kvctl: %v; sending again in %s with idempotency key %s (attempt %d of %d)\n", err, wait, c.idemKey, attempt+1, writeAttempts)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+		wait *= 2
+	}
 }
 
 // parse parses args with flags anywhere among the positional arguments

@@ -84,7 +84,11 @@ func (c *cli) removeClient(ctx context.Context, id, reason string) error {
 			rm.Retired = append(rm.Retired, r)
 		}
 	}
-	res, err := c.api().RemoveClient(ctx, id, reason)
+	var res api.WriteResult
+	err = c.write(ctx, func(ctx context.Context) error {
+		res, err = c.api().RemoveClient(ctx, id, reason)
+		return err
+	})
 	if err != nil {
 		return err
 	}

@@ -143,11 +143,14 @@ func (c *cli) returnLease(ctx context.Context, pos []string, client string, forc
 		return err
 	}
 	var res api.WriteResult
-	if force {
-		res, err = c.api().ForceReturn(ctx, tree, key, reason)
-	} else {
-		res, err = c.api().Return(ctx, tree, key, client)
-	}
+	err = c.write(ctx, func(ctx context.Context) error {
+		if force {
+			res, err = c.api().ForceReturn(ctx, tree, key, reason)
+		} else {
+			res, err = c.api().Return(ctx, tree, key, client)
+		}
+		return err
+	})
 	if err != nil {
 		return err
 	}
@@ -176,7 +179,11 @@ func (c *cli) takeLease(ctx context.Context, pos []string, to, reason string, tt
 	if err != nil {
 		return err
 	}
-	res, err := c.api().TakeOver(ctx, tree, key, client, reason, ttl)
+	var res api.WriteResult
+	err = c.write(ctx, func(ctx context.Context) error {
+		res, err = c.api().TakeOver(ctx, tree, key, client, reason, ttl)
+		return err
+	})
 	if err != nil {
 		return err
 	}

@@ -153,7 +153,11 @@ func (c *cli) put(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("put: %w", err)
 	}
-	res, err := c.api().Create(ctx, pos[0], api.WriteRequest{Data: data})
+	var res api.WriteResult
+	err = c.write(ctx, func(ctx context.Context) error {
+		res, err = c.api().Create(ctx, pos[0], api.WriteRequest{Data: data})
+		return err
+	})
 	if err != nil {
 		return err
 	}

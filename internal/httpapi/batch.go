@@ -7,8 +7,6 @@ import (
 	"github.com/shelfdb/shelf/fsm"
 )
 
-var batchOps = map[string]fsm.Op{"create": fsm.OpCreate, "update": fsm.OpUpdate, "delete": fsm.OpDelete}
-
 // batch applies the writes of a BatchRequest (CBOR only: it is the client
 // library's route) as consecutive log entries.
 func (h *handler) batch(w http.ResponseWriter, r *http.Request) error {
@@ -22,10 +20,11 @@ func (h *handler) batch(w http.ResponseWriter, r *http.Request) error {
 	if len(req.Ops) == 0 || len(req.Ops) > api.MaxBatchOps {
 		return api.Errorf(api.CodeInvalid, "a batch takes 1 to %d ops, not %d", api.MaxBatchOps, len(req.Ops))
 	}
+	keyed := idemOf(r.Context()) != nil
 	cmds := make([]*fsm.Command, len(req.Ops))
 	for i, op := range req.Ops {
-		kind, ok := batchOps[op.Op]
-		if !ok {
+		kind, ok := fsm.ParseOp(op.Op)
+		if !ok || (kind != fsm.OpCreate && kind != fsm.OpUpdate && kind != fsm.OpDelete) {
 			return api.Errorf(api.CodeInvalid, "op %d: unknown op %q: want create, update or delete", i, op.Op)
 		}
 		key := op.Key
@@ -33,8 +32,21 @@ func (h *handler) batch(w http.ResponseWriter, r *http.Request) error {
 			key.Rev = 1
 		}
 		cmds[i] = &fsm.Command{Op: kind, Tree: op.Tree, Client: req.Client, Key: key, Schema: op.Schema, Data: op.Data}
+		switch {
+		case keyed && op.Seq != 0:
+			return api.Errorf(api.CodeInvalid, "op %d: a batch with an %s takes no seq (op i is number i+1 of the key)", i, api.IdempotencyHeader)
+		case keyed:
+			withIdem(r.Context(), cmds[i], uint64(i)+1)
+		case op.Seq != 0 && req.Client == "":
+			return api.Errorf(api.CodeInvalid, "op %d: seq %d without a client: a sequence number belongs to the client's session", i, op.Seq)
+		case op.Seq != 0:
+			cmds[i].Session, cmds[i].Seq = req.Client, op.Seq
+		}
 	}
 	res, err := h.node.ApplyMany(r.Context(), cmds)
+	for _, x := range res {
+		noteRepeat(r.Context(), x)
+	}
 	if err != nil && len(res) == 0 {
 		return err
 	}
@@ -42,7 +54,7 @@ func (h *handler) batch(w http.ResponseWriter, r *http.Request) error {
 	for i := range cmds {
 		switch {
 		case i < len(res):
-			out.Results[i] = api.BatchItem{Key: res[i].Key, Index: res[i].Index, Err: res[i].Err}
+			out.Results[i] = api.BatchItem{Key: res[i].Key, Index: res[i].Index, Err: res[i].Err, Repeat: res[i].Repeat}
 			if res[i].Err != nil {
 				out.Results[i].Key = cmds[i].Key
 			}

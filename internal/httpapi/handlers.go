@@ -17,11 +17,14 @@ import (
 )
 
 // apply commits cmd and folds a state machine rejection into the error.
+// A request with an Idempotency-Key gives cmd the key's session.
 func (h *handler) apply(ctx context.Context, cmd *fsm.Command) (*fsm.Result, error) {
+	withIdem(ctx, cmd, 1)
 	res, err := h.node.Apply(ctx, cmd)
 	if err != nil {
 		return nil, err
 	}
+	noteRepeat(ctx, res)
 	if res.Err != nil {
 		return res, res.Err
 	}
@@ -132,7 +135,7 @@ func (h *handler) registerSchema(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	h.write(w, r, http.StatusOK, api.WriteResult{Key: res.Key, Index: res.Index, Version: res.Version})
+	h.write(w, r, http.StatusOK, api.WriteResult{Key: res.Key, Index: res.Index, Version: res.Version, Repeat: res.Repeat})
 	return nil
 }
 
@@ -258,7 +261,7 @@ func (h *handler) createRecord(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	h.write(w, r, http.StatusCreated, api.WriteResult{Key: res.Key, Index: res.Index})
+	h.write(w, r, http.StatusCreated, api.WriteResult{Key: res.Key, Index: res.Index, Repeat: res.Repeat})
 	return nil
 }
 
@@ -285,7 +288,7 @@ func (h *handler) updateRecord(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	h.write(w, r, http.StatusOK, api.WriteResult{Key: res.Key, Index: res.Index})
+	h.write(w, r, http.StatusOK, api.WriteResult{Key: res.Key, Index: res.Index, Repeat: res.Repeat})
 	return nil
 }
 
@@ -303,7 +306,7 @@ func (h *handler) deleteRecord(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	h.write(w, r, http.StatusOK, api.WriteResult{Key: res.Key, Index: res.Index})
+	h.write(w, r, http.StatusOK, api.WriteResult{Key: res.Key, Index: res.Index, Repeat: res.Repeat})
 	return nil
 }
 
@@ -365,7 +368,7 @@ func (h *handler) recordAction(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	h.write(w, r, http.StatusOK, api.WriteResult{Key: res.Key, Index: res.Index})
+	h.write(w, r, http.StatusOK, api.WriteResult{Key: res.Key, Index: res.Index, Repeat: res.Repeat})
 	return nil
 }
 
@@ -452,7 +455,7 @@ func (h *handler) removeClient(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	h.write(w, r, http.StatusOK, api.WriteResult{Key: res.Key, Index: res.Index})
+	h.write(w, r, http.StatusOK, api.WriteResult{Key: res.Key, Index: res.Index, Repeat: res.Repeat})
 	return nil
 }
 

@@ -98,7 +98,8 @@ func New(cfg Config) http.Handler {
 	return h
 }
 
-// routes registers exactly the routes of docs/http-api.md.
+// routes registers exactly the routes of docs/http-api.md. The routes
+// that write state take an Idempotency-Key (idempotent).
 func (h *handler) routes() {
 	h.handle("GET /v1/status", h.status)
 	h.handle("GET /v1/members", h.members)
@@ -106,26 +107,26 @@ func (h *handler) routes() {
 	h.handle("POST /v1/leader/transfer", h.transferLeader)
 	h.handleRead("GET /v1/trees", h.trees)
 	h.handleRead("GET /v1/trees/{tree}/schemas", h.schemas)
-	h.handle("POST /v1/trees/{tree}/schemas", h.registerSchema)
+	h.handle("POST /v1/trees/{tree}/schemas", h.idempotent(h.registerSchema))
 	h.handleRead("GET /v1/trees/{tree}/records", h.listRecords)
-	h.handle("POST /v1/trees/{tree}/records", h.createRecord)
+	h.handle("POST /v1/trees/{tree}/records", h.idempotent(h.createRecord))
 	h.handleRead("GET /v1/trees/{tree}/records/{id}", h.getRecord)
 	h.handleRead("GET /v1/trees/{tree}/records/{id}/{rev}", h.getRecord)
-	h.handle("PUT /v1/trees/{tree}/records/{id}/{rev}", h.updateRecord)
-	h.handle("DELETE /v1/trees/{tree}/records/{id}/{rev}", h.deleteRecord)
-	h.handle("POST /v1/trees/{tree}/records/{id}/{rev}/{action}", h.recordAction)
+	h.handle("PUT /v1/trees/{tree}/records/{id}/{rev}", h.idempotent(h.updateRecord))
+	h.handle("DELETE /v1/trees/{tree}/records/{id}/{rev}", h.idempotent(h.deleteRecord))
+	h.handle("POST /v1/trees/{tree}/records/{id}/{rev}/{action}", h.idempotent(h.recordAction))
 	h.handleRead("GET /v1/trees/{tree}/records/{id}/{rev}/history", h.history)
 	h.handleRead("GET /v1/borrows", h.borrows)
 	h.handleRead("GET /v1/clients", h.clients)
-	h.handle("POST /v1/clients", h.registerClient)
-	h.handle("DELETE /v1/clients/{id}", h.removeClient)
+	h.handle("POST /v1/clients", h.idempotent(h.registerClient))
+	h.handle("DELETE /v1/clients/{id}", h.idempotent(h.removeClient))
 	h.handleRead("GET /v1/ranges", h.ranges)
-	h.handle("POST /v1/clients/{id}/ranges", h.grantRange)
+	h.handle("POST /v1/clients/{id}/ranges", h.idempotent(h.grantRange))
 	h.handle("GET /v1/log", h.logStream)
 	h.handle("GET /v1/events", h.events)
 	h.handleRead("GET /v1/hash", h.contentHash)
 	h.handle("GET /v1/snapshot", h.snapshot)
-	h.handle("POST /v1/batch", h.batch)
+	h.handle("POST /v1/batch", h.idempotent(h.batch))
 	h.handle("POST "+cluster.InternalApplyPath, h.internalApply)
 	h.handle("POST "+cluster.InternalApplyBatchPath, h.internalApplyBatch)
 	h.handle("GET "+cluster.InternalReadIndexPath, h.internalReadIndex)
