@@ -25,6 +25,9 @@ import (
 // leader elected amid trouble does not expire a batch of borrows in its
 // first moments (a holder that just lost its connection gets a moment to
 // renew).
+// maxExpiresPerRound bounds the expire commands of one expiry round.
+const maxExpiresPerRound = 1000
+
 func (n *Node) expiryLoop() {
 	defer n.wg.Done()
 	t := time.NewTicker(n.cfg.ExpiryInterval)
@@ -53,19 +56,14 @@ func (n *Node) expiryLoop() {
 
 // expireDue applies an expire command for every borrow due at now.
 func (n *Node) expireDue(now time.Time) {
-	borrows, err := n.fsm.Borrows("")
+	due, err := n.fsm.DueBorrows(now.UnixNano(), maxExpiresPerRound)
 	if err != nil {
 		n.log.Warn("cluster: reading borrows for expiry", "err", err)
 		return
 	}
-	var cmds []*fsm.Command
-	for _, b := range borrows {
-		if !b.Expires.IsZero() && !now.Before(b.Expires) {
-			cmds = append(cmds, &fsm.Command{Op: fsm.OpExpire, Tree: b.Tree, Key: b.Key})
-		}
-		if len(cmds) == 1000 {
-			break
-		}
+	cmds := make([]*fsm.Command, 0, len(due))
+	for _, b := range due {
+		cmds = append(cmds, &fsm.Command{Op: fsm.OpExpire, Tree: b.Tree, Key: b.Key})
 	}
 	if len(cmds) == 0 {
 		return

@@ -525,7 +525,7 @@ func (t *txn) borrow() (*Result, error) {
 	if err := t.addAudit(c.Tree, c.Key, storage.Audit{Action: string(action), Client: c.Client, Expires: nb.Expires}); err != nil {
 		return nil, err
 	}
-	return &Result{Key: c.Key}, storage.Put(t.borrows, storage.BorrowKey(c.Tree, c.Key), &nb)
+	return &Result{Key: c.Key}, t.putBorrow(c.Tree, c.Key, &nb)
 }
 
 func (t *txn) returnBorrow(force bool) (*Result, error) {
@@ -620,7 +620,7 @@ func (t *txn) revise() (*Result, error) {
 	}
 	if c.Client != "" {
 		// The reviser holds the new draft, ready to edit it.
-		if err := storage.Put(t.borrows, storage.BorrowKey(c.Tree, next), &storage.Borrow{Client: c.Client, Since: c.Time}); err != nil {
+		if err := t.putBorrow(c.Tree, next, &storage.Borrow{Client: c.Client, Since: c.Time}); err != nil {
 			return nil, err
 		}
 	}

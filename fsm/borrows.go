@@ -48,7 +48,35 @@ func (t *txn) endBorrow(tree string, key api.Key, a storage.Audit) error {
 	if err := t.addAudit(tree, key, a); err != nil {
 		return err
 	}
+	if err := t.unindexExpiry(bk); err != nil {
+		return err
+	}
 	return t.borrows.Delete(bk)
+}
+
+// putBorrow stores a record's borrow, keeping the expiry index in step.
+func (t *txn) putBorrow(tree string, key api.Key, bw *storage.Borrow) error {
+	bk := storage.BorrowKey(tree, key)
+	if err := t.unindexExpiry(bk); err != nil {
+		return err
+	}
+	if bw.Expires != 0 {
+		if err := t.tx.Bucket(storage.BucketExpiries).Put(storage.ExpiryKey(bw.Expires, bk), nil); err != nil {
+			return err
+		}
+	}
+	return storage.Put(t.borrows, bk, bw)
+}
+
+// unindexExpiry drops the expiry index entry of the borrow stored at bk,
+// if it has one.
+func (t *txn) unindexExpiry(bk []byte) error {
+	var old storage.Borrow
+	found, err := storage.Get(t.borrows, bk, &old)
+	if err != nil || !found || old.Expires == 0 {
+		return err
+	}
+	return t.tx.Bucket(storage.BucketExpiries).Delete(storage.ExpiryKey(old.Expires, bk))
 }
 
 // expired ends a borrow whose time ran out: event, history, removal.
@@ -110,7 +138,7 @@ func (t *txn) takeOver() (*Result, error) {
 	if err := t.addAudit(c.Tree, c.Key, storage.Audit{Action: string(api.AuditTaken), Client: c.Client, Holder: holder, Reason: c.Reason, Expires: nb.Expires}); err != nil {
 		return nil, err
 	}
-	return &Result{Key: c.Key}, storage.Put(t.borrows, storage.BorrowKey(c.Tree, c.Key), &nb)
+	return &Result{Key: c.Key}, t.putBorrow(c.Tree, c.Key, &nb)
 }
 
 // removeClient unregisters c.Client: its borrows are returned (each in the

@@ -243,6 +243,37 @@ func (f *FSM) Borrows(tree string) ([]api.Borrow, error) {
 	return out, err
 }
 
+// DueBorrows returns up to limit borrows whose expiry is at or before now
+// (unix ns), earliest first, from the expiry index: the leader's expiry
+// loop reads only these, not every borrow. Only Tree, Key and Expires are
+// set.
+func (f *FSM) DueBorrows(now int64, limit int) ([]api.Borrow, error) {
+	var out []api.Borrow
+	err := f.view(func(tx *bolt.Tx) error {
+		c := tx.Bucket(storage.BucketExpiries).Cursor()
+		for k, _ := c.First(); k != nil && len(out) < limit; k, _ = c.Next() {
+			exp, bk, ok := storage.SplitExpiryKey(k)
+			if !ok {
+				return fmt.Errorf("%w: expiry key %x", storage.ErrCorrupt, k)
+			}
+			if exp > now {
+				break
+			}
+			i := bytes.IndexByte(bk, 0)
+			if i < 0 {
+				return fmt.Errorf("%w: expiry key %x", storage.ErrCorrupt, k)
+			}
+			key, err := storage.ParseRecordKey(bk[i+1:])
+			if err != nil {
+				return err
+			}
+			out = append(out, api.Borrow{Tree: string(bk[:i]), Key: key, Expires: unixTime(exp)})
+		}
+		return nil
+	})
+	return out, err
+}
+
 // Clients lists registered clients by name, then id.
 func (f *FSM) Clients() ([]api.ClientInfo, error) {
 	var out []api.ClientInfo

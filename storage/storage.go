@@ -13,6 +13,7 @@
 //	ranges    start id (8 bytes BE) -> api.Range
 //	schemas   tree ++ 0x00 ++ version (4 bytes BE) -> api.Schema
 //	audit     tree ++ 0x00 ++ record key ++ log index (8 bytes BE) ++ seq (2 bytes BE) -> Audit
+//	expiries  expiry (unix ns, 8 bytes BE) ++ borrows key -> nothing: the borrows that expire
 //	sessions  SessionKey (kind byte ++ session id) -> Session (exactly-once writes)
 //	seqs      SessionKey ++ 0x00 ++ seq (8 bytes BE) -> SeqResult: a session's recorded results
 //	keytimes  first use (unix ns, 8 bytes BE) ++ SessionKey -> nothing: idempotency keys by age
@@ -54,13 +55,17 @@ var (
 	BucketSessions = []byte("sessions")
 	BucketSeqs     = []byte("seqs")
 	BucketKeyTimes = []byte("keytimes")
+	// BucketExpiries indexes the borrows that expire by expiry time
+	// (ExpiryKey -> nothing), so that the leader finds the due ones
+	// without reading every borrow.
+	BucketExpiries = []byte("expiries")
 	// BucketLocal holds what a client derives from the replicated state
 	// for its own use; it is created on demand and excluded from the
 	// content hash.
 	BucketLocal = []byte("local")
 
 	allBuckets = [][]byte{BucketMeta, BucketTrees, BucketTreeInfo, BucketClients,
-		BucketBorrows, BucketRanges, BucketSchemas, BucketAudit, BucketSessions, BucketSeqs, BucketKeyTimes}
+		BucketBorrows, BucketRanges, BucketSchemas, BucketAudit, BucketSessions, BucketSeqs, BucketKeyTimes, BucketExpiries}
 )
 
 // Meta keys.
@@ -144,8 +149,15 @@ func initialise(tx *bolt.Tx) error {
 	} else if f := meta.Get(MetaFormat); !bytes.Equal(f, []byte(FormatVersion)) {
 		return fmt.Errorf("%w: format %q, want %q", ErrForeign, f, FormatVersion)
 	}
+	fillExpiries := meta != nil && tx.Bucket(BucketExpiries) == nil
 	for _, name := range allBuckets {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+			return err
+		}
+	}
+	if fillExpiries {
+		// A file written before the expiry index existed.
+		if err := indexExpiries(tx); err != nil {
 			return err
 		}
 	}
@@ -194,6 +206,36 @@ func ParseRecordKey(b []byte) (api.Key, error) {
 // BorrowKey is the borrows bucket key of a record.
 func BorrowKey(tree string, k api.Key) []byte {
 	return append(append([]byte(tree), 0), RecordKey(k)...)
+}
+
+// ExpiryKey is the expiries bucket key of a borrow (its BorrowKey bk)
+// that expires at expires (unix ns).
+func ExpiryKey(expires int64, bk []byte) []byte {
+	b := binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(bk)), uint64(expires))
+	return append(b, bk...)
+}
+
+// SplitExpiryKey returns the expiry and the BorrowKey of an expiries key.
+func SplitExpiryKey(k []byte) (expires int64, bk []byte, ok bool) {
+	if len(k) < 9 {
+		return 0, nil, false
+	}
+	return int64(binary.BigEndian.Uint64(k)), k[8:], true
+}
+
+// indexExpiries fills the expiries bucket from the borrows.
+func indexExpiries(tx *bolt.Tx) error {
+	ex := tx.Bucket(BucketExpiries)
+	return tx.Bucket(BucketBorrows).ForEach(func(k, v []byte) error {
+		var bw Borrow
+		if err := api.Unmarshal(v, &bw); err != nil {
+			return fmt.Errorf("%w: borrow %q: %v", ErrCorrupt, k, err)
+		}
+		if bw.Expires == 0 {
+			return nil
+		}
+		return ex.Put(ExpiryKey(bw.Expires, k), nil)
+	})
 }
 
 // SchemaKey is the schemas bucket key of a tree's schema version.
