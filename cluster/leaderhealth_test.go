@@ -92,7 +92,37 @@ func TestLogStreamSaysNoLeader(t *testing.T) {
 		t.Fatalf("LeaderHealth of the removed node: %+v", h)
 	}
 	// The others still have their leader.
-	if page, err := followers[1].client().Log(ctx, 0, 1, 0); err != nil || page.NoLeader || page.Leader != leader.ID() {
+	g := followers[1]
+	if page, err := g.client().Log(ctx, 0, 1, 0); err != nil || page.NoLeader || page.Leader != leader.ID() {
 		t.Fatalf("other follower's page: leader %q, no_leader %v, %v", page.Leader, page.NoLeader, err)
 	}
+
+	// A long poll on g, a healthy follower, returns when g loses its
+	// leader (crashed: the one voter left cannot elect another).
+	go func() {
+		start := time.Now()
+		p, err := g.client().Log(ctx, g.FSM().AppliedIndex(), 0, 20*time.Second)
+		polled <- answer{p, err, time.Since(start)}
+	}()
+	waitFor(t, 10*time.Second, "the long poll to reach "+g.ID(), func() error {
+		if g.FSM().AppliedIndex() == 0 {
+			return fmt.Errorf("nothing applied")
+		}
+		return nil
+	})
+	leader.once.Do(func() { // a crash: a graceful stop would hand leadership to g
+		_ = leader.srv.Close()
+		if err := leader.Crash(); err != nil {
+			t.Errorf("crash %s: %v", leader.ID(), err)
+		}
+	})
+	select {
+	case a = <-polled:
+	case <-ctx.Done():
+		t.Fatal("long poll on the follower that lost its leader did not return")
+	}
+	if a.err != nil || !a.page.NoLeader || a.took > 10*time.Second {
+		t.Fatalf("long poll on a follower that lost its leader: %+v %v after %v; want no_leader early", a.page, a.err, a.took)
+	}
+	t.Logf("long poll on %s returned %v after it started, when its leader stopped", g.ID(), a.took.Round(time.Millisecond))
 }
