@@ -27,7 +27,7 @@ const (
 	exitUnreachable = 5 // no answer from the server
 )
 
-const usageText = `Usage: kvctl [-s HTTP_ADDR] [-o table|json] <command> [args]
+const usageText = `Usage: kvctl [-s HTTP_ADDR[,HTTP_ADDR...]] [-o table|json] <command> [args]
 
 Commands:
   status                       cluster id, leader, term, commit/applied index, members
@@ -69,7 +69,11 @@ Commands:
   help                         this text
 
 Flags (before or after the command):
-  -s HTTP_ADDR   a node's HTTP address (env SHELF_HTTP, default 127.0.0.1:7001)
+  -s HTTP_ADDRS  a node's HTTP address, or several, comma-separated (env SHELF_HTTP,
+                 default 127.0.0.1:7001): a request goes to the first that takes
+                 it, moving on when a node cannot be reached or has no leader;
+                 a request whose answer was lost is sent again to the next node
+                 only if it is a read or carries an Idempotency-Key
   -o FORMAT      table for people, json for scripts (env SHELF_OUTPUT, default table)
 
 Exit codes: 0 ok, 1 error, 2 usage, 3 not found, 4 conflict, 5 cannot reach the server.
@@ -136,7 +140,7 @@ func (c *cli) main(ctx context.Context, args []string) int {
 		err = usagef("", "%v", err)
 	}
 	if err == nil {
-		err = c.checkOutput("")
+		err = c.checkFlags("")
 	}
 	if err == nil {
 		args = fs.Args()
@@ -202,7 +206,7 @@ func (c *cli) fail(ctx context.Context, err error) int {
 func (c *cli) flagSet(name string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	fs.StringVar(&c.addr, "s", c.addr, "a node's HTTP address")
+	fs.StringVar(&c.addr, "s", c.addr, "HTTP addresses of nodes, comma-separated")
 	fs.StringVar(&c.output, "o", c.output, "output format: table or json")
 	return fs
 }
@@ -228,7 +232,7 @@ func (c *cli) parse(fs *flag.FlagSet, line string, args []string, min, max int) 
 		}
 		pos, args = append(pos, rest[0]), rest[1:]
 	}
-	if err := c.checkOutput(line); err != nil {
+	if err := c.checkFlags(line); err != nil {
 		return nil, err
 	}
 	switch {
@@ -240,14 +244,19 @@ func (c *cli) parse(fs *flag.FlagSet, line string, args []string, min, max int) 
 	return pos, nil
 }
 
-func (c *cli) checkOutput(line string) error {
+// checkFlags checks the global flags' values.
+func (c *cli) checkFlags(line string) error {
 	if c.output != "table" && c.output != "json" {
 		return usagef(line, "-o %q: want table or json", c.output)
+	}
+	if _, err := splitAddrs(c.addr); err != nil {
+		return usagef(line, "%v", err)
 	}
 	return nil
 }
 
-// api returns the API client for -s.
+// api returns the API client for -s. With several addresses, each
+// request goes to the first node that takes it (see failover).
 func (c *cli) api() *api.Client {
 	if c.client == nil {
 		hc := c.hc
@@ -257,7 +266,18 @@ func (c *cli) api() *api.Client {
 			t.ResponseHeaderTimeout = time.Minute
 			hc = &http.Client{Transport: t}
 		}
-		c.client = api.NewClient(c.addr, hc)
+		addrs, err := splitAddrs(c.addr)
+		if err != nil || len(addrs) == 1 {
+			c.client = api.NewClient(c.addr, hc) // checkFlags reported a bad -s already
+			return c.client
+		}
+		next := hc.Transport
+		if next == nil {
+			next = http.DefaultTransport
+		}
+		fo := *hc
+		fo.Transport = &failover{next: next, nodes: addrs}
+		c.client = api.NewClient(addrs[0], &fo)
 	}
 	return c.client
 }
