@@ -14,7 +14,7 @@ type backoff struct {
 	min, max, cur time.Duration
 }
 
-func newBackoff(min, max time.Duration) *backoff { return &backoff{min: min, max: max, cur: min} }
+func newBackoff(lo, hi time.Duration) *backoff { return &backoff{min: lo, max: hi, cur: lo} }
 
 // next returns the delay before the next attempt and doubles the following one.
 func (b *backoff) next() time.Duration {
