@@ -159,6 +159,9 @@ type Status struct {
 	AppliedIndex uint64   `json:"applied_index"`
 	LastLogIndex uint64   `json:"last_log_index"`
 	Members      []Member `json:"members"`
+	// LeaderContactMS and NoLeader: as in LogPage.
+	LeaderContactMS int64 `json:"leader_contact_ms,omitempty"`
+	NoLeader        bool  `json:"no_leader,omitempty"`
 }
 
 // Member is one node: its raft role and its gossip health.
@@ -181,10 +184,21 @@ type LogEntry struct {
 // LogPage answers a log stream request. Entries are the command entries
 // with index in (from, Next], in order and without gaps: a replica that
 // applies them may set its applied index to Next.
+//
+// Leader, LeaderContactMS and NoLeader tell how the serving node sees the
+// cluster's leader: its id ("" when the node knows none), how long ago the
+// node last heard from it in milliseconds (0 on the leader itself), and
+// whether the node is cut off: it knows no leader, or has not heard from it
+// for several heartbeats. Such a node's log may be behind the cluster's and
+// writes through it fail with no_leader: a follower of the cluster should
+// move to another node. A node with no leader answers a long poll early.
 type LogPage struct {
-	ClusterID string     `json:"cluster_id"`
-	Entries   []LogEntry `json:"entries"`
-	Next      uint64     `json:"next"`
+	ClusterID       string     `json:"cluster_id"`
+	Entries         []LogEntry `json:"entries"`
+	Next            uint64     `json:"next"`
+	Leader          string     `json:"leader,omitempty"`
+	LeaderContactMS int64      `json:"leader_contact_ms,omitempty"`
+	NoLeader        bool       `json:"no_leader,omitempty"`
 }
 
 // RecordPage is one page of a record listing. After is the cursor of the

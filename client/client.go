@@ -42,6 +42,7 @@ var (
 	ErrClosed = errors.New("client: closed")
 
 	ErrWrongCluster = api.ErrWrongCluster
+	ErrNoLeader     = api.ErrNoLeader
 	ErrNotBorrowed  = api.ErrNotBorrowed
 	ErrBorrowed     = api.ErrBorrowed
 	ErrReleased     = api.ErrReleased
@@ -50,6 +51,9 @@ var (
 	ErrTreeNotFound = api.ErrTreeNotFound
 	ErrNotInRange   = api.ErrNotInRange
 )
+
+// DefaultLeaderTimeout is the default Config.LeaderTimeout.
+const DefaultLeaderTimeout = 2 * time.Second
 
 // Config configures Open.
 type Config struct {
@@ -73,6 +77,11 @@ type Config struct {
 	// falls further behind gets EventLagged. Memory grows with use, up to
 	// this many events.
 	EventBuffer int
+	// LeaderTimeout is how long the client keeps following a server that
+	// reports no leader (cut off from the rest of the cluster, or in an
+	// election) before it moves to another known server (default 2s).
+	// Online is false while the server reports no leader.
+	LeaderTimeout time.Duration
 	// HTTPClient carries the requests (default: a client without timeout;
 	// every request has its own deadline).
 	HTTPClient *http.Client
@@ -101,6 +110,7 @@ type DB struct {
 
 	online   atomic.Bool
 	onlineCh chan struct{} // closed and replaced when online changes
+	movedCh  chan struct{} // closed and replaced when the current server changes
 
 	events *eventLog
 	out    *outbox
@@ -134,6 +144,9 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	if cfg.EventBuffer <= 0 {
 		cfg.EventBuffer = DefaultEventBuffer
 	}
+	if cfg.LeaderTimeout <= 0 {
+		cfg.LeaderTimeout = DefaultLeaderTimeout
+	}
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{}
 	}
@@ -144,7 +157,7 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 		return nil, fmt.Errorf("client: %w", err)
 	}
 	db := &DB{cfg: cfg, log: cfg.Logger.With("client", cfg.Name), clients: map[string]*api.Client{},
-		onlineCh: make(chan struct{}), events: newEventLog(cfg.EventBuffer)}
+		onlineCh: make(chan struct{}), movedCh: make(chan struct{}), events: newEventLog(cfg.EventBuffer)}
 	var err error
 	if db.local, err = openLocal(filepath.Join(cfg.Dir, "local.db")); err != nil {
 		return nil, err
@@ -326,7 +339,17 @@ func (db *DB) rotate() {
 	defer db.mu.Unlock()
 	if len(db.servers) > 1 {
 		db.servers = append(db.servers[1:], db.servers[0])
+		close(db.movedCh)
+		db.movedCh = make(chan struct{})
 	}
+}
+
+// moved returns a channel closed when the sync loop next leaves the
+// current server.
+func (db *DB) moved() <-chan struct{} {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	return db.movedCh
 }
 
 // learn adds server addresses reported by the cluster.
@@ -382,13 +405,15 @@ func (db *DB) Dir() string { return db.cfg.Dir }
 // Name returns the client's name.
 func (db *DB) Name() string { return db.cfg.Name }
 
-// Online reports whether the replica is following a server right now.
+// Online reports whether the replica is following a server right now, and
+// that server is in contact with the cluster's leader.
 func (db *DB) Online() bool { return db.online.Load() }
 
 // AppliedIndex returns the log index the local replica has applied.
 func (db *DB) AppliedIndex() uint64 { return db.replica.AppliedIndex() }
 
-// Err returns the last sync error (nil while online). A wrong-cluster
+// Err returns the last sync error (nil while online); it wraps
+// ErrNoLeader while the server followed reports no leader. A wrong-cluster
 // error stays until a server of the pinned cluster answers.
 func (db *DB) Err() error {
 	db.mu.Lock()
@@ -450,6 +475,9 @@ func (db *DB) WaitSynced(ctx context.Context) error {
 			cancel()
 			if err == nil {
 				err = db.pin(st.ClusterID)
+			}
+			if err == nil && st.NoLeader {
+				err = fmt.Errorf("client: %s: %w", s, ErrNoLeader) // its applied index may be behind
 			}
 			if err == nil {
 				target = st.AppliedIndex

@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -240,15 +241,21 @@ const (
 	maxBatchBytes = 2 << 20
 )
 
+// run sends the outbox while online. After a failed send it tries again
+// after a backoff, or at once when the client comes online or a write is
+// queued.
 func (o *outbox) run() {
 	defer o.db.wg.Done()
+	b := newBackoff(200*time.Millisecond, 5*time.Second)
+	wait := 5 * time.Second
 	for {
 		select {
 		case <-o.db.ctx.Done():
 			return
 		case <-o.kick:
-		case <-time.After(5 * time.Second):
+		case <-time.After(wait):
 		}
+		wait = 5 * time.Second
 		for o.db.Online() && o.db.ctx.Err() == nil {
 			o.mu.Lock()
 			var batch []*outboxEntry
@@ -261,9 +268,14 @@ func (o *outbox) run() {
 				size += len(e.Data)
 			}
 			o.mu.Unlock()
-			if len(batch) == 0 || !o.send(batch) {
+			if len(batch) == 0 {
 				break
 			}
+			if !o.send(batch) {
+				wait = b.next()
+				break
+			}
+			b.reset()
 		}
 	}
 }
@@ -276,23 +288,43 @@ func (o *outbox) run() {
 // answered with the result of its first apply (or rejection).
 func (o *outbox) send(batch []*outboxEntry) bool {
 	db := o.db
-	c := db.current()
 	ctx, cancel := context.WithTimeout(db.ctx, 60*time.Second)
 	defer cancel()
+	// The sync loop leaving its server means that server is cut off or
+	// gone: stop waiting for its answer (the entries stay and are sent again).
+	moved := db.moved()
+	go func() { // ends with ctx at the latest
+		select {
+		case <-moved:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	req := api.BatchRequest{Client: db.clientID, Ops: make([]api.BatchOp, len(batch))}
 	for i, e := range batch {
 		req.Ops[i] = api.BatchOp{Op: e.Op.String(), Tree: e.Tree, Key: e.Key, Schema: e.Schema, Data: e.Data, Seq: e.Seq}
 	}
-	res, err := c.Batch(ctx, req)
-	if err == nil && len(res.Results) != len(batch) {
-		err = fmt.Errorf("client: batch of %d answered with %d results", len(batch), len(res.Results))
+	// The server the replica follows first, then the others at once if it
+	// cannot be reached or has no leader.
+	var c *api.Client
+	var res api.BatchResult
+	var err error
+	for _, s := range db.serverList() {
+		c = db.api(s)
+		res, err = c.Batch(ctx, req)
+		if err == nil && len(res.Results) != len(batch) {
+			err = fmt.Errorf("client: batch of %d answered with %d results", len(batch), len(res.Results))
+		}
+		if err == nil || ctx.Err() != nil || !tryNext(err) {
+			break
+		}
+		db.log.Debug("client: outbox batch not taken; trying the next server", "server", s, "entries", len(batch), "err", err)
 	}
 	if err != nil {
 		db.log.Debug("client: outbox batch not sent", "entries", len(batch), "err", err)
 		for _, e := range batch {
 			o.notify(e.Seq, outcome{pending: true})
 		}
-		db.sleep(200 * time.Millisecond)
 		return false
 	}
 	// Read your own writes: settle once the replica has the changes.
@@ -324,6 +356,14 @@ func (o *outbox) send(batch []*outboxEntry) bool {
 	}
 	o.settle(items)
 	return complete
+}
+
+// tryNext tells a failed request that another server may take: this one
+// could not be reached, has no leader, or is not ready. (Whatever the
+// first server did with it, the outbox sends entries again until the
+// cluster answers them; see send.)
+func tryNext(err error) bool {
+	return errors.Is(err, api.ErrUnreachable) || errors.Is(err, api.ErrNoLeader) || errors.Is(err, api.ErrUnavailable)
 }
 
 // retryable tells an error that says nothing about the write itself.

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"time"
 
 	"github.com/shelfdb/shelf/api"
@@ -15,14 +14,16 @@ import (
 // syncLoop keeps the replica following the cluster: snapshot when the
 // replica is new or the server no longer has the log it needs, then the
 // stream of committed entries from the replica's applied index. On any
-// failure it goes offline, backs off and tries the next server. Entries are
-// applied in index order without gaps, so a reconnect or a failover never
-// loses or repeats one.
+// failure, and when the server it follows has had no leader for
+// Config.LeaderTimeout, it goes offline, moves to the next server and
+// tries again after a backoff (reset whenever a server with a leader
+// answers). Entries are applied in index order without gaps, so a
+// reconnect or a failover never loses or repeats one.
 func (db *DB) syncLoop() {
 	defer db.wg.Done()
-	backoff := 100 * time.Millisecond
+	b := newBackoff(100*time.Millisecond, 5*time.Second)
 	for db.ctx.Err() == nil {
-		err := db.follow()
+		err := db.follow(b)
 		if db.ctx.Err() != nil {
 			return
 		}
@@ -31,18 +32,17 @@ func (db *DB) syncLoop() {
 			db.log.Error("client: server refused: wrong cluster", "server", db.serverList()[0], "err", err)
 		}
 		db.rotate()
-		if !db.sleep(backoff + rand.N(backoff)) {
+		if !db.sleep(b.next()) {
 			return
-		}
-		backoff = min(2*backoff, 5*time.Second)
-		if db.Online() {
-			backoff = 100 * time.Millisecond
 		}
 	}
 }
 
-// follow syncs from the current server until an error.
-func (db *DB) follow() error {
+// follow syncs from the current server until an error, or until the
+// server has reported no leader for Config.LeaderTimeout (the error then
+// wraps ErrNoLeader). While the server reports no leader the client is
+// offline; whenever it reports one, online, and b is reset.
+func (db *DB) follow(b *backoff) error {
 	c := db.current()
 	ctx, cancel := context.WithTimeout(db.ctx, 10*time.Second)
 	st, err := c.Status(ctx)
@@ -54,13 +54,35 @@ func (db *DB) follow() error {
 		return err
 	}
 	db.learn(st.Members)
-	db.setOnline(true, nil)
+	var leaderless time.Time // since when c reports no leader; zero while it has one
+	leader := func(noLeader bool, contactMS int64) error {
+		if !noLeader {
+			leaderless = time.Time{}
+			db.setOnline(true, nil)
+			b.reset()
+			return nil
+		}
+		if leaderless.IsZero() {
+			leaderless = time.Now()
+		}
+		err := fmt.Errorf("client: server %s has no leader (last contact %dms ago) for %v: %w",
+			c.BaseURL(), contactMS, time.Since(leaderless).Round(time.Millisecond), ErrNoLeader)
+		db.setOnline(false, err)
+		if time.Since(leaderless) >= db.cfg.LeaderTimeout {
+			return err
+		}
+		return nil
+	}
+	if err := leader(st.NoLeader, st.LeaderContactMS); err != nil {
+		return err
+	}
 	if db.replica.AppliedIndex() == 0 {
 		if err := db.resync(c); err != nil {
 			return err
 		}
 	}
 	for {
+		// A server without a leader answers within a second (see api.LogPage).
 		ctx, cancel := context.WithTimeout(db.ctx, db.cfg.PollWait+10*time.Second)
 		page, err := c.LogAs(ctx, db.clientID, db.replica.AppliedIndex(), 1000, db.cfg.PollWait)
 		cancel()
@@ -76,8 +98,10 @@ func (db *DB) follow() error {
 		if err := db.pin(page.ClusterID); err != nil {
 			return err
 		}
-		db.setOnline(true, nil)
 		db.apply(page)
+		if err := leader(page.NoLeader, page.LeaderContactMS); err != nil {
+			return err
+		}
 	}
 }
 

@@ -23,6 +23,9 @@ const (
 	DefaultEventBuffer       = 100_000
 	DefaultExpiryInterval    = 500 * time.Millisecond
 	DefaultExpiryGrace       = 5 * time.Second
+	// DefaultStaleFactor times raft's heartbeat timeout is the default
+	// Config.LeaderStaleAfter.
+	DefaultStaleFactor = 3
 )
 
 // Config configures a Node. NodeID, DataDir, RaftAddr and GossipAddr are
@@ -63,6 +66,12 @@ type Config struct {
 	ElectionTimeout    time.Duration
 	LeaderLeaseTimeout time.Duration
 	CommitTimeout      time.Duration
+	// LeaderStaleAfter is how long a follower may go without hearing from
+	// the leader before it reports that it has none (Node.LeaderHealth,
+	// api.Status.NoLeader, api.LogPage.NoLeader), so that clients move to
+	// another node; DefaultStaleFactor times raft's heartbeat timeout when
+	// zero.
+	LeaderStaleAfter time.Duration
 	// SnapshotThreshold is how many log entries since the last snapshot
 	// trigger a new one; SnapshotInterval how often raft checks. Raft's
 	// defaults (8192, 2m) when zero.

@@ -1,7 +1,9 @@
 package cluster
 
 import (
+	"context"
 	"errors"
+	"time"
 
 	"github.com/hashicorp/raft"
 	"github.com/shelfdb/shelf/api"
@@ -11,6 +13,71 @@ import (
 // before the entry that would take it over, but always holds at least one
 // entry (so that one large entry still gets through).
 const MaxLogPageBytes = 4 << 20
+
+// LeaderHealth is how a node sees the raft leader.
+type LeaderHealth struct {
+	// Leader is the leader's id, "" when the node knows none.
+	Leader string
+	// Contact is how long ago the node last heard from the leader: 0 on
+	// the leader itself and on a node that never heard from one.
+	Contact time.Duration
+	// OK says a leader is known and, unless this node is the leader, was
+	// heard from within Config.LeaderStaleAfter. A node without it is cut
+	// off from the cluster: its log may be behind and writes through it
+	// fail with no_leader.
+	OK bool
+}
+
+// LeaderHealth returns how this node sees the raft leader right now.
+func (n *Node) LeaderHealth() LeaderHealth {
+	_, id := n.raft.LeaderWithID()
+	h := LeaderHealth{Leader: string(id)}
+	if n.raft.State() == raft.Leader {
+		h.OK = true
+		return h
+	}
+	if last := n.raft.LastContact(); !last.IsZero() {
+		h.Contact = time.Since(last)
+		h.OK = h.Leader != "" && h.Contact <= n.staleAfter
+	}
+	return h
+}
+
+// Bounds of WaitLog: a node without a leader answers a long poll within
+// leaderlessWait; leader health is looked at every pollSlice.
+const (
+	leaderlessWait = time.Second
+	pollSlice      = 100 * time.Millisecond
+)
+
+// WaitLog waits until this node has applied entry index, until its leader
+// health (LeaderHealth.OK) changes, or until ctx ends; on a node without a
+// leader it waits at most a second, so that a client following it soon
+// learns, and acts on, what the next Log page says. It returns nil when
+// the wait ended before ctx, else ctx's error (wrapped).
+func (n *Node) WaitLog(ctx context.Context, index uint64) error {
+	ok := n.LeaderHealth().OK
+	if !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, leaderlessWait)
+		defer cancel()
+	}
+	for {
+		sctx, cancel := context.WithTimeout(ctx, pollSlice)
+		err := n.fsm.WaitApplied(sctx, index)
+		cancel()
+		switch {
+		case err == nil:
+			return nil
+		case ctx.Err() != nil:
+			return err
+		case !errors.Is(err, context.DeadlineExceeded):
+			return err
+		case n.LeaderHealth().OK != ok:
+			return nil
+		}
+	}
+}
 
 // Log returns the command entries of the replicated log after index from,
 // in order, at most limit of them and at most MaxLogPageBytes of data
@@ -23,6 +90,8 @@ const MaxLogPageBytes = 4 << 20
 // reach a state machine, so a log that ends with them is served up to the
 // last applied entry, as the node's own state is.
 //
+// The page also carries this node's LeaderHealth (see api.LogPage).
+//
 // If raft no longer keeps entry from+1 (the log was compacted after a
 // snapshot), the error is api.ErrCompacted: the replica must take a
 // snapshot first.
@@ -30,7 +99,9 @@ func (n *Node) Log(from uint64, limit int) (api.LogPage, error) {
 	if limit <= 0 {
 		limit = 1000
 	}
-	page := api.LogPage{ClusterID: n.fsm.ClusterID(), Entries: []api.LogEntry{}, Next: from}
+	lh := n.LeaderHealth()
+	page := api.LogPage{ClusterID: n.fsm.ClusterID(), Entries: []api.LogEntry{}, Next: from,
+		Leader: lh.Leader, LeaderContactMS: lh.Contact.Milliseconds(), NoLeader: !lh.OK}
 	applied := n.fsm.AppliedIndex()
 	hi := applied
 	if from >= hi {

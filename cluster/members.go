@@ -13,18 +13,20 @@ import (
 
 // Status describes this node and the cluster as this node sees it.
 func (n *Node) Status() api.Status {
-	_, leaderID := n.raft.LeaderWithID()
+	lh := n.LeaderHealth()
 	return api.Status{
-		ClusterID:    n.fsm.ClusterID(),
-		NodeID:       n.cfg.NodeID,
-		State:        n.raft.State().String(),
-		Leader:       string(leaderID),
-		LeaderHTTP:   n.httpOf(string(leaderID), ""),
-		Term:         n.raft.CurrentTerm(),
-		CommitIndex:  n.raft.CommitIndex(),
-		AppliedIndex: n.fsm.AppliedIndex(),
-		LastLogIndex: n.raft.LastIndex(),
-		Members:      n.Members(),
+		ClusterID:       n.fsm.ClusterID(),
+		NodeID:          n.cfg.NodeID,
+		State:           n.raft.State().String(),
+		Leader:          lh.Leader,
+		LeaderHTTP:      n.httpOf(lh.Leader, ""),
+		LeaderContactMS: lh.Contact.Milliseconds(),
+		NoLeader:        !lh.OK,
+		Term:            n.raft.CurrentTerm(),
+		CommitIndex:     n.raft.CommitIndex(),
+		AppliedIndex:    n.fsm.AppliedIndex(),
+		LastLogIndex:    n.raft.LastIndex(),
+		Members:         n.Members(),
 	}
 }
 

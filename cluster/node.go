@@ -67,8 +67,9 @@ type Node struct {
 	ml     *memberlist.Memberlist
 	gossip *gossip
 
-	raftAddr   string // advertised raft address
-	gossipAddr string // advertised gossip address
+	raftAddr   string        // advertised raft address
+	staleAfter time.Duration // Config.LeaderStaleAfter or its default
+	gossipAddr string        // advertised gossip address
 
 	lastCluster atomic.Pointer[string] // cluster id last seen by fsmChanged
 	removedSelf atomic.Bool            // this node was removed from the raft configuration
@@ -256,6 +257,10 @@ func (n *Node) startRaft() (bool, error) {
 	override(&rc.SnapshotThreshold, n.cfg.SnapshotThreshold)
 	override(&rc.SnapshotInterval, n.cfg.SnapshotInterval)
 	override(&rc.TrailingLogs, n.cfg.TrailingLogs)
+	n.staleAfter = n.cfg.LeaderStaleAfter
+	if n.staleAfter <= 0 {
+		n.staleAfter = DefaultStaleFactor * rc.HeartbeatTimeout
+	}
 	if err := raft.ValidateConfig(rc); err != nil {
 		return false, fmt.Errorf("cluster: raft config: %w", err)
 	}

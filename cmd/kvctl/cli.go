@@ -27,7 +27,7 @@ const (
 	exitUnreachable = 5 // no answer from the server
 )
 
-const usageText = `Usage: kvctl [-s HTTP_ADDR] [-o table|json] <command> [args]
+const usageText = `Usage: kvctl [-s HTTP_ADDR[,HTTP_ADDR...]] [-o table|json] <command> [args]
 
 Commands:
   status                       cluster id, leader, term, commit/applied index, members
@@ -69,7 +69,11 @@ Commands:
   help                         this text
 
 Flags (before or after the command):
-  -s HTTP_ADDR   a node's HTTP address (env SHELF_HTTP, default 127.0.0.1:7001)
+  -s HTTP_ADDRS  a node's HTTP address, or several, comma-separated (env SHELF_HTTP,
+                 default 127.0.0.1:7001): a request goes to the first that takes
+                 it, moving on when a node cannot be reached or has no leader;
+                 a request whose answer was lost is sent again to the next node
+                 only if it is a read or carries an Idempotency-Key
   -o FORMAT      table for people, json for scripts (env SHELF_OUTPUT, default table)
   -consistency C linearizable (default): a read reflects every write acknowledged
                  before it, whichever node answers; stale: the node's own state as
@@ -150,7 +154,7 @@ func (c *cli) main(ctx context.Context, args []string) int {
 		err = usagef("", "%v", err)
 	}
 	if err == nil {
-		err = c.checkOutput("")
+		err = c.checkFlags("")
 	}
 	if err == nil {
 		args = fs.Args()
@@ -217,7 +221,7 @@ func (c *cli) fail(ctx context.Context, err error) int {
 func (c *cli) flagSet(name string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	fs.StringVar(&c.addr, "s", c.addr, "a node's HTTP address")
+	fs.StringVar(&c.addr, "s", c.addr, "HTTP addresses of nodes, comma-separated")
 	fs.StringVar(&c.output, "o", c.output, "output format: table or json")
 	fs.StringVar(&c.consistency, "consistency", c.consistency, "reads: linearizable (default) or stale")
 	fs.StringVar(&c.idemKey, "idempotency-key", c.idemKey, "idempotency key of a write")
@@ -277,7 +281,7 @@ func (c *cli) parse(fs *flag.FlagSet, line string, args []string, min, max int) 
 		}
 		pos, args = append(pos, rest[0]), rest[1:]
 	}
-	if err := c.checkOutput(line); err != nil {
+	if err := c.checkFlags(line); err != nil {
 		return nil, err
 	}
 	switch {
@@ -289,7 +293,8 @@ func (c *cli) parse(fs *flag.FlagSet, line string, args []string, min, max int) 
 	return pos, nil
 }
 
-func (c *cli) checkOutput(line string) error {
+// checkFlags checks the global flags' values.
+func (c *cli) checkFlags(line string) error {
 	if c.output != "table" && c.output != "json" {
 		return usagef(line, "-o %q: want table or json", c.output)
 	}
@@ -298,10 +303,14 @@ func (c *cli) checkOutput(line string) error {
 	default:
 		return usagef(line, "-consistency %q: want linearizable or stale", c.consistency)
 	}
+	if _, err := splitAddrs(c.addr); err != nil {
+		return usagef(line, "%v", err)
+	}
 	return nil
 }
 
-// api returns the API client for -s.
+// api returns the API client for -s. With several addresses, each
+// request goes to the first node that takes it (see failover).
 func (c *cli) api() *api.Client {
 	if c.client == nil {
 		hc := c.hc
@@ -311,7 +320,18 @@ func (c *cli) api() *api.Client {
 			t.ResponseHeaderTimeout = time.Minute
 			hc = &http.Client{Transport: t}
 		}
-		c.client = api.NewClient(c.addr, hc).WithConsistency(api.Consistency(c.consistency))
+		addrs, err := splitAddrs(c.addr)
+		if err != nil || len(addrs) == 1 {
+			c.client = api.NewClient(c.addr, hc).WithConsistency(api.Consistency(c.consistency)) // checkFlags reported a bad -s already
+			return c.client
+		}
+		next := hc.Transport
+		if next == nil {
+			next = http.DefaultTransport
+		}
+		fo := *hc
+		fo.Transport = &failover{next: next, nodes: addrs}
+		c.client = api.NewClient(addrs[0], &fo).WithConsistency(api.Consistency(c.consistency))
 	}
 	return c.client
 }

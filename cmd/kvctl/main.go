@@ -2,9 +2,11 @@
 // HTTP API (CBOR on the wire) and prints tables for people or stable JSON
 // for scripts:
 //
-//	kvctl [-s HTTP_ADDR] [-o table|json] <command> [args]
+//	kvctl [-s HTTP_ADDR[,HTTP_ADDR...]] [-o table|json] <command> [args]
 //
-// Run "kvctl help" for the commands. Flags may also follow the command and
+// With several addresses a request goes to the first node that takes it
+// (failing over when one cannot be reached or has no leader). Run "kvctl
+// help" for the commands. Flags may also follow the command and
 // default to the environment variables SHELF_HTTP and SHELF_OUTPUT. Errors
 // go to stderr as "kvctl: <message>"; the exit code tells their kind: 1
 // error, 2 usage, 3 not found, 4 conflict, 5 cannot reach the server.

@@ -521,7 +521,7 @@ func (h *handler) logStream(w http.ResponseWriter, r *http.Request) error {
 	}
 	if len(page.Entries) == 0 && page.Next == from && wait > 0 {
 		ctx, cancel := h.pollContext(r, wait)
-		werr := h.node.FSM().WaitApplied(ctx, from+1)
+		werr := h.node.WaitLog(ctx, from+1) // early when the node loses or has no leader
 		cancel()
 		if r.Context().Err() != nil {
 			return nil // the client is gone

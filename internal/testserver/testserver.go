@@ -1,18 +1,20 @@
-// Package testserver runs a bootstrapped single-node Shelf cluster in the
-// test process, serving the HTTP API on a loopback port, and opens
-// clients against it: the fixture of the client and typed tests. A
-// server can be stopped and started again on the same port and data, to
-// take its clients offline and back.
+// Package testserver runs a bootstrapped single-node Shelf cluster (or a
+// cluster of several nodes) in the test process, serving the HTTP API on
+// loopback ports, and opens clients against it: the fixture of the client
+// and typed tests. A server can be stopped and started again on the same
+// port and data, to take its clients offline and back.
 package testserver
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/http"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/hashicorp/memberlist"
 	"github.com/shelfdb/shelf/client"
 	"github.com/shelfdb/shelf/cluster"
 	"github.com/shelfdb/shelf/internal/httpapi"
@@ -28,6 +30,7 @@ type Server struct {
 	srv  *http.Server
 
 	configure func(*cluster.Config)
+	member    bool // one of StartCluster's nodes
 }
 
 // Start starts a bootstrapped node and waits until it leads. It stops
@@ -43,12 +46,78 @@ func StartWith(t testing.TB, configure func(*cluster.Config)) *Server {
 		t.Fatal(err)
 	}
 	s.Addr = ln.Addr().String()
-	s.start(ln)
+	s.start(ln, true)
 	t.Cleanup(s.Stop)
 	return s
 }
 
-// Restart starts a stopped server again, on the same address and data.
+// StartCluster starts size nodes s1..sSIZE: s1 bootstraps the cluster, the
+// others join it through gossip. It returns once every node follows the
+// same leader and lists all of them as voters. They stop when the test ends.
+func StartCluster(t testing.TB, size int) []*Server {
+	t.Helper()
+	var first string // s1's gossip address
+	servers := make([]*Server, size)
+	for i := range servers {
+		id := fmt.Sprintf("s%d", i+1)
+		join := first
+		s := &Server{t: t, Dir: t.TempDir(), configure: func(c *cluster.Config) {
+			c.NodeID, c.Bootstrap = id, join == ""
+			if join != "" {
+				c.Join = []string{join}
+			}
+			c.HeartbeatTimeout, c.ElectionTimeout = 150*time.Millisecond, 150*time.Millisecond
+			c.LeaderLeaseTimeout = 100 * time.Millisecond
+			c.ReconcileInterval = 100 * time.Millisecond
+			c.Logger = c.Logger.With("node", id)
+			c.TuneGossip = fastGossip
+		}}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Addr = ln.Addr().String()
+		s.start(ln, i == 0)
+		s.member = true
+		t.Cleanup(s.Stop)
+		if i == 0 {
+			first = s.Node.GossipAddr()
+		}
+		servers[i] = s
+	}
+	WaitFor(t, "a leader with all nodes as voters", func() bool {
+		var leader string
+		for _, s := range servers {
+			st := s.Node.Status()
+			voters := 0
+			for _, m := range st.Members {
+				if m.Suffrage == "Voter" {
+					voters++
+				}
+			}
+			if st.Leader == "" || st.NoLeader || (leader != "" && st.Leader != leader) || voters != size || st.ClusterID == "" {
+				return false
+			}
+			leader = st.Leader
+		}
+		return true
+	})
+	return servers
+}
+
+// fastGossip makes memberlist notice joins and failures within a second.
+func fastGossip(c *memberlist.Config) {
+	c.ProbeInterval = 200 * time.Millisecond
+	c.ProbeTimeout = 100 * time.Millisecond
+	c.SuspicionMult = 2
+	c.GossipInterval = 50 * time.Millisecond
+	c.PushPullInterval = 2 * time.Second
+	c.TCPTimeout = time.Second
+}
+
+// Restart starts a stopped server again, on the same address and data. A
+// single server leads when it returns; a node of StartCluster serves, with
+// or without a leader.
 func (s *Server) Restart() {
 	s.t.Helper()
 	var ln net.Listener
@@ -63,10 +132,12 @@ func (s *Server) Restart() {
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	s.start(ln)
+	s.start(ln, !s.member)
 }
 
-func (s *Server) start(ln net.Listener) {
+// start starts the node serving on ln; with lead it waits until the node
+// leads.
+func (s *Server) start(ln net.Listener, lead bool) {
 	s.t.Helper()
 	cfg := cluster.Config{
 		NodeID: "s1", DataDir: s.Dir, RaftAddr: "127.0.0.1:0", GossipAddr: "127.0.0.1:0", HTTPAddr: s.Addr,
@@ -84,7 +155,9 @@ func (s *Server) start(ln net.Listener) {
 	}
 	s.srv = &http.Server{Handler: httpapi.New(httpapi.Config{Node: s.Node, Logger: testlog.New(s.t)})}
 	go func() { _ = s.srv.Serve(ln) }()
-	WaitFor(s.t, "server to lead", func() bool { return s.Node.ClusterID() != "" && s.Node.IsLeader() })
+	if lead {
+		WaitFor(s.t, "server to lead", func() bool { return s.Node.ClusterID() != "" && s.Node.IsLeader() })
+	}
 }
 
 // Stop stops the server (a no-op when it is stopped).
