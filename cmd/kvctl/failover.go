@@ -62,7 +62,8 @@ func (f *failover) RoundTrip(req *http.Request) (*http.Response, error) {
 	nodes := append([]string(nil), f.nodes...)
 	f.mu.Unlock()
 	var errs nodeErrors
-	unknown := false // the request was sent and its outcome is not known
+	var answered *http.Response // a node's no_leader answer, if one gave it
+	unknown := false            // the request was sent and its outcome is not known
 	for i, node := range nodes {
 		last := i == len(nodes)-1
 		r, err := toNode(req, node, i > 0)
@@ -85,7 +86,12 @@ func (f *failover) RoundTrip(req *http.Request) (*http.Response, error) {
 		if !last && resp.StatusCode == http.StatusServiceUnavailable {
 			code, kept := errorCode(resp)
 			if code == api.CodeNoLeader || (code == api.CodeUnavailable && replayable(req)) {
-				resp.Body.Close()
+				// Kept: if no other node answers at all, this answer
+				// says more than a connection error.
+				if answered != nil {
+					answered.Body.Close()
+				}
+				answered = kept
 				errs = append(errs, fmt.Errorf("%s: %s", node, code))
 				continue
 			}
@@ -95,7 +101,13 @@ func (f *failover) RoundTrip(req *http.Request) (*http.Response, error) {
 		return resp, nil
 	}
 	if unknown {
+		if answered != nil {
+			answered.Body.Close()
+		}
 		return nil, fmt.Errorf("%w (the request was sent and its outcome is unknown: not sent to another node, since it is not a read and has no Idempotency-Key)", errs)
+	}
+	if answered != nil {
+		return answered, nil
 	}
 	return nil, errs
 }
