@@ -58,9 +58,11 @@ func testConfig(t testing.TB, id, dir string) cluster.Config {
 		RaftAddr:           "127.0.0.1:0",
 		GossipAddr:         "127.0.0.1:0",
 		Logger:             testlog.New(t).With("node", id),
-		HeartbeatTimeout:   150 * time.Millisecond,
-		ElectionTimeout:    150 * time.Millisecond,
-		LeaderLeaseTimeout: 100 * time.Millisecond,
+		// Fast enough for short tests, slow enough that a 2-core machine
+		// running the race detector does not depose healthy leaders.
+		HeartbeatTimeout:   300 * time.Millisecond,
+		ElectionTimeout:    300 * time.Millisecond,
+		LeaderLeaseTimeout: 250 * time.Millisecond,
 		CommitTimeout:      5 * time.Millisecond,
 		ReconcileInterval:  100 * time.Millisecond,
 		JoinTimeout:        10 * time.Second,
