@@ -56,11 +56,11 @@ func TestFaults(t *testing.T) {
 // artifactDir returns where a schedule keeps its node logs and
 // visualizations: t.ArtifactDir() with -artifacts; otherwise a directory
 // that is kept if the test fails, so that the paths printed stay valid.
-func artifactDir(t *testing.T, seed uint64) string {
+func artifactDir(t *testing.T, name string) string {
 	if f := flag.Lookup("test.artifacts"); f != nil && f.Value.String() == "true" {
 		return t.ArtifactDir()
 	}
-	dir, err := os.MkdirTemp("", fmt.Sprintf("shelf-faults-seed%d-", seed))
+	dir, err := os.MkdirTemp("", "shelf-faults-"+name+"-")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +75,7 @@ func artifactDir(t *testing.T, seed uint64) string {
 // runSchedule runs one seeded schedule and all checks, failing t on any
 // violation.
 func runSchedule(t *testing.T, seed uint64, dur time.Duration) (*report, map[faultKind]int) {
-	dir := artifactDir(t, seed)
+	dir := artifactDir(t, fmt.Sprintf("seed%d", seed))
 	steps := plan(seed, dur)
 	var planText []string
 	for _, s := range steps {

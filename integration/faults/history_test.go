@@ -68,6 +68,17 @@ func definite(code api.Code) bool {
 	return false
 }
 
+// clientNames maps client ids to the workers' names, for descriptions.
+var clientNames sync.Map
+
+// clientName returns the name of a client id for descriptions.
+func clientName(id string) string {
+	if n, ok := clientNames.Load(id); ok {
+		return n.(string)
+	}
+	return id
+}
+
 // registerModel is the model of one record: it exists or not, has a
 // value and at most one borrow holder (borrows never expire here).
 var registerModel = porcupine.Model{
@@ -125,7 +136,7 @@ var registerModel = porcupine.Model{
 		case in.Kind == opRead && !out.Found:
 			res = "not found"
 		case in.Kind == opRead:
-			res = fmt.Sprintf("%s held by %q", out.Value, out.Holder)
+			res = fmt.Sprintf("%s held by %q", out.Value, clientName(out.Holder))
 		case out.OK:
 			res = "ok"
 		default:
@@ -133,16 +144,16 @@ var registerModel = porcupine.Model{
 		}
 		switch in.Kind {
 		case opCreate, opUpdate:
-			return fmt.Sprintf("%s(%s) by %s via %s -> %s", in.Kind, in.Value, in.Client, in.Node, res)
+			return fmt.Sprintf("%s(%s) by %s via %s -> %s", in.Kind, in.Value, clientName(in.Client), in.Node, res)
 		}
-		return fmt.Sprintf("%s by %s via %s -> %s", in.Kind, in.Client, in.Node, res)
+		return fmt.Sprintf("%s by %s via %s -> %s", in.Kind, clientName(in.Client), in.Node, res)
 	},
 	DescribeState: func(state interface{}) string {
 		s := state.(regState)
 		if !s.Exists {
 			return "absent"
 		}
-		return fmt.Sprintf("%s, holder %q", s.Value, s.Holder)
+		return fmt.Sprintf("%s, holder %q", s.Value, clientName(s.Holder))
 	},
 }
 
@@ -420,8 +431,8 @@ func checkHolders(h *history, r *report) {
 			for _, s := range held {
 				if s.client != b.In.Client && b.Call > s.from && b.Return < s.to {
 					r.fail("one-holder", "record %d: borrow by %s acknowledged within [%v, %v] while %s held it since %v",
-						id, b.In.Client, time.Duration(b.Call).Round(time.Millisecond), time.Duration(b.Return).Round(time.Millisecond),
-						s.client, time.Duration(s.from).Round(time.Millisecond))
+						id, clientName(b.In.Client), time.Duration(b.Call).Round(time.Millisecond), time.Duration(b.Return).Round(time.Millisecond),
+						clientName(s.client), time.Duration(s.from).Round(time.Millisecond))
 				}
 			}
 		}
@@ -446,12 +457,12 @@ func checkAudit(ctx context.Context, n *node, tree string, id uint64, r *report)
 		switch e.Action {
 		case api.AuditBorrowed, api.AuditTaken:
 			if holder != "" && e.Action == api.AuditBorrowed {
-				r.fail("one-holder", "record %d: the replicated history has a borrow by %s at index %d while %s held it", id, e.Client, e.Index, holder)
+				r.fail("one-holder", "record %d: the replicated history has a borrow by %s at index %d while %s held it", id, clientName(e.Client), e.Index, clientName(holder))
 			}
 			holder = e.Client
 		case api.AuditRenewed:
 			if holder != e.Client {
-				r.fail("one-holder", "record %d: the replicated history renews %s's borrow at index %d while %q held it", id, e.Client, e.Index, holder)
+				r.fail("one-holder", "record %d: the replicated history renews %s's borrow at index %d while %q held it", id, clientName(e.Client), e.Index, clientName(holder))
 			}
 		default:
 			holder = ""

@@ -80,6 +80,7 @@ func newWorkload(tb testing.TB, c *cluster, seed uint64, dir string) *workload {
 		if err != nil {
 			tb.Fatalf("register %s: %v", name, err)
 		}
+		clientNames.Store(info.ID, name)
 		rg, err := leader.Client.GrantRange(ctx, info.ID, 1000)
 		if err != nil {
 			tb.Fatalf("grant a range to %s: %v", name, err)
