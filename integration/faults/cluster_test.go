@@ -140,17 +140,6 @@ func newCluster(tb testing.TB, logDir string) *cluster {
 	return c
 }
 
-// node returns the node with id.
-func (c *cluster) node(id string) *node {
-	for _, n := range c.nodes {
-		if n.ID == id {
-			return n
-		}
-	}
-	c.tb.Fatalf("no node %q", id)
-	return nil
-}
-
 // Start starts the node's process inside its namespace with the fixed
 // flags plus extra; later restarts reuse extra. It does not wait.
 func (n *node) Start(extra ...string) {

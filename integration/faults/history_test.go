@@ -295,13 +295,6 @@ func (r *report) note(format string, args ...any) {
 	r.notes = append(r.notes, fmt.Sprintf(format, args...))
 }
 
-// failed reports whether any check found a violation.
-func (r *report) failed() bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return len(r.violations) > 0
-}
-
 // checkLinearizable checks every record's history against registerModel
 // and writes a porcupine visualization of each violation into dir.
 func checkLinearizable(h *history, r *report, dir string) {
