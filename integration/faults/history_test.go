@@ -328,7 +328,22 @@ func checkLinearizable(h *history, r *report, dir string) {
 		if err := os.WriteFile(txt, []byte(describeOps(ops)), 0o644); err != nil {
 			txt = fmt.Sprintf("(no listing: %v)", err)
 		}
-		r.fail("linearizable", "record %d: %d operations are not linearizable; timeline: %s; listing: %s", id, len(ops), path, txt)
+		// Tell stale reads from broken writes: are the writes alone,
+		// rejections included, linearizable?
+		var writes []porcupine.Operation
+		for _, o := range ops {
+			if o.Input.(regInput).Kind != opRead {
+				writes = append(writes, o)
+			}
+		}
+		kind := "the writes alone are linearizable: reads saw states that were stale or never existed"
+		switch porcupine.CheckOperationsTimeout(registerModel, writes, 30*time.Second) {
+		case porcupine.Illegal:
+			kind = "the writes alone are NOT linearizable (a write took effect twice, or was rejected for a state it should not have seen)"
+		case porcupine.Unknown:
+			kind = "undecided whether the writes alone are linearizable"
+		}
+		r.fail("linearizable", "record %d: %d operations are not linearizable; %s; timeline: %s; listing: %s", id, len(ops), kind, path, txt)
 	}
 }
 
