@@ -209,6 +209,19 @@ func checkEmbedded(ctx context.Context, c *cluster, wl *workload, r *report) {
 	wl.mu.Unlock()
 	r.note("embedded clients: %d creates acknowledged (%d of them queued offline), %d failed", len(acks), countPending(acks), unknown)
 
+	// A create of a fresh id from the client's own range has nothing to
+	// conflict with: a conflict means a write the client sent again was
+	// applied twice (the second time rejected), or an id was reused.
+	for i, db := range wl.dbs {
+		conflicts, err := db.Conflicts()
+		if err != nil {
+			r.fail("acked-writes", "embedded client %d: conflicts: %v", i, err)
+		}
+		for _, cf := range conflicts {
+			r.fail("acked-writes", "embedded client %d: queued %s of %s/%s was rejected by the cluster: %v", i, cf.Op, cf.Tree, cf.Key, cf.Err)
+		}
+	}
+
 	ids := map[uint64]string{}
 	for _, o := range wl.h.snapshot() {
 		if o.In.Kind == opCreate && o.Out.OK {
