@@ -87,6 +87,9 @@ func runSchedule(t *testing.T, seed uint64, dur time.Duration) (*report, map[fau
 	c := newCluster(t, dir)
 	wl := newWorkload(t, c, seed, dir)
 	nem := newNemesis(t, c)
+	nem.onPause = func(ctx context.Context, n *node, hold time.Duration) {
+		wl.burst(ctx, n, hold+opTimeout)
+	}
 	r := newReport()
 
 	ctx, cancel := context.WithTimeout(context.Background(), dur+30*time.Second)

@@ -71,6 +71,9 @@ func plan(seed uint64, dur time.Duration) []step {
 type nemesis struct {
 	tb testing.TB
 	c  *cluster
+	// onPause, if set, runs right after the leader is paused, with the
+	// node and the hold (the workload queues writes there).
+	onPause func(ctx context.Context, n *node, hold time.Duration)
 
 	mu     sync.Mutex
 	counts map[faultKind]int
@@ -163,6 +166,9 @@ func (m *nemesis) apply(ctx context.Context, s step) {
 		if err := n.Pause(); err != nil {
 			m.logf("%v", err)
 			return
+		}
+		if m.onPause != nil {
+			m.onPause(ctx, n, s.Hold)
 		}
 		wait(ctx, s.Hold)
 		m.logf("SIGCONT %s", n.ID)

@@ -36,6 +36,7 @@ type worker struct {
 	end    uint64
 	rng    *rand.Rand
 	seq    int
+	wait   time.Duration // how long one operation may take; 0: opTimeout
 }
 
 // embeddedAck is a create an embedded client acknowledged.
@@ -54,8 +55,10 @@ type workload struct {
 	h  *history
 
 	workers []*worker
+	burster *worker // creates of the bursts at a paused leader
 	dbs     []*client.DB
 	granted []api.Range
+	bursts  sync.WaitGroup
 
 	mu       sync.Mutex
 	pool     []uint64 // ids of records created or being created
@@ -89,6 +92,17 @@ func newWorkload(tb testing.TB, c *cluster, seed uint64, dir string) *workload {
 		wl.workers = append(wl.workers, &worker{w: wl.h.worker(), name: name, client: info.ID, next: rg.Start, end: rg.End,
 			rng: rand.New(rand.NewPCG(seed, uint64(i)))})
 	}
+	info, err := leader.Client.RegisterClient(ctx, "burst")
+	if err != nil {
+		tb.Fatalf("register the burst client: %v", err)
+	}
+	clientNames.Store(info.ID, "burst")
+	rg, err := leader.Client.GrantRange(ctx, info.ID, 10000)
+	if err != nil {
+		tb.Fatalf("grant a range to the burst client: %v", err)
+	}
+	wl.granted = append(wl.granted, rg)
+	wl.burster = &worker{name: "burst", client: info.ID, next: rg.Start, end: rg.End}
 	for i := range initialRecs {
 		w := wl.workers[i%len(wl.workers)]
 		if !wl.create(ctx, w, leader) {
@@ -136,6 +150,32 @@ func (wl *workload) run(ctx context.Context) {
 		wg.Go(func() { wl.embeddedLoop(ctx, i, db) })
 	}
 	wg.Wait()
+	wl.bursts.Wait()
+}
+
+// burstSize is the number of creates a burst sends at once.
+const burstSize = 12
+
+// burst sends burstSize creates at once to n, which the nemesis has just
+// paused, each waiting up to timeout: they are still queued there when n
+// resumes as a deposed leader, the moment when a leader that appends them
+// under the new leader's term makes the replicas diverge. It returns at
+// once; run waits for the bursts.
+func (wl *workload) burst(ctx context.Context, n *node, timeout time.Duration) {
+	for range burstSize {
+		w := &worker{w: wl.h.worker(), client: wl.burster.client, wait: timeout}
+		wl.mu.Lock()
+		if wl.burster.next >= wl.burster.end {
+			wl.mu.Unlock()
+			return
+		}
+		w.next, w.end = wl.burster.next, wl.burster.next+1
+		wl.burster.next++
+		wl.mu.Unlock()
+		wl.bursts.Go(func() {
+			wl.create(context.WithoutCancel(ctx), w, n)
+		})
+	}
 }
 
 func (wl *workload) httpLoop(ctx context.Context, w *worker) {
@@ -179,12 +219,19 @@ func (wl *workload) create(ctx context.Context, w *worker, n *node) bool {
 	w.next++
 	w.seq++
 	label := fmt.Sprintf("c%d.%d", w.w, w.seq)
+	if w.name == "" {
+		label = fmt.Sprintf("b%d", id) // a burst create
+	}
 	data := wl.h.value(label)
 	wl.mu.Lock()
 	wl.pool = append(wl.pool, id)
 	wl.mu.Unlock()
 	o := op{Rec: id, Worker: w.w, In: regInput{Kind: opCreate, Client: w.client, Value: label, Node: n.ID}, Call: wl.h.now()}
-	octx, cancel := context.WithTimeout(ctx, opTimeout)
+	timeout := opTimeout
+	if w.wait > 0 {
+		timeout = w.wait
+	}
+	octx, cancel := context.WithTimeout(ctx, timeout)
 	_, err := n.Client.Create(octx, tree, api.WriteRequest{Client: w.client, ID: id, Data: data})
 	cancel()
 	o.Return, o.Out = wl.h.now(), outcome(err)
