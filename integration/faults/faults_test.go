@@ -24,6 +24,10 @@ func TestFaults(t *testing.T) {
 	if testing.Short() {
 		t.Skip("fault injection with real processes; skipped with -short")
 	}
+	kinds, err := parseKinds(*flagKinds)
+	if err != nil {
+		t.Fatalf("-faults.kinds: %v", err)
+	}
 	var seeds []uint64
 	switch {
 	case *flagSeed != 0:
@@ -40,7 +44,7 @@ func TestFaults(t *testing.T) {
 	sum := newSummary()
 	for _, seed := range seeds {
 		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
-			r, faults := runSchedule(t, seed, *flagDuration)
+			r, faults := runSchedule(t, seed, *flagDuration, kinds)
 			sum.add(seed, r, faults)
 		})
 	}
@@ -48,7 +52,7 @@ func TestFaults(t *testing.T) {
 	if len(sum.failed) > 0 {
 		var b strings.Builder
 		for _, s := range sum.failed {
-			fmt.Fprintf(&b, "\n  go test ./integration/faults -run TestFaults -faults.seed=%d -faults.duration=%v -v", s, *flagDuration)
+			fmt.Fprintf(&b, "\n  %s", replay(s))
 		}
 		t.Errorf("failing seeds, replay each with:%s", b.String())
 	}
@@ -75,9 +79,9 @@ func artifactDir(t *testing.T, name string) string {
 
 // runSchedule runs one seeded schedule and all checks, failing t on any
 // violation.
-func runSchedule(t *testing.T, seed uint64, dur time.Duration) (*report, map[faultKind]int) {
+func runSchedule(t *testing.T, seed uint64, dur time.Duration, kinds []faultKind) (*report, map[faultKind]int) {
 	dir := artifactDir(t, fmt.Sprintf("seed%d", seed))
-	steps := plan(seed, dur)
+	steps := plan(seed, dur, kinds)
 	var planText []string
 	for _, s := range steps {
 		planText = append(planText, "  "+s.String())
@@ -128,8 +132,7 @@ func runSchedule(t *testing.T, seed uint64, dur time.Duration) (*report, map[fau
 	failed := len(r.violations) > 0
 	r.mu.Unlock()
 	if failed {
-		t.Errorf("seed %d failed; replay: go test ./integration/faults -run TestFaults -faults.seed=%d -faults.duration=%v -v\nnode logs and timelines in %s",
-			seed, seed, dur, dir)
+		t.Errorf("seed %d failed; replay: %s\nnode logs and timelines in %s", seed, replay(seed), dir)
 	}
 	return r, nem.faults()
 }
@@ -353,4 +356,13 @@ func checkHashes(ctx context.Context, c *cluster, wl *workload, r *report) {
 			r.fail("converged", "content hashes: %s", last)
 		}
 	}
+}
+
+// replay returns the command that runs seed's schedule again.
+func replay(seed uint64) string {
+	cmd := fmt.Sprintf("go test ./integration/faults -run TestFaults -faults.seed=%d -faults.duration=%v", seed, *flagDuration)
+	if *flagKinds != "" {
+		cmd += " -faults.kinds=" + *flagKinds
+	}
+	return cmd + " -v"
 }

@@ -17,6 +17,7 @@ var (
 	flagFirst     = flag.Uint64("faults.first", 1, "seed of the first schedule")
 	flagSeed      = flag.Uint64("faults.seed", 0, "run only the schedule of this seed (replay)")
 	flagDuration  = flag.Duration("faults.duration", 25*time.Second, "nemesis and workload time of one schedule")
+	flagKinds     = flag.String("faults.kinds", "", "comma-separated fault kinds to draw from (default all: kill9-restart, pause-leader, isolate-leader, minority, flip, one-way)")
 )
 
 // kvnodeBin is the kvnode binary TestMain builds.

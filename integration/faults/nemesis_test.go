@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -40,9 +41,25 @@ func (s step) String() string {
 	return fmt.Sprintf("+%v %s hold %v pick %d flag %v", s.Calm.Round(time.Millisecond), s.Kind, s.Hold.Round(time.Millisecond), s.Pick, s.Flag)
 }
 
-// plan returns the schedule of a seed: faults of 2-6 s with 1-3 s of calm
-// before each, until about dur has passed.
-func plan(seed uint64, dur time.Duration) []step {
+// parseKinds parses -faults.kinds: "" means every kind.
+func parseKinds(s string) ([]faultKind, error) {
+	if s == "" {
+		return faultKinds, nil
+	}
+	var kinds []faultKind
+	for _, k := range strings.Split(s, ",") {
+		k = strings.TrimSpace(k)
+		if !slices.Contains(faultKinds, faultKind(k)) {
+			return nil, fmt.Errorf("unknown fault kind %q: want some of %v", k, faultKinds)
+		}
+		kinds = append(kinds, faultKind(k))
+	}
+	return kinds, nil
+}
+
+// plan returns the schedule of a seed: faults drawn from kinds, 2-6 s
+// long with 1-3 s of calm before each, until about dur has passed.
+func plan(seed uint64, dur time.Duration, faultKinds []faultKind) []step {
 	rng := rand.New(rand.NewPCG(seed, seed^0x5eed))
 	var (
 		steps []step
