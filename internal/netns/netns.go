@@ -292,13 +292,17 @@ func (n *Network) Addr(node string) (netip.Addr, error) {
 // Command returns a command that runs name with args inside a node's
 // namespace (through `ip netns exec`, which execs name in place: the
 // process id of the started command is name's own, so signals reach it
-// directly). The caller sets Env, Stdout and the rest and starts it.
+// directly). The process gets SIGKILL if the calling process dies
+// (Pdeathsig), so that a test killed by its timeout leaves no process
+// behind. The caller sets Env, Stdout and the rest and starts it.
 func (n *Network) Command(node, name string, args ...string) (*exec.Cmd, error) {
 	ns, err := n.Namespace(node)
 	if err != nil {
 		return nil, err
 	}
-	return exec.Command("ip", append([]string{"netns", "exec", ns, name}, args...)...), nil
+	cmd := exec.Command("ip", append([]string{"netns", "exec", ns, name}, args...)...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	return cmd, nil
 }
 
 // Close removes every namespace and link of the Network (their iptables
