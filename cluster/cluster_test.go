@@ -53,11 +53,11 @@ func fastGossip(c *memberlist.Config) {
 
 func testConfig(t testing.TB, id, dir string) cluster.Config {
 	return cluster.Config{
-		NodeID:             id,
-		DataDir:            dir,
-		RaftAddr:           "127.0.0.1:0",
-		GossipAddr:         "127.0.0.1:0",
-		Logger:             testlog.New(t).With("node", id),
+		NodeID:     id,
+		DataDir:    dir,
+		RaftAddr:   "127.0.0.1:0",
+		GossipAddr: "127.0.0.1:0",
+		Logger:     testlog.New(t).With("node", id),
 		// Fast enough for short tests, slow enough that a 2-core machine
 		// running the race detector does not depose healthy leaders.
 		HeartbeatTimeout:   300 * time.Millisecond,
@@ -582,4 +582,66 @@ func TestLaggingFollowerGetsSnapshot(t *testing.T) {
 	if p, err := back.Events(ctx, after.Index-1, 0, 5*time.Second); err != nil || len(p.Events) != 1 || p.Events[0].Key != after.Key {
 		t.Fatalf("%s events after the snapshot install: %+v, %v", back.ID(), p, err)
 	}
+}
+
+// A server removed by an operator while it runs stays out under every
+// later leader (the removal is in the replicated state, not in the memory
+// of the leader that removed it), and comes back once it restarts.
+func TestRemovedMemberStaysOutAcrossLeaders(t *testing.T) {
+	ctx := context.Background()
+	base := t.TempDir()
+	cfg1 := testConfig(t, "n1", filepath.Join(base, "n1"))
+	cfg1.Bootstrap = true
+	n1 := mustStart(t, cfg1)
+	waitCluster(t, n1)
+	var nodes = []*testNode{n1}
+	for _, id := range []string{"n2", "n3"} {
+		cfg := testConfig(t, id, filepath.Join(base, id))
+		cfg.Join = []string{n1.GossipAddr()}
+		nodes = append(nodes, mustStart(t, cfg))
+	}
+	waitFor(t, 15*time.Second, "three voters", func() error {
+		for _, n := range nodes {
+			if v := voters(n); len(v) != 3 {
+				return fmt.Errorf("%s sees voters %v", n.ID(), v)
+			}
+		}
+		return nil
+	})
+	leader, followers := leaderOf(t, nodes...)
+	gone, other := followers[0], followers[1]
+	if err := leader.RemoveMember(ctx, gone.ID()); err != nil {
+		t.Fatalf("remove %s: %v", gone.ID(), err)
+	}
+	// Leadership moves at once, before the removed node can say in gossip
+	// that it was removed; the new leader must still know.
+	if err := leader.TransferLeadership(ctx, other.ID()); err != nil {
+		t.Fatalf("transfer to %s: %v", other.ID(), err)
+	}
+	waitFor(t, 10*time.Second, other.ID()+" to lead", func() error {
+		if !other.IsLeader() {
+			return errors.New("not leading")
+		}
+		return nil
+	})
+	// Ten reconcile rounds of the new leader (ReconcileInterval 100ms).
+	deadline := time.Now().Add(time.Second)
+	for time.Now().Before(deadline) {
+		if v := voters(other); slices.Contains(v, gone.ID()) {
+			t.Fatalf("the new leader added the removed %s back: voters %v", gone.ID(), v)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	// Restarted, it is a member again.
+	gone.stop(t)
+	cfg := testConfig(t, gone.ID(), gone.dir)
+	cfg.Join = []string{other.GossipAddr()}
+	back := mustStart(t, cfg)
+	waitFor(t, 20*time.Second, gone.ID()+" back as a voter", func() error {
+		if v := voters(other); !slices.Contains(v, back.ID()) {
+			return fmt.Errorf("voters %v", v)
+		}
+		return nil
+	})
 }

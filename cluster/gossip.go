@@ -35,6 +35,9 @@ type nodeMeta struct {
 	// Removed is set by a node that found itself removed from the raft
 	// configuration: no leader adds it back until it restarts.
 	Removed bool `json:"removed,omitempty"`
+	// Start is a random token of this run of the node: a removed node
+	// that gossips another one has restarted (see fsm.OpRemoveMember).
+	Start string `json:"start,omitempty"`
 }
 
 func decodeMeta(b []byte) (nodeMeta, bool) {
@@ -176,7 +179,6 @@ func (g *gossip) takeJoinConflict() error {
 // NotifyJoin implements memberlist.EventDelegate.
 func (g *gossip) NotifyJoin(p *memberlist.Node) {
 	g.update(p, HealthAlive)
-	g.n.forgetRemoved(p.Name)
 	if p.Name != g.n.cfg.NodeID {
 		g.n.log.Info("gossip: member joined", "peer", p.Name, "addr", p.Address())
 	}

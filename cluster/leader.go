@@ -96,7 +96,7 @@ func (n *Node) reconcile() {
 		if s, ok := servers[id]; ok && s.Address == raft.ServerAddress(p.meta.Raft) {
 			continue
 		}
-		if p.meta.Removed || n.wasRemoved(p.meta.ID) {
+		if p.meta.Removed || n.removedRun(p) {
 			continue
 		}
 		if n.raft.State() != raft.Leader {
@@ -110,26 +110,34 @@ func (n *Node) reconcile() {
 	}
 }
 
-// markRemoved records that an operator removed id, so that reconcile
-// does not add it back while it stays in gossip.
-func (n *Node) markRemoved(id string) {
-	n.removedMu.Lock()
-	defer n.removedMu.Unlock()
-	n.removed[id] = true
-}
-
-// forgetRemoved is called when id (re)joins gossip: a restarted node
-// asks to be a member again.
-func (n *Node) forgetRemoved(id string) {
-	n.removedMu.Lock()
-	defer n.removedMu.Unlock()
-	delete(n.removed, id)
-}
-
-func (n *Node) wasRemoved(id string) bool {
-	n.removedMu.Lock()
-	defer n.removedMu.Unlock()
-	return n.removed[id]
+// removedRun reports whether peer p is a server an operator removed that
+// still runs as it did then (same start token): such a server is not
+// added back. One that restarted since is readmitted: the removal is
+// forgotten, in the replicated state, and reconcile may add it.
+func (n *Node) removedRun(p peer) bool {
+	start, removed, err := n.fsm.Removed(p.meta.ID)
+	if err != nil {
+		n.log.Warn("cluster: reading removed members", "err", err)
+		return true
+	}
+	if !removed {
+		return false
+	}
+	if start == p.meta.Start {
+		return true
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ApplyTimeout)
+	defer cancel()
+	res, err := n.applyLocal(ctx, &fsm.Command{Op: fsm.OpReadmitMember, Member: p.meta.ID})
+	if err == nil {
+		err = res.Error()
+	}
+	if err != nil {
+		n.log.Warn("cluster: readmitting a restarted member failed", "peer", p.meta.ID, "err", err)
+		return true
+	}
+	n.log.Info("cluster: a removed member restarted; readmitting it", "peer", p.meta.ID)
+	return false
 }
 
 // checkSelfRemoved notices when this node, once a member, is no longer in

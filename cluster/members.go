@@ -9,6 +9,7 @@ import (
 
 	"github.com/hashicorp/raft"
 	"github.com/shelfdb/shelf/api"
+	"github.com/shelfdb/shelf/fsm"
 )
 
 // Status describes this node and the cluster as this node sees it.
@@ -96,7 +97,19 @@ func (n *Node) RemoveMember(ctx context.Context, id string) error {
 			if _, err := n.server(id); err != nil {
 				return err
 			}
-			n.markRemoved(id)
+			// Recorded in the replicated state first, so that no later
+			// leader adds it back while this run of it lives.
+			var start string
+			if p, ok := n.gossip.byID(id); ok {
+				start = p.meta.Start
+			}
+			res, err := n.applyLocal(ctx, &fsm.Command{Op: fsm.OpRemoveMember, Member: id, Start: start})
+			if err == nil {
+				err = res.Error()
+			}
+			if err != nil {
+				return err
+			}
 			n.log.Info("cluster: removing member", "peer", id)
 			return raftErr(waitFuture(ctx, n.raft.RemoveServer(raft.ServerID(id), 0, n.cfg.ApplyTimeout)), "remove member "+id)
 		},

@@ -32,6 +32,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/hashicorp/memberlist"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
@@ -84,9 +85,7 @@ type Node struct {
 	stopErr    error
 
 	snapSlots chan struct{} // a token per snapshot download being served
-
-	removedMu sync.Mutex
-	removed   map[string]bool // ids an operator removed; not re-added until they rejoin gossip
+	start     string        // random token of this run, gossiped (nodeMeta.Start)
 }
 
 // New opens the node's data directory, starts raft and gossip, and joins
@@ -110,7 +109,7 @@ func New(cfg Config) (*Node, error) {
 		metaCh:     make(chan struct{}, 1),
 		peersCh:    make(chan struct{}, 1),
 		shutdownCh: make(chan struct{}),
-		removed:    map[string]bool{},
+		start:      uuid.NewString(),
 		snapSlots:  make(chan struct{}, maxSnapshotDownloads),
 	}
 	n.gossip = newGossip(n)
@@ -318,7 +317,7 @@ func (n *Node) startGossip() error {
 		}
 	}
 	probe := n.localMeta()
-	probe.Cluster, probe.Removed = strings.Repeat("x", 64), true
+	probe.Cluster, probe.Removed, probe.Start = strings.Repeat("x", 64), true, uuid.NewString()
 	if b, _ := json.Marshal(probe); len(b) > memberlist.MetaMaxSize {
 		return fmt.Errorf("cluster: node id and addresses are too long for gossip metadata (%d bytes, limit %d)", len(b), memberlist.MetaMaxSize)
 	}
@@ -421,7 +420,7 @@ func (n *Node) withoutSelf(addrs []string) []string {
 
 // localMeta is this node's gossip metadata.
 func (n *Node) localMeta() nodeMeta {
-	return nodeMeta{ID: n.cfg.NodeID, Raft: n.raftAddr, HTTP: n.cfg.HTTPAddr, Cluster: n.fsm.ClusterID(), Removed: n.removedSelf.Load()}
+	return nodeMeta{ID: n.cfg.NodeID, Raft: n.raftAddr, HTTP: n.cfg.HTTPAddr, Cluster: n.fsm.ClusterID(), Removed: n.removedSelf.Load(), Start: n.start}
 }
 
 // fsmChanged runs after every applied batch: a new cluster id must reach

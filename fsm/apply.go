@@ -149,6 +149,10 @@ func (t *txn) dispatch(max int) (*Result, error) {
 		return t.takeOver()
 	case OpRemoveClient:
 		return t.removeClient()
+	case OpRemoveMember:
+		return t.removeMember()
+	case OpReadmitMember:
+		return t.readmitMember()
 	}
 	return reject(api.Errorf(api.CodeInvalid, "unknown op %d", t.c.Op))
 }

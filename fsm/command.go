@@ -28,6 +28,8 @@ const (
 	OpExpire                       // end a borrow whose expiry has passed (the leader's clock)
 	OpTakeOver                     // operator moves a record's borrow to another client (Client)
 	OpRemoveClient                 // operator removes a client (Client): borrows returned, ranges retired
+	OpRemoveMember                 // operator removed a server (Member, as it ran: Start) from the raft configuration
+	OpReadmitMember                // a removed server (Member) restarted and is a member again
 	opMax
 )
 
@@ -37,6 +39,7 @@ var opNames = [...]string{
 	OpReturn: "return", OpForceReturn: "force-return", OpRelease: "release",
 	OpSetState: "set-state", OpRevise: "revise", OpRegisterSchema: "register-schema",
 	OpClientSeen: "client-seen", OpExpire: "expire", OpTakeOver: "take-over", OpRemoveClient: "remove-client",
+	OpRemoveMember: "remove-member", OpReadmitMember: "readmit-member",
 }
 
 // ParseOp returns the op named name (as String gives it).
@@ -77,6 +80,8 @@ type Command struct {
 	TTL     int64   `codec:"ttl,omitempty"` // OpBorrow, OpTakeOver: expiry in ns after Time (leader clock); 0 = never
 	Hash    string  `codec:"h,omitempty"`   // OpRegisterSchema: definition hash
 	Applied uint64  `codec:"ap,omitempty"`  // OpClientSeen: the replica's applied index
+	Member  string  `codec:"mb,omitempty"`  // OpRemoveMember, OpReadmitMember: the server's node id
+	Start   string  `codec:"ms,omitempty"`  // OpRemoveMember: the start token the server gossiped when removed ("" if unknown)
 
 	// Exactly-once: a command with a session and a sequence number is
 	// applied at most once; a repeat is answered with the recorded result

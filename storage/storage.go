@@ -14,6 +14,7 @@
 //	schemas   tree ++ 0x00 ++ version (4 bytes BE) -> api.Schema
 //	audit     tree ++ 0x00 ++ record key ++ log index (8 bytes BE) ++ seq (2 bytes BE) -> Audit
 //	expiries  expiry (unix ns, 8 bytes BE) ++ borrows key -> nothing: the borrows that expire
+//	removed   server node id -> start token: servers an operator removed
 //	sessions  SessionKey (kind byte ++ session id) -> Session (exactly-once writes)
 //	seqs      SessionKey ++ 0x00 ++ seq (8 bytes BE) -> SeqResult: a session's recorded results
 //	keytimes  first use (unix ns, 8 bytes BE) ++ SessionKey -> nothing: idempotency keys by age
@@ -59,13 +60,17 @@ var (
 	// (ExpiryKey -> nothing), so that the leader finds the due ones
 	// without reading every borrow.
 	BucketExpiries = []byte("expiries")
+	// BucketRemoved lists the servers an operator removed from the raft
+	// configuration: node id -> the start token it ran with then. The
+	// leader does not add such a server back until it restarts.
+	BucketRemoved = []byte("removed")
 	// BucketLocal holds what a client derives from the replicated state
 	// for its own use; it is created on demand and excluded from the
 	// content hash.
 	BucketLocal = []byte("local")
 
 	allBuckets = [][]byte{BucketMeta, BucketTrees, BucketTreeInfo, BucketClients,
-		BucketBorrows, BucketRanges, BucketSchemas, BucketAudit, BucketSessions, BucketSeqs, BucketKeyTimes, BucketExpiries}
+		BucketBorrows, BucketRanges, BucketSchemas, BucketAudit, BucketSessions, BucketSeqs, BucketKeyTimes, BucketExpiries, BucketRemoved}
 )
 
 // Meta keys.
