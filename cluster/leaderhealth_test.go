@@ -42,9 +42,21 @@ func TestLogStreamSaysNoLeader(t *testing.T) {
 	if err != nil || page.NoLeader || page.Leader != leader.ID() {
 		t.Fatalf("follower's page %+v %v: want leader %s", page, err, leader.ID())
 	}
-	if st, _ := leader.client().Status(ctx); st.NoLeader || st.Leader != leader.ID() || st.LeaderContactMS != 0 {
-		t.Fatalf("leader's status: leader %q, no_leader %v, contact %dms", st.Leader, st.NoLeader, st.LeaderContactMS)
-	}
+	// The leader's status names itself (whichever node leads by now: a
+	// loaded machine may move leadership).
+	waitFor(t, 10*time.Second, "a leader's status to name itself", func() error {
+		for _, n := range nodes {
+			st, err := n.client().Status(ctx)
+			if err != nil || st.State != "Leader" {
+				continue
+			}
+			if st.NoLeader || st.Leader != n.ID() || st.LeaderContactMS != 0 {
+				return fmt.Errorf("leader %s's status: leader %q, no_leader %v, contact %dms", n.ID(), st.Leader, st.NoLeader, st.LeaderContactMS)
+			}
+			return nil
+		}
+		return fmt.Errorf("no node's status says it leads")
+	})
 
 	// A long poll on f, waiting up to 20s for an entry that never comes to
 	// it, while an operator removes f from the cluster.
