@@ -40,6 +40,10 @@ var (
 	ErrNoIDs = errors.New("client: no record id left in this client's key ranges; connect to the cluster to get a new range")
 	// ErrClosed: the DB was closed.
 	ErrClosed = errors.New("client: closed")
+	// ErrNeedsUpgrade: the cluster runs newer state machine rules than
+	// this client's code (fsm.RulesVersion); the replica stopped following
+	// so as not to compute a different state. Upgrade the application.
+	ErrNeedsUpgrade = errors.New("client: the cluster runs newer rules than this client knows: upgrade the application")
 
 	ErrWrongCluster = api.ErrWrongCluster
 	ErrNoLeader     = api.ErrNoLeader
@@ -108,9 +112,12 @@ type DB struct {
 	lastErr   error
 	recovered string // why the replica was rebuilt at open, if it was
 
-	online   atomic.Bool
-	onlineCh chan struct{} // closed and replaced when online changes
-	movedCh  chan struct{} // closed and replaced when the current server changes
+	online atomic.Bool
+	// replicaBroken: the replica failed to apply (storage failure); the
+	// sync loop rebuilds it from a snapshot before it follows again.
+	replicaBroken atomic.Bool
+	onlineCh      chan struct{} // closed and replaced when online changes
+	movedCh       chan struct{} // closed and replaced when the current server changes
 
 	events *eventLog
 	out    *outbox

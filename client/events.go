@@ -23,6 +23,13 @@ const (
 	// EventLagged: this subscriber fell more than the event buffer behind;
 	// the events in between are lost to it: re-read what is shown.
 	EventLagged api.EventType = "lagged"
+	// EventReplicaFailed: the local replica could not apply the log: a
+	// storage failure (disk full, I/O error: the client goes offline and
+	// rebuilds the replica from a snapshot when it can; the outbox is
+	// kept), or ErrNeedsUpgrade (the cluster runs newer rules than this
+	// client: it stops following until the application is upgraded).
+	// Err says which; DB.Err() too.
+	EventReplicaFailed api.EventType = "replica_failed"
 )
 
 // DefaultEventBuffer is how many events are kept for slow subscribers

@@ -31,6 +31,12 @@ func (db *DB) syncLoop() {
 		if errors.Is(err, ErrWrongCluster) {
 			db.log.Error("client: server refused: wrong cluster", "server", db.serverList()[0], "err", err)
 		}
+		if errors.Is(err, ErrNeedsUpgrade) {
+			// Applying the log with older rules would compute another
+			// state than the cluster's: stop following until upgraded.
+			db.log.Error("client: the cluster runs newer rules than this client; upgrade the application", "err", err)
+			return
+		}
 		db.rotate()
 		if !db.sleep(b.next()) {
 			return
@@ -73,6 +79,16 @@ func (db *DB) follow(b *backoff) error {
 		}
 		return nil
 	}
+	if db.replicaBroken.Load() {
+		// The replica failed to apply (disk full, I/O error): rebuild it
+		// from a snapshot before anything else (the outbox is in the
+		// other file and waits).
+		if err := db.resync(c); err != nil {
+			return fmt.Errorf("client: rebuilding the replica: %w", err)
+		}
+		db.replicaBroken.Store(false)
+		db.log.Info("client: replica rebuilt from a snapshot after a storage failure", "applied", db.replica.AppliedIndex())
+	}
 	if err := leader(st.NoLeader, st.LeaderContactMS); err != nil {
 		return err
 	}
@@ -98,15 +114,21 @@ func (db *DB) follow(b *backoff) error {
 		if err := db.pin(page.ClusterID); err != nil {
 			return err
 		}
-		db.apply(page)
+		if err := db.apply(page); err != nil {
+			return err
+		}
 		if err := leader(page.NoLeader, page.LeaderContactMS); err != nil {
 			return err
 		}
 	}
 }
 
-// apply applies one log page to the replica and publishes its events.
-func (db *DB) apply(page api.LogPage) {
+// apply applies one log page to the replica and publishes its events. A
+// failure leaves the replica as it was: ErrNeedsUpgrade when the cluster
+// runs newer rules than this code, else a storage failure, after which
+// the replica is rebuilt from a snapshot (replicaBroken). Either is
+// published as an EventReplicaFailed.
+func (db *DB) apply(page api.LogPage) error {
 	entries := make([]fsm.Entry, 0, len(page.Entries)+1)
 	last := db.replica.AppliedIndex()
 	for _, e := range page.Entries {
@@ -117,9 +139,23 @@ func (db *DB) apply(page api.LogPage) {
 		entries = append(entries, fsm.Entry{Index: page.Next}) // committed non-command entries
 	}
 	if len(entries) == 0 {
-		return
+		return nil
 	}
-	results := db.replica.ApplyBatch(entries)
+	results, err := db.replica.TryApplyBatch(entries)
+	if err != nil {
+		var ae *api.Error
+		if errors.Is(err, fsm.ErrNeedsUpgrade) {
+			err = fmt.Errorf("%w: %w", ErrNeedsUpgrade, err)
+			ae = api.Errorf(api.CodeUnavailable, "%v", err)
+		} else {
+			db.replicaBroken.Store(true)
+			err = fmt.Errorf("client: the replica failed to apply entries %d..%d (it will be rebuilt from a snapshot; the outbox is kept): %w", entries[0].Index, last, err)
+			ae = api.Errorf(api.CodeInternal, "%v", err)
+		}
+		db.log.Error("client: replica failed", "err", err)
+		db.events.publish(Event{Event: api.Event{Index: db.replica.AppliedIndex(), Type: EventReplicaFailed, Time: time.Now().UTC()}, Err: ae})
+		return err
+	}
 	var evs []Event
 	for _, r := range results {
 		for _, e := range r.Events {
@@ -127,6 +163,7 @@ func (db *DB) apply(page api.LogPage) {
 		}
 	}
 	db.events.publish(evs...)
+	return nil
 }
 
 // resync replaces the replica with a snapshot from c.

@@ -38,6 +38,10 @@ type nodeMeta struct {
 	// Start is a random token of this run of the node: a removed node
 	// that gossips another one has restarted (see fsm.OpRemoveMember).
 	Start string `json:"start,omitempty"`
+	// Rules is the newest state machine rules version the node's code
+	// knows (fsm.RulesVersion): the leader raises the cluster's rules only
+	// to a version every voter knows.
+	Rules uint32 `json:"rules,omitempty"`
 }
 
 func decodeMeta(b []byte) (nodeMeta, bool) {

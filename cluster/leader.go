@@ -40,6 +40,7 @@ func (n *Node) leaderLoop() {
 			continue
 		}
 		n.ensureClusterID()
+		n.ensureRules()
 		n.reconcile()
 	}
 }
@@ -60,7 +61,7 @@ func (n *Node) ensureClusterID() {
 	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ApplyTimeout)
 	defer cancel()
 	id := uuid.NewString()
-	res, err := n.applyLocal(ctx, &fsm.Command{Op: fsm.OpSetCluster, Cluster: id})
+	res, err := n.applyLocal(ctx, &fsm.Command{Op: fsm.OpSetCluster, Cluster: id, Rules: fsm.RulesVersion})
 	switch {
 	case err != nil:
 		n.log.Warn("cluster: setting the cluster id failed", "err", err)
@@ -69,6 +70,42 @@ func (n *Node) ensureClusterID() {
 	default:
 		n.log.Info("cluster: new cluster id", "cluster", n.fsm.ClusterID())
 	}
+}
+
+// ensureRules moves the cluster to this code's rules version
+// (fsm.RulesVersion) once every voter's code knows it (its gossip
+// metadata says so): a replica never meets rules it does not know,
+// except a client or server that runs older code than the cluster, which
+// then stops with fsm.ErrNeedsUpgrade rather than diverge.
+func (n *Node) ensureRules() {
+	if n.fsm.ClusterID() == "" || n.fsm.Rules() >= fsm.RulesVersion {
+		return
+	}
+	f := n.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return
+	}
+	peers := n.gossip.snapshot()
+	for _, s := range f.Configuration().Servers {
+		if string(s.ID) == n.cfg.NodeID {
+			continue
+		}
+		if p, ok := peers[string(s.ID)]; !ok || p.meta.Rules < fsm.RulesVersion {
+			n.log.Debug("cluster: not raising the rules version yet: a voter runs older code or is not in gossip", "voter", s.ID)
+			return
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ApplyTimeout)
+	defer cancel()
+	res, err := n.applyLocal(ctx, &fsm.Command{Op: fsm.OpSetRules, Rules: fsm.RulesVersion})
+	if err == nil {
+		err = res.Error()
+	}
+	if err != nil {
+		n.log.Warn("cluster: raising the rules version failed", "err", err)
+		return
+	}
+	n.log.Info("cluster: state machine rules raised", "rules", fsm.RulesVersion)
 }
 
 // reconcile adds every live gossip member of this cluster (or of no

@@ -85,7 +85,10 @@ type Node struct {
 	stopErr    error
 
 	snapSlots chan struct{} // a token per snapshot download being served
-	start     string        // random token of this run, gossiped (nodeMeta.Start)
+	failedCh  chan struct{} // closed when the state machine failed (Failed)
+	failOnce  sync.Once
+	failErr   error
+	start     string // random token of this run, gossiped (nodeMeta.Start)
 }
 
 // New opens the node's data directory, starts raft and gossip, and joins
@@ -111,6 +114,7 @@ func New(cfg Config) (*Node, error) {
 		shutdownCh: make(chan struct{}),
 		start:      uuid.NewString(),
 		snapSlots:  make(chan struct{}, maxSnapshotDownloads),
+		failedCh:   make(chan struct{}),
 	}
 	n.gossip = newGossip(n)
 	n.reads = &readIndexer{n: n}
@@ -289,7 +293,7 @@ func (n *Node) startRaft() (bool, error) {
 		}
 	}
 
-	n.raft, err = raft.NewRaft(rc, &raftFSM{f: n.fsm, events: n.events, changed: n.fsmChanged}, n.store, n.store, n.snaps, raftTransport(n.trans))
+	n.raft, err = raft.NewRaft(rc, &raftFSM{f: n.fsm, events: n.events, changed: n.fsmChanged, failed: n.fail}, n.store, n.store, n.snaps, raftTransport(n.trans))
 	if err != nil {
 		return false, fmt.Errorf("cluster: start raft: %w", err)
 	}
@@ -420,7 +424,7 @@ func (n *Node) withoutSelf(addrs []string) []string {
 
 // localMeta is this node's gossip metadata.
 func (n *Node) localMeta() nodeMeta {
-	return nodeMeta{ID: n.cfg.NodeID, Raft: n.raftAddr, HTTP: n.cfg.HTTPAddr, Cluster: n.fsm.ClusterID(), Removed: n.removedSelf.Load(), Start: n.start}
+	return nodeMeta{ID: n.cfg.NodeID, Raft: n.raftAddr, HTTP: n.cfg.HTTPAddr, Cluster: n.fsm.ClusterID(), Removed: n.removedSelf.Load(), Start: n.start, Rules: fsm.RulesVersion}
 }
 
 // fsmChanged runs after every applied batch: a new cluster id must reach
@@ -598,6 +602,33 @@ func (n *Node) otherVoters() int {
 		}
 	}
 	return c
+}
+
+// fail records that the state machine cannot apply the log (a storage
+// failure, or fsm.ErrNeedsUpgrade) and closes Failed: the node's owner
+// must stop it. Writes and linearizable reads through the node fail from
+// now on, since its state no longer follows the log.
+func (n *Node) fail(err error) {
+	n.failOnce.Do(func() {
+		n.failErr = err
+		n.log.Error("cluster: the state machine stopped applying the log; this node must stop", "err", err)
+		close(n.failedCh)
+	})
+}
+
+// Failed is closed when the node's state machine could not apply the log
+// (FailedErr says why): the node no longer follows the cluster, and its
+// owner should shut it down and report the error (kvnode exits).
+func (n *Node) Failed() <-chan struct{} { return n.failedCh }
+
+// FailedErr returns why Failed closed, or nil.
+func (n *Node) FailedErr() error {
+	select {
+	case <-n.failedCh:
+		return n.failErr
+	default:
+		return nil
+	}
 }
 
 // ID returns the node id.

@@ -1,7 +1,9 @@
 package cluster
 
 import (
+	"errors"
 	"io"
+	"sync/atomic"
 
 	"github.com/hashicorp/raft"
 	"github.com/shelfdb/shelf/api"
@@ -19,6 +21,10 @@ type raftFSM struct {
 	// changed is called after every batch and restore; the node uses it
 	// to notice a new cluster id and refresh its gossip metadata.
 	changed func()
+	// failed is called once when the state machine cannot apply (a
+	// storage failure, or rules newer than this code): the node stops.
+	failed func(error)
+	broken atomic.Bool
 }
 
 var _ raft.BatchingFSM = (*raftFSM)(nil)
@@ -43,8 +49,26 @@ func (a *raftFSM) ApplyBatch(logs []*raft.Log) []any {
 			}
 		}
 	}
-	results := a.f.ApplyBatch(entries)
 	out := make([]any, len(logs))
+	var results []*fsm.Result
+	var err error
+	if a.broken.Load() {
+		err = errors.New("the state machine stopped after an earlier failure")
+	} else if results, err = a.f.TryApplyBatch(entries); err != nil {
+		// Raft counts these entries as applied, but fsm.db did not take
+		// them: never apply anything after them. The node stops; on its
+		// next start raft hands them over again.
+		a.broken.Store(true)
+		if a.failed != nil {
+			a.failed(err)
+		}
+	}
+	if err != nil {
+		for i := range out {
+			out[i] = &fsm.Result{Err: api.Errorf(api.CodeUnavailable, "not applied: %v", err)}
+		}
+		return out
+	}
 	var events []api.Event
 	for i := range out {
 		if i < len(results) {

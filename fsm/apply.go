@@ -90,8 +90,13 @@ func (f *FSM) applyCommand(tx *bolt.Tx, index uint64, data []byte) (*Result, err
 		keyTimes: tx.Bucket(storage.BucketKeyTimes),
 		cfg:      &f.cfg,
 	}
+	if err := checkRules(rulesOf(tx), c); err != nil {
+		return nil, err
+	}
 	var ses *session
-	if c.Session != "" || c.Seq != 0 || c.ReqHash != "" {
+	if (c.Session != "" || c.Seq != 0 || c.ReqHash != "") && rulesOf(tx) >= 2 {
+		// (Under rules 1 a session is ignored, as code of that version
+		// does: the command is applied as a plain one.)
 		s, r, err := t.openSession()
 		if r != nil || err != nil {
 			return r, err // a repeat, or a session refused
@@ -150,9 +155,17 @@ func (t *txn) dispatch(max int) (*Result, error) {
 	case OpRemoveClient:
 		return t.removeClient()
 	case OpRemoveMember:
+		if err := t.needRules(2, "remove-member"); err != nil {
+			return reject(err)
+		}
 		return t.removeMember()
 	case OpReadmitMember:
+		if err := t.needRules(2, "readmit-member"); err != nil {
+			return reject(err)
+		}
 		return t.readmitMember()
+	case OpSetRules:
+		return t.setRules()
 	}
 	return reject(api.Errorf(api.CodeInvalid, "unknown op %d", t.c.Op))
 }
@@ -167,6 +180,12 @@ func (t *txn) setCluster() (*Result, error) {
 			return reject(api.Errorf(api.CodeWrongCluster, "set-cluster: state belongs to cluster %s, not %s", cur, id))
 		}
 		return &Result{}, nil
+	}
+	if t.c.Rules > 0 {
+		// A new cluster starts with the rules of the code that created it.
+		if err := storage.PutUint(t.meta, storage.MetaRules, uint64(t.c.Rules)); err != nil {
+			return nil, err
+		}
 	}
 	return &Result{cluster: id}, t.meta.Put(storage.MetaCluster, []byte(id))
 }

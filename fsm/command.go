@@ -30,6 +30,7 @@ const (
 	OpRemoveClient                 // operator removes a client (Client): borrows returned, ranges retired
 	OpRemoveMember                 // operator removed a server (Member, as it ran: Start) from the raft configuration
 	OpReadmitMember                // a removed server (Member) restarted and is a member again
+	OpSetRules                     // the cluster moves to rules version Rules (see RulesVersion)
 	opMax
 )
 
@@ -39,7 +40,7 @@ var opNames = [...]string{
 	OpReturn: "return", OpForceReturn: "force-return", OpRelease: "release",
 	OpSetState: "set-state", OpRevise: "revise", OpRegisterSchema: "register-schema",
 	OpClientSeen: "client-seen", OpExpire: "expire", OpTakeOver: "take-over", OpRemoveClient: "remove-client",
-	OpRemoveMember: "remove-member", OpReadmitMember: "readmit-member",
+	OpRemoveMember: "remove-member", OpReadmitMember: "readmit-member", OpSetRules: "set-rules",
 }
 
 // ParseOp returns the op named name (as String gives it).
@@ -82,6 +83,7 @@ type Command struct {
 	Applied uint64  `codec:"ap,omitempty"`  // OpClientSeen: the replica's applied index
 	Member  string  `codec:"mb,omitempty"`  // OpRemoveMember, OpReadmitMember: the server's node id
 	Start   string  `codec:"ms,omitempty"`  // OpRemoveMember: the start token the server gossiped when removed ("" if unknown)
+	Rules   uint32  `codec:"rv,omitempty"`  // OpSetRules: the new rules version; OpSetCluster: the new cluster's
 
 	// Exactly-once: a command with a session and a sequence number is
 	// applied at most once; a repeat is answered with the recorded result

@@ -62,6 +62,7 @@ type FSM struct {
 	db      *bolt.DB
 
 	applied atomic.Uint64
+	rules   atomic.Uint32
 	cluster atomic.Pointer[string]
 
 	waitMu sync.Mutex
@@ -117,6 +118,7 @@ func (f *FSM) loadMeta() error {
 		}
 		meta := tx.Bucket(storage.BucketMeta)
 		f.applied.Store(storage.Uint(meta, storage.MetaApplied))
+		f.rules.Store(rulesOf(tx))
 		id := string(meta.Get(storage.MetaCluster))
 		f.cluster.Store(&id)
 		return nil
@@ -178,9 +180,22 @@ func (f *FSM) Apply(index uint64, data []byte) *Result {
 // on. A storage failure is fatal: the node cannot know what it applied, so
 // it stops (panics) rather than diverge from its peers.
 func (f *FSM) ApplyBatch(entries []Entry) []*Result {
+	results, err := f.TryApplyBatch(entries)
+	if err != nil {
+		panic(err.Error())
+	}
+	return results
+}
+
+// TryApplyBatch is ApplyBatch that returns a failure instead of
+// panicking: a storage failure, or ErrNeedsUpgrade when the log or the
+// state needs newer rules than RulesVersion. Nothing of the batch is
+// applied then (one transaction), and the applied index stays where it
+// was; the caller must stop applying (the next entries depend on these).
+func (f *FSM) TryApplyBatch(entries []Entry) ([]*Result, error) {
 	results := make([]*Result, len(entries))
 	if len(entries) == 0 {
-		return results
+		return results, nil
 	}
 	f.applyMu.Lock()
 	defer f.applyMu.Unlock()
@@ -189,6 +204,7 @@ func (f *FSM) ApplyBatch(entries []Entry) []*Result {
 
 	var last uint64
 	var newCluster *string
+	var rules uint32
 	err := f.db.Update(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(storage.BucketMeta)
 		applied := storage.Uint(meta, storage.MetaApplied)
@@ -216,6 +232,7 @@ func (f *FSM) ApplyBatch(entries []Entry) []*Result {
 				newCluster = &c
 			}
 		}
+		rules = rulesOf(tx)
 		if applied == last {
 			return nil
 		}
@@ -226,16 +243,19 @@ func (f *FSM) ApplyBatch(entries []Entry) []*Result {
 		return storage.PutUint(meta, storage.MetaApplied, applied)
 	})
 	if err != nil {
-		f.log.Error("fsm: storage failure while applying; stopping", "path", f.cfg.Path, "err", err)
-		panic(fmt.Sprintf("fsm: storage failure while applying to %s: %v", f.cfg.Path, err))
+		if errors.Is(err, ErrNeedsUpgrade) {
+			return nil, fmt.Errorf("fsm: %s: %w", f.cfg.Path, err)
+		}
+		return nil, fmt.Errorf("fsm: storage failure while applying to %s: %w", f.cfg.Path, err)
 	}
 	if newCluster != nil {
 		f.cluster.Store(newCluster)
 	}
+	f.rules.Store(rules)
 	if last > f.applied.Load() {
 		f.setApplied(last)
 	}
-	return results
+	return results, nil
 }
 
 // view runs fn in a read transaction.

@@ -33,6 +33,7 @@ func newHarness(t testing.TB) *harness {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { f.Close() })
+	setRulesForTest(t, f, RulesVersion)
 	return &harness{t: t, f: f, now: time.Date(2026, 11, 24, 9, 0, 0, 0, time.UTC).UnixNano()}
 }
 

@@ -35,6 +35,7 @@ func newHarnessCfg(t testing.TB, cfg Config) *harness {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { f.Close() })
+	setRulesForTest(t, f, RulesVersion)
 	return &harness{t: t, f: f, now: time.Date(2026, 11, 24, 9, 0, 0, 0, time.UTC).UnixNano()}
 }
 

@@ -112,12 +112,15 @@ func (f *FSM) Restore(r io.Reader) error {
 			if got := storage.Uint(tx.Bucket(storage.BucketMeta), storage.MetaApplied); got != index {
 				return fmt.Errorf("applied index %d, header says %d", got, index)
 			}
-			return nil
+			return checkRules(rulesOf(tx), nil)
 		})
 		db.Close()
 	}
 	if err != nil {
 		os.Remove(tmp)
+		if errors.Is(err, ErrNeedsUpgrade) {
+			return fmt.Errorf("fsm: restore: %w", err)
+		}
 		return fmt.Errorf("%w: %v", ErrBadSnapshot, err)
 	}
 

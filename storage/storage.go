@@ -81,6 +81,9 @@ var (
 	MetaNextID  = []byte("nextid")
 	// MetaKeySessions counts the idempotency-key sessions kept.
 	MetaKeySessions = []byte("keysessions")
+	// MetaRules is the rules version the cluster runs (fsm.RulesVersion);
+	// absent in states from before rules were versioned.
+	MetaRules = []byte("rules")
 )
 
 // Session kinds: the first byte of a SessionKey.

@@ -37,6 +37,7 @@ import (
 
 	"github.com/shelfdb/shelf/api"
 	"github.com/shelfdb/shelf/cluster"
+	"github.com/shelfdb/shelf/fsm"
 	"github.com/shelfdb/shelf/internal/httpapi"
 )
 
@@ -290,6 +291,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		logger.Info("kvnode: shutting down")
 	case err := <-serveErr:
 		runErr = fmt.Errorf("http: %w", err)
+	case <-node.Failed():
+		runErr = fmt.Errorf("the state machine stopped: %w", node.FailedErr())
+		if errors.Is(runErr, fsm.ErrNeedsUpgrade) {
+			runErr = fmt.Errorf("%w; install a kvnode that knows the cluster's rules (state machine rules %d here) and start it again", runErr, fsm.RulesVersion)
+		} else {
+			runErr = fmt.Errorf("%w; fix the disk and start the node again: it applies the log again from where fsm.db stopped", runErr)
+		}
 	}
 	close(stopping) // pending log long polls answer now
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
