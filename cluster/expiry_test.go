@@ -168,3 +168,26 @@ func TestBorrowExpiresOnceAcrossLeaderCrash(t *testing.T) {
 		t.Fatalf("history after more writes %+v", h)
 	}
 }
+
+// A node whose state machine meets rules newer than its code stops
+// applying and says so on Failed, with fsm.ErrNeedsUpgrade: kvnode then
+// exits with that reason instead of serving a state that no longer
+// follows the log.
+func TestNodeStopsOnNewerRules(t *testing.T) {
+	cfg := testConfig(t, "n1", t.TempDir())
+	cfg.Bootstrap = true
+	n := mustStart(t, cfg)
+	waitCluster(t, n)
+	res, err := n.Apply(context.Background(), &fsm.Command{Op: fsm.OpSetRules, Rules: fsm.RulesVersion + 1})
+	if err == nil && res.Error() == nil {
+		t.Fatalf("set-rules %d was applied by code of rules %d", fsm.RulesVersion+1, fsm.RulesVersion)
+	}
+	select {
+	case <-n.Failed():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the node did not report its state machine failure")
+	}
+	if !errors.Is(n.FailedErr(), fsm.ErrNeedsUpgrade) {
+		t.Fatalf("FailedErr %v, want ErrNeedsUpgrade", n.FailedErr())
+	}
+}

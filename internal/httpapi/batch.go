@@ -79,7 +79,7 @@ func (h *handler) internalApplyBatch(w http.ResponseWriter, r *http.Request) err
 		return api.Errorf(api.CodeInvalid, "a batch takes 1 to %d commands, not %d", api.MaxBatchOps, len(cmds))
 	}
 	for i, c := range cmds {
-		if c == nil || c.Op == 0 || c.Op == fsm.OpSetCluster {
+		if c == nil || c.Op == 0 || c.Op == fsm.OpSetCluster || c.Op == fsm.OpSetRules {
 			return api.Errorf(api.CodeInvalid, "command %d is not accepted over the API", i)
 		}
 	}

@@ -650,7 +650,7 @@ func (h *handler) internalApply(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if cmd.Op == fsm.OpSetCluster {
+	if cmd.Op == fsm.OpSetCluster || cmd.Op == fsm.OpSetRules {
 		return api.Errorf(api.CodeInvalid, "%s is not accepted over the API", cmd.Op)
 	}
 	res, err := h.node.ApplyLeader(r.Context(), cmd)
