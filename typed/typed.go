@@ -39,6 +39,12 @@ import (
 // ErrDecode is wrapped by the errors of records that do not decode into T.
 var ErrDecode = errors.New("typed: record does not decode")
 
+// ErrDuplicateKey is wrapped by Open's error for a record type with two
+// fields under one key (two codec or json tags alike, a tag equal to
+// another field's Go name, a field of an embedded struct shadowed by
+// another): codec would store only one of them, so Open refuses the type.
+var ErrDuplicateKey = schema.ErrDuplicateKey
+
 // Defaulter is implemented by record types that want defaults for fields
 // a record lacks (records written before the field existed): SetDefaults
 // is called on a zero value before each decode.

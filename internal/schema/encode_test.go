@@ -89,7 +89,7 @@ func TestTypeString(t *testing.T) {
 }
 
 func FuzzDecode(f *testing.F) {
-	for _, v := range []any{Part{}, Node{}, A{}, P1{}, Tree2{}, PStock1{}} {
+	for _, v := range []any{Part{}, Node{}, Shadowed{}, P1{}, Tree2{}, PStock1{}} {
 		d, err := Extract(reflect.TypeOf(v))
 		if err != nil {
 			f.Fatal(err)

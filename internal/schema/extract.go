@@ -2,6 +2,7 @@ package schema
 
 import (
 	"encoding"
+	"errors"
 	"fmt"
 	"reflect"
 	"slices"
@@ -152,7 +153,11 @@ func (x *extractor) structType(t reflect.Type, path, goPath string) (string, err
 		return "", fail(path, goPath, "type %s adds keys of its own (codec.MissingFielder)", name)
 	}
 	s := Struct{Fields: []Field{}}
-	for _, f := range codecFields(t) {
+	fields, err := codecFields(t)
+	if err != nil {
+		return "", fail(path, goPath, "%w", err)
+	}
+	for _, f := range fields {
 		typ, err := x.typeOf(f.Type, joinPath(path, f.key), joinGo(goPath, f.Name))
 		if err != nil {
 			return "", err
@@ -165,18 +170,29 @@ func (x *extractor) structType(t reflect.Type, path, goPath string) (string, err
 
 type codecField struct {
 	reflect.StructField
-	key   string // the key in the encoded map
-	depth int    // of embedding
+	key    string // the key in the encoded map
+	depth  int    // of embedding
+	index  []int  // the index sequence from the outer struct, for FieldByIndex
+	goPath string // the Go selector from the outer struct: "Base.ID"
 }
+
+// ErrDuplicateKey is wrapped by Extract's errors about two fields under
+// one key, of which codec would store only one.
+var ErrDuplicateKey = errors.New("two fields under one key")
 
 // codecFields lists the fields of struct t that codec encodes, in
 // declaration order with embedded structs flattened, mirroring codec's
-// TypeInfos.rget and typeInfo.resolve (v1.3.2).
-func codecFields(t reflect.Type) []codecField {
+// TypeInfos.rget and typeInfo.resolve (v1.3.2). Where codec would drop a
+// field, it returns an error instead: two fields with the same key (codec
+// keeps the shallowest, and of those the first; Go's encoding/json would
+// drop them all), or a struct embedded a third time on one path (codec
+// inlines a struct type at most twice and ignores the rest).
+func codecFields(t reflect.Type) ([]codecField, error) {
 	var all []codecField
+	var skipped []codecField // embedded structs codec does not inline
 	embedded := []reflect.Type{t} // codec inlines a struct type at most twice
-	var collect func(t reflect.Type, depth int)
-	collect = func(t reflect.Type, depth int) {
+	var collect func(t reflect.Type, depth int, index []int, goPath string)
+	collect = func(t reflect.Type, depth int, index []int, goPath string) {
 		for i := range t.NumField() {
 			f := t.Field(i)
 			if !f.IsExported() && !f.Anonymous {
@@ -191,6 +207,7 @@ func codecFields(t reflect.Type) []codecField {
 			for ft.Kind() == reflect.Pointer {
 				ft = ft.Elem()
 			}
+			idx := append(slices.Clip(index), i)
 			if f.Anonymous && f.Type.Kind() != reflect.Interface {
 				isPtr, isStruct := f.Type.Kind() == reflect.Pointer, ft.Kind() == reflect.Struct
 				if !f.IsExported() && (!isStruct || isPtr) {
@@ -205,7 +222,9 @@ func codecFields(t reflect.Type) []codecField {
 					}
 					if n < 2 {
 						embedded = append(embedded, ft)
-						collect(ft, depth+1)
+						collect(ft, depth+1, idx, joinGo(goPath, f.Name))
+					} else if hasFields(ft) {
+						skipped = append(skipped, codecField{StructField: f, goPath: joinGo(goPath, f.Name)})
 					}
 					continue
 				}
@@ -216,25 +235,41 @@ func codecFields(t reflect.Type) []codecField {
 			if key == "" {
 				key = f.Name
 			}
-			all = append(all, codecField{f, key, depth})
+			all = append(all, codecField{f, key, depth, idx, joinGo(goPath, f.Name)})
 		}
 	}
-	collect(t, 0)
-	// Of fields with the same key the shallowest wins, and of those the
-	// first (Go's encoding/json would drop them all).
-	winner := map[string]int{}
-	for i, f := range all {
-		if j, dup := winner[f.key]; !dup || f.depth < all[j].depth {
-			winner[f.key] = i
-		}
+	collect(t, 0, nil, "")
+	if len(skipped) > 0 {
+		return nil, fmt.Errorf("type %s embeds %s a third time (at %s): codec inlines a struct type at most twice and would never store its fields",
+			typeName(t), skipped[0].Type, skipped[0].goPath)
 	}
+	first := map[string]int{}
 	var out []codecField
 	for i, f := range all {
-		if winner[f.key] == i {
+		j, dup := first[f.key]
+		if !dup {
+			first[f.key] = i
 			out = append(out, f)
+			continue
+		}
+		keep := all[j] // codec keeps the shallowest, and of those the first
+		if f.depth < keep.depth {
+			keep = f
+		}
+		return nil, fmt.Errorf("type %s: fields %s and %s both have the key %q, and codec would store only %s: %w",
+			typeName(t), all[j].goPath, f.goPath, f.key, keep.goPath, ErrDuplicateKey)
+	}
+	return out, nil
+}
+
+// hasFields reports whether codec could encode any field of struct t.
+func hasFields(t reflect.Type) bool {
+	for i := range t.NumField() {
+		if f := t.Field(i); (f.IsExported() || f.Anonymous) && structTag(f.Tag) != "-" {
+			return true
 		}
 	}
-	return out
+	return false
 }
 
 // structTag is codec's: the codec tag if not empty, else the json tag.
