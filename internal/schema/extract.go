@@ -189,7 +189,7 @@ var ErrDuplicateKey = errors.New("two fields under one key")
 // inlines a struct type at most twice and ignores the rest).
 func codecFields(t reflect.Type) ([]codecField, error) {
 	var all []codecField
-	var skipped []codecField // embedded structs codec does not inline
+	var skipped []codecField      // embedded structs codec does not inline
 	embedded := []reflect.Type{t} // codec inlines a struct type at most twice
 	var collect func(t reflect.Type, depth int, index []int, goPath string)
 	collect = func(t reflect.Type, depth int, index []int, goPath string) {
