@@ -67,6 +67,13 @@ type Tree[T any] struct {
 // client, needs no network; a new one needs the cluster). An incompatible
 // change is refused with api.ErrIncompatible, naming the tree, the field,
 // the old and the new type.
+//
+// What is registered is the shape of T's records (see the README): the
+// keys and stored types of its fields, not their Go names, nor the names
+// or packages of T and its struct types. A T of a shape registered before
+// gets that version back (the first one, if several have it), also when
+// it was registered by older code or from another package, or by code
+// that names its fields differently.
 func Open[T any](ctx context.Context, db *client.DB, name string) (*Tree[T], error) {
 	rt := reflect.TypeFor[T]()
 	def, err := schema.Extract(rt)
@@ -78,11 +85,46 @@ func Open[T any](ctx context.Context, db *client.DB, name string) (*Tree[T], err
 		return nil, fmt.Errorf("typed: tree %q: %w", name, err)
 	}
 	t := db.Tree(name)
-	v, err := t.RegisterSchema(ctx, enc)
+	v, err := registeredShape(t, enc)
+	if err == nil && v == 0 && db.Online() {
+		// Not in the replica: catch up before registering a new version,
+		// in case another client registered this shape meanwhile.
+		if err = db.WaitSynced(ctx); err == nil {
+			v, err = registeredShape(t, enc)
+		}
+	}
+	if err == nil && v == 0 {
+		v, err = t.RegisterSchema(ctx, enc)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("typed: open tree %q for %s: %w", name, typeName(rt), err)
 	}
 	return &Tree[T]{db: db, t: t, def: &def, version: v, typ: typeName(rt)}, nil
+}
+
+// registeredShape returns the first version of the tree registered in the
+// local replica with the shape enc encodes (see schema.Definition.Encode),
+// or 0. Definitions registered by older code have Go names in them.
+func registeredShape(t *client.Tree, enc []byte) (uint32, error) {
+	ss, err := t.Schemas()
+	if err != nil {
+		if errors.Is(err, api.ErrTreeNotFound) {
+			return 0, nil
+		}
+		return 0, err
+	}
+	var first uint32
+	for _, s := range ss {
+		if first != 0 && s.Version > first {
+			continue
+		}
+		if d, err := schema.Decode(s.Definition); err == nil {
+			if shape, err := d.Encode(); err == nil && bytes.Equal(shape, enc) {
+				first = s.Version
+			}
+		}
+	}
+	return first, nil
 }
 
 // Name returns the tree's name.
