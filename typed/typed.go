@@ -17,9 +17,10 @@
 // know are kept, inside nested structs, slices and maps of structs too.
 // Nothing is asked of T for this: Update merges the new value with the
 // stored one by schema. One limit: elements of a slice of structs are
-// matched by content, else by position, so old code that edits an element
-// and moves it in the same update may attach unknown fields to the wrong
-// element.
+// paired by content (see Update), so old code that replaces an element, or
+// edits every field of one and moves it, may attach unknown fields to the
+// wrong element; an element type that tags its identifying fields
+// `shelf:"key"` is paired by them instead.
 package typed
 
 import (
@@ -219,8 +220,18 @@ func (t *Tree[T]) Create(ctx context.Context, v T) (Key[T], error) {
 
 // Update reads the record, lets fn change it and writes it back. It needs
 // the record's borrow (ErrNotBorrowed otherwise) and may be queued
-// offline. Fields of the stored record that T does not know (written by
-// newer code) are kept. An error from fn cancels the update.
+// offline. An error from fn cancels the update.
+//
+// Fields of the stored record that T does not know (written by newer code)
+// are kept, in nested structs, pointers, slices and maps of structs too.
+// Map values are paired by map key. Elements of a slice of structs are
+// paired by key if T's element type tags one or more fields `shelf:"key"`
+// (together they identify an element; elements with a key the stored
+// slice lacks are new and get nothing). Without a key, the element the
+// writer left unchanged pairs with its stored self, then an edited element
+// with the stored one sharing the most field values, then by position: an
+// element replaced in place, or edited in every field and moved, can take
+// the unknown fields of another.
 func (t *Tree[T]) Update(ctx context.Context, key Key[T], fn func(*T) error) error {
 	var v T
 	var old []byte

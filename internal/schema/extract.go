@@ -162,7 +162,15 @@ func (x *extractor) structType(t reflect.Type, path, goPath string) (string, err
 		if err != nil {
 			return "", err
 		}
-		s.Fields = append(s.Fields, Field{Name: f.key, GoName: f.Name, Type: typ})
+		elemKey := false
+		switch opt := f.Tag.Get("shelf"); opt {
+		case "":
+		case "key":
+			elemKey = true
+		default:
+			return "", fail(joinPath(path, f.key), joinGo(goPath, f.Name), "unknown shelf tag %q (want \"key\")", opt)
+		}
+		s.Fields = append(s.Fields, Field{Name: f.key, GoName: f.Name, Type: typ, ElemKey: elemKey})
 	}
 	x.types[name] = s
 	return name, nil

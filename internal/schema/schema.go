@@ -52,6 +52,11 @@ type Field struct {
 	Name   string `codec:"name" json:"name"`                 // the key in the stored map
 	GoName string `codec:"go,omitempty" json:"go,omitempty"` // the Go field's name, for people; not in a shape
 	Type   Type   `codec:"type" json:"type"`
+	// ElemKey is set on the fields tagged `shelf:"key"`: together they
+	// identify the struct when it is an element of a slice, which is how
+	// package typed pairs the elements a writer read with those it writes.
+	// Not stored: it concerns the code, not the records.
+	ElemKey bool `codec:"-" json:"-"`
 }
 
 // Struct is a struct type: its fields in declaration order (embedded
