@@ -46,9 +46,16 @@ var ErrDecode = errors.New("typed: record does not decode")
 // another): codec would store only one of them, so Open refuses the type.
 var ErrDuplicateKey = schema.ErrDuplicateKey
 
-// Defaulter is implemented by record types that want defaults for fields
-// a record lacks (records written before the field existed): SetDefaults
-// is called on a zero value before each decode.
+// Defaulter is implemented by record types, and by the types of structs
+// inside them, that want defaults for fields a record lacks (records
+// written before the field existed): SetDefaults is called on a zero value
+// before its fields are decoded. Nested structs get theirs too: struct
+// fields and arrays of structs before the struct holding them (depth
+// first, so an outer SetDefaults can override an inner one), structs
+// behind pointers, in slices and in maps when the record holds them (a
+// slice element or map value gets its defaults, then its stored fields).
+// An embedded struct is part of the struct embedding it: its SetDefaults,
+// if promoted, is that struct's.
 type Defaulter interface {
 	SetDefaults()
 }
@@ -141,8 +148,12 @@ func (t *Tree[T]) DB() *client.DB { return t.db }
 func (t *Tree[T]) decode(r *client.Record, v *T) error {
 	var zero T
 	*v = zero
-	if d, ok := any(v).(Defaulter); ok {
-		d.SetDefaults()
+	if p := defaultsFor(reflect.TypeFor[T]()); p != nil {
+		rv := reflect.ValueOf(v).Elem()
+		p.setDefaults(rv)
+		if cborValid(r.Data) == nil {
+			p.prepare(rv, r.Data)
+		}
 	}
 	if err := api.Unmarshal(r.Data, v); err != nil {
 		return fmt.Errorf("%w: %s/%s (schema version %d) into %s: %w", ErrDecode, r.Tree, r.Key, r.Schema, t.typ, err)

@@ -342,3 +342,35 @@ func joinGo(path, name string) string {
 	}
 	return path + "." + name
 }
+
+// GoField is a field of a Go struct type as codec encodes it.
+type GoField struct {
+	Key   string       // the key in the encoded map
+	Index []int        // for reflect.Value.FieldByIndex, through embedded structs
+	Type  reflect.Type // the field's Go type
+}
+
+// GoFields lists the fields of struct type t that codec encodes, as
+// Extract sees them (embedded structs flattened), with the same refusals.
+func GoFields(t reflect.Type) ([]GoField, error) {
+	if t == nil || t.Kind() != reflect.Struct {
+		return nil, fmt.Errorf("schema: %v is not a struct type", t)
+	}
+	fields, err := codecFields(t)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]GoField, len(fields))
+	for i, f := range fields {
+		out[i] = GoField{Key: f.key, Index: f.index, Type: f.Type}
+	}
+	return out, nil
+}
+
+// StoredAsFields reports whether values of Go type t are stored as a map
+// of their fields (a struct that is not a time, a key or a type with its
+// own encoding), which is what Extract describes as KindStruct.
+func StoredAsFields(t reflect.Type) bool {
+	return t.Kind() == reflect.Struct && !implements(t, keyRefType) && t != timeType &&
+		!implements(t, selferType) && !(implements(t, binaryMarshaler) && implements(t, binaryUnmarshaler))
+}
