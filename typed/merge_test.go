@@ -305,7 +305,16 @@ func FuzzMerge(f *testing.F) {
 	f.Add(mustEncode(f, map[string]any{"items": []any{map[string]any{"sku": "a", "x": 1}}, "y": 2.5}),
 		mustEncode(f, map[string]any{"items": []any{map[string]any{"sku": "a"}}}))
 	f.Add([]byte{0xbf, 0x61, 0x78, 0x9f, 0xff, 0xff}, []byte{0xa0})
+	f.Add(mustEncode(f, keyedRecV2{Lots: [][]keyedLotV2{{{"A", 1, "n"}, {"B", 2, "m"}}}}),
+		mustEncode(f, keyedRecV1{Lots: [][]keyedLotV1{{{"B", 2}, {"C", 1}}}}))
+	keyed, err := schema.Extract(reflect.TypeFor[keyedRecV1]())
+	if err != nil {
+		f.Fatal(err)
+	}
 	f.Fuzz(func(t *testing.T, old, nw []byte) {
+		if out, err := merge(&keyed, old, nw); err == nil && cborValid(out) != nil {
+			t.Fatalf("merge by element key(%x, %x) = %x: %v", old, nw, out, cborValid(out))
+		}
 		out, err := merge(defV1, old, nw)
 		if err != nil {
 			return
