@@ -95,11 +95,15 @@ func Open[T any](ctx context.Context, db *client.DB, name string) (*Tree[T], err
 	t := db.Tree(name)
 	v, err := registeredShape(t, enc)
 	if err == nil && v == 0 && db.Online() {
-		// Not in the replica: catch up before registering a new version,
-		// in case another client registered this shape meanwhile.
-		if err = db.WaitSynced(ctx); err == nil {
+		// Not in the replica: catch up (for a while) before registering a
+		// new version, in case it was registered meanwhile by code that
+		// spells the shape differently (with Go names). If that fails,
+		// registering reports what is wrong.
+		sctx, cancel := context.WithTimeout(ctx, syncBeforeRegister)
+		if db.WaitSynced(sctx) == nil {
 			v, err = registeredShape(t, enc)
 		}
+		cancel()
 	}
 	if err == nil && v == 0 {
 		v, err = t.RegisterSchema(ctx, enc)
@@ -109,6 +113,10 @@ func Open[T any](ctx context.Context, db *client.DB, name string) (*Tree[T], err
 	}
 	return &Tree[T]{db: db, t: t, def: &def, version: v, typ: typeName(rt)}, nil
 }
+
+// syncBeforeRegister bounds Open's wait for the replica to catch up before
+// it registers a new schema version.
+const syncBeforeRegister = 10 * time.Second
 
 // registeredShape returns the first version of the tree registered in the
 // local replica with the shape enc encodes (see schema.Definition.Encode),
