@@ -46,7 +46,7 @@ func registerType[T any](t *testing.T, ctx context.Context, tree *client.Tree) (
 	if err != nil {
 		t.Fatal(err)
 	}
-	enc, err := def.Encode()
+	enc, err := api.Marshal(def) // with its Go names, as older code registered definitions
 	if err != nil {
 		t.Fatal(err)
 	}

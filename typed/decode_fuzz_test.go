@@ -14,6 +14,9 @@ type fuzzLot struct {
 	Made time.Time `codec:"made"`
 }
 
+// SetDefaults makes the decoder prepare lots, in slices and maps.
+func (l *fuzzLot) SetDefaults() { l.Code = "?" }
+
 type fuzzPart struct {
 	Name  string                  `codec:"name"`
 	Qty   int32                   `codec:"qty"`

@@ -21,9 +21,14 @@ import (
 // is taken from new. Maps merged into have their entries sorted by encoded
 // key bytes. If nothing is carried, new itself is returned.
 //
-// Map values are paired by equal encoded keys. Slice elements cannot be
-// paired exactly, since the writer may have reordered, inserted or deleted
-// elements; the rule, and the limitation of the approach, is: each new
+// Map values are paired by equal encoded keys. Elements of a slice of a
+// struct type with key fields (tagged `shelf:"key"` in the writer's Go
+// type, schema.Field.ElemKey) are paired by key: each new element takes
+// the first unused old element whose key fields hold the same values; one
+// without (a new element, or an old one lacking a key field) gets nothing.
+// Other slice elements cannot be paired exactly, since the writer may have
+// reordered, inserted or deleted elements; the rule, and the limitation of
+// the approach, is: each new
 // element, in order, takes the first unused old element whose known
 // projection (only the fields def knows, recursively, entries sorted by
 // encoded key) equals its own, that is the element it read and did not
@@ -164,6 +169,15 @@ func (m merger) value(t *schema.Type, old, new []byte) (out []byte, carried bool
 // match pairs slice elements as merge documents: match[i] is the index in
 // old of the element paired with new[i], or -1.
 func (m merger) match(t *schema.Type, old, new [][]byte) ([]int, error) {
+	if t.Kind == schema.KindStruct {
+		st, err := m.structOf(t)
+		if err != nil {
+			return nil, err
+		}
+		if slices.ContainsFunc(st.Fields, func(f schema.Field) bool { return f.ElemKey }) {
+			return m.matchByKey(st, old, new)
+		}
+	}
 	unused := make(map[string][]int, len(old)) // old indexes by projection
 	var p []byte
 	var err error
@@ -226,6 +240,63 @@ func (m merger) match(t *schema.Type, old, new [][]byte) ([]int, error) {
 		}
 	}
 	return match, nil
+}
+
+// matchByKey pairs struct elements by their key fields (see merge): each
+// new element takes the first unused old element with the same key.
+func (m merger) matchByKey(st schema.Struct, old, new [][]byte) ([]int, error) {
+	unused := make(map[string][]int, len(old))
+	for j, o := range old {
+		k, ok, err := m.elemKey(st, o)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			unused[k] = append(unused[k], j)
+		}
+	}
+	match := make([]int, len(new))
+	for i, n := range new {
+		match[i] = -1
+		k, ok, err := m.elemKey(st, n)
+		if err != nil {
+			return nil, err
+		}
+		if js := unused[k]; ok && len(js) > 0 {
+			match[i], unused[k] = js[0], js[1:]
+		}
+	}
+	return match, nil
+}
+
+// elemKey returns the key of v, a struct value of st: the known
+// projections of its key fields, in order. ok is false if v is not a map
+// or lacks one of them.
+func (m merger) elemKey(st schema.Struct, v []byte) (key string, ok bool, err error) {
+	items, isMap, err := cborItems(v, 5)
+	if err != nil || !isMap {
+		return "", false, err
+	}
+	var k []byte
+	for f := range st.Fields {
+		if !st.Fields[f].ElemKey {
+			continue
+		}
+		found := false
+		for i := 0; i+1 < len(items); i += 2 {
+			if knownFieldIndex(st, items[i]) == f {
+				if k, err = m.project(&st.Fields[f].Type, items[i+1], k); err != nil {
+					return "", false, err
+				}
+				found = true
+				break
+			}
+		}
+		if !found {
+			return "", false, nil
+		}
+	}
+	return string(k), true, nil
 }
 
 // fieldValues returns the known fields of v, a struct value of type t, by

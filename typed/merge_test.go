@@ -305,7 +305,16 @@ func FuzzMerge(f *testing.F) {
 	f.Add(mustEncode(f, map[string]any{"items": []any{map[string]any{"sku": "a", "x": 1}}, "y": 2.5}),
 		mustEncode(f, map[string]any{"items": []any{map[string]any{"sku": "a"}}}))
 	f.Add([]byte{0xbf, 0x61, 0x78, 0x9f, 0xff, 0xff}, []byte{0xa0})
+	f.Add(mustEncode(f, keyedRecV2{Lots: [][]keyedLotV2{{{"A", 1, "n"}, {"B", 2, "m"}}}}),
+		mustEncode(f, keyedRecV1{Lots: [][]keyedLotV1{{{"B", 2}, {"C", 1}}}}))
+	keyed, err := schema.Extract(reflect.TypeFor[keyedRecV1]())
+	if err != nil {
+		f.Fatal(err)
+	}
 	f.Fuzz(func(t *testing.T, old, nw []byte) {
+		if out, err := merge(&keyed, old, nw); err == nil && cborValid(out) != nil {
+			t.Fatalf("merge by element key(%x, %x) = %x: %v", old, nw, out, cborValid(out))
+		}
 		out, err := merge(defV1, old, nw)
 		if err != nil {
 			return
@@ -339,5 +348,71 @@ func BenchmarkMerge(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// Lots whose Go type names their key: the writer's (old) code knows code
+// and qty; newer code added note.
+type (
+	keyedLotV1 struct {
+		Code string `codec:"code" shelf:"key"`
+		Qty  int    `codec:"qty"`
+	}
+	keyedRecV1 struct {
+		Lots [][]keyedLotV1 `codec:"lots"`
+	}
+	keyedLotV2 struct {
+		Code string `codec:"code"`
+		Qty  int    `codec:"qty"`
+		Note string `codec:"note"`
+	}
+	keyedRecV2 struct {
+		Lots [][]keyedLotV2 `codec:"lots"`
+	}
+)
+
+// With a key, elements pair by it: an element replaced in place does not
+// inherit the unknown fields of the one it replaced, moved and edited
+// elements keep theirs.
+func TestMergeSliceByElementKey(t *testing.T) {
+	def, err := schema.Extract(reflect.TypeFor[keyedRecV1]())
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored := keyedRecV2{Lots: [][]keyedLotV2{{{"A", 1, "a-note"}, {"B", 2, "b-note"}, {"A", 3, "second A"}}}}
+	for _, tc := range []struct {
+		name  string
+		write []keyedLotV1
+		want  []keyedLotV2
+	}{
+		{"replaced in place", []keyedLotV1{{"C", 1}, {"B", 2}, {"A", 3}},
+			[]keyedLotV2{{"C", 1, ""}, {"B", 2, "b-note"}, {"A", 3, "a-note"}}},
+		{"moved and edited", []keyedLotV1{{"B", 20}, {"A", 10}},
+			[]keyedLotV2{{"B", 20, "b-note"}, {"A", 10, "a-note"}}},
+		{"duplicate keys in order", []keyedLotV1{{"A", 30}, {"A", 10}, {"A", 0}},
+			[]keyedLotV2{{"A", 30, "a-note"}, {"A", 10, "second A"}, {"A", 0, ""}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, err := merge(&def, mustEncode(t, stored), mustEncode(t, keyedRecV1{Lots: [][]keyedLotV1{tc.write}}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got keyedRecV2
+			mustDecode(t, out, &got)
+			if want := (keyedRecV2{Lots: [][]keyedLotV2{tc.want}}); !reflect.DeepEqual(got, want) {
+				t.Errorf("merged %+v\nwant %+v", got, want)
+			}
+		})
+	}
+	// A stored element without its key gets paired with nothing.
+	old := mustEncode(t, map[string]any{"lots": [][]map[string]any{{{"qty": 1, "note": "keyless"}}}})
+	out, err := merge(&def, old, mustEncode(t, keyedRecV1{Lots: [][]keyedLotV1{{{"", 1}}}}))
+	if err != nil || strings.Contains(string(out), "keyless") {
+		t.Errorf("an element without its key was paired: %x %v", out, err)
+	}
+	if _, err := schema.Extract(reflect.TypeFor[struct {
+		X int `shelf:"id"`
+	}]()); err == nil || !strings.Contains(err.Error(), `unknown shelf tag "id"`) {
+		t.Errorf("an unknown shelf tag: %v", err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/shelfdb/shelf/api"
 	"github.com/shelfdb/shelf/client"
@@ -32,6 +33,31 @@ type MigrateReport struct {
 	Borrowed []api.Borrow  // skipped: borrowed by another client (run again once returned)
 	Released []api.Key     // skipped: released records never change
 	Failed   []MigrateFail // skipped: a step failed or the record does not decode
+	Returned []api.Key     // borrows an earlier, interrupted run left on migrated records, returned now
+}
+
+// migrateBorrow is how long Migrate borrows a record for: a borrow that an
+// interrupted run leaves behind (a crash, a lost answer) ends by itself.
+// Its odd length also marks the borrow as Migrate's own, so a later run
+// can tell it from a borrow the application holds and return it.
+const migrateBorrow = 10*time.Minute + 317*time.Millisecond
+
+// returnTimeout bounds giving a borrow back once the caller's context has
+// ended.
+const returnTimeout = 30 * time.Second
+
+// migrateBorrowed reports whether b is a borrow Migrate took for this
+// client (see migrateBorrow).
+func (t *Tree[T]) migrateBorrowed(b *api.Borrow) bool {
+	return b != nil && b.Client == t.db.ClientID() && !b.Expires.IsZero() && b.Expires.Sub(b.Since) == migrateBorrow
+}
+
+// giveBack returns the record's borrow, with a context of its own: also
+// when ctx has ended, for at most returnTimeout.
+func (t *Tree[T]) giveBack(ctx context.Context, key api.Key) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), returnTimeout)
+	defer cancel()
+	return t.t.Return(ctx, key)
 }
 
 // MigrateFail is a record Migrate could not rewrite.
@@ -43,11 +69,14 @@ type MigrateFail struct {
 // Migrate rewrites every record written with an older schema version
 // through the cluster at this tree's version (Version), running the steps
 // from the record's version up. Each record is borrowed for the rewrite
-// (unless this client holds it already) and returned. Records others hold
-// borrowed and released records are skipped and reported. Migrate is
-// resumable: run it again after an interruption or once skipped records
-// are returned, and it handles only what is still old. It needs the
-// cluster.
+// (unless this client holds it already: that borrow is kept) and returned,
+// also when ctx ends or a step fails (the return then has a context of its
+// own, bounded). Records others hold borrowed and released records are
+// skipped and reported. Migrate is resumable: run it again after an
+// interruption or once skipped records are returned, and it handles only
+// what is still old; it also returns the borrows an earlier run left (a
+// crash between a record's write and its return: Migrate's borrows expire
+// after ten minutes anyway). It needs the cluster.
 func (t *Tree[T]) Migrate(ctx context.Context, opts MigrateOptions) (MigrateReport, error) {
 	var rep MigrateReport
 	var todo []client.Record
@@ -64,8 +93,14 @@ func (t *Tree[T]) Migrate(ctx context.Context, opts MigrateOptions) (MigrateRepo
 			break
 		}
 		for _, r := range page {
-			if r.Schema < t.version {
+			switch {
+			case r.Schema < t.version:
 				todo = append(todo, r)
+			case t.migrateBorrowed(r.Borrow):
+				if err := t.giveBack(ctx, r.Key); err != nil {
+					return rep, fmt.Errorf("typed: migrate %s: return %s, left borrowed by an earlier run: %w", t.Name(), r.Key, err)
+				}
+				rep.Returned = append(rep.Returned, r.Key)
 			}
 		}
 		after = page[len(page)-1].Key
@@ -109,14 +144,32 @@ func (t *Tree[T]) migrateOne(ctx context.Context, key api.Key, steps map[uint32]
 		rep.Borrowed = append(rep.Borrowed, *rec.Borrow)
 		return nil
 	}
+	// The caller's own borrow is kept; Migrate's (this run's, or one an
+	// earlier run left) is returned, whatever happens.
+	held := rec.Borrow != nil && !t.migrateBorrowed(rec.Borrow)
+	leftover := rec.Borrow != nil && !held
+	giveBack := func() {
+		if rerr := t.giveBack(ctx, key); rerr != nil && err == nil {
+			err = rerr
+		}
+	}
+	if leftover {
+		defer giveBack()
+	}
 	// A record the steps cannot migrate is reported before it is borrowed.
 	data, err := t.migrated(&rec, steps)
 	if err != nil {
 		return err
 	}
 	if rec.Borrow == nil {
-		if err := t.t.Checkout(ctx, key, 0); err != nil {
+		if err := t.t.Checkout(ctx, key, migrateBorrow); err != nil {
 			if !errors.Is(err, api.ErrBorrowed) {
+				if ctx.Err() != nil {
+					// The borrow may have been taken though its answer
+					// was lost; returning a record this client does not
+					// hold is refused, harmlessly.
+					_ = t.giveBack(ctx, key)
+				}
 				return err
 			}
 			// Someone borrowed it since the replica last heard: catch up
@@ -130,11 +183,7 @@ func (t *Tree[T]) migrateOne(ctx context.Context, key api.Key, steps map[uint32]
 			}
 			return err
 		}
-		defer func() {
-			if rerr := t.t.Return(ctx, key); rerr != nil && err == nil {
-				err = rerr
-			}
-		}()
+		defer giveBack()
 		// Read it again under the borrow: it may have changed meanwhile.
 		if rec, err = t.t.Get(key); err != nil {
 			return err

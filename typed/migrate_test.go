@@ -1,6 +1,8 @@
 package typed_test
 
 import (
+	"context"
+	"errors"
 	"strings"
 	"testing"
 
@@ -107,5 +109,53 @@ func TestMigrate(t *testing.T) {
 	}
 	if p, err := v2.Get(typed.KeyOf[NamedV2](keys[4].Untyped())); err != nil || p.Name != "e" {
 		t.Fatalf("migrated after return: %+v %v", p, err)
+	}
+}
+
+// A migration cancelled inside a step returns the record it borrowed, and
+// a second run finishes the job, leaving nothing borrowed.
+func TestMigrateCancelledInStepReturnsBorrow(t *testing.T) {
+	s := testserver.Start(t)
+	ctx := ctxT(t)
+	db := testserver.Open(t, t.TempDir(), s.Addr)
+	v1 := mustOpen[TitledV1](t, db, "parts")
+	for _, title := range []string{"a", "b", "c"} {
+		if _, err := v1.Create(ctx, TitledV1{Title: title}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	v2 := mustOpen[NamedV2](t, db, "parts")
+	rename := func(f map[string]any) error { f["name"] = f["title"]; delete(f, "title"); return nil }
+	// Each record's step runs twice: checked before the borrow, then run
+	// again under it. Cancel during the second record's run under borrow.
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	calls := 0
+	steps := map[uint32]func(map[string]any) error{1: func(f map[string]any) error {
+		if calls++; calls == 4 {
+			cancel()
+		}
+		return rename(f)
+	}}
+	if _, err := v2.Migrate(runCtx, typed.MigrateOptions{Steps: steps}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled migration: %v", err)
+	}
+	if bs, err := db.Borrowed(); err != nil || len(bs) != 0 {
+		t.Fatalf("left borrowed after a cancelled migration: %+v (%v)", bs, err)
+	}
+	rep, err := v2.Migrate(ctx, typed.MigrateOptions{Steps: map[uint32]func(map[string]any) error{1: rename}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Total == 0 || rep.Migrated != rep.Total || len(rep.Failed) != 0 {
+		t.Fatalf("resumed migration: %+v", rep)
+	}
+	for k, v := range v2.All() {
+		if r, err := v2.Record(k); err != nil || r.Schema != v2.Version() || v.Name == "" {
+			t.Fatalf("after the resumed migration: %+v (%v)", r, err)
+		}
+	}
+	if bs, err := db.Borrowed(); err != nil || len(bs) != 0 {
+		t.Fatalf("left borrowed after the resumed migration: %+v (%v)", bs, err)
 	}
 }

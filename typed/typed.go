@@ -17,9 +17,10 @@
 // know are kept, inside nested structs, slices and maps of structs too.
 // Nothing is asked of T for this: Update merges the new value with the
 // stored one by schema. One limit: elements of a slice of structs are
-// matched by content, else by position, so old code that edits an element
-// and moves it in the same update may attach unknown fields to the wrong
-// element.
+// paired by content (see Update), so old code that replaces an element, or
+// edits every field of one and moves it, may attach unknown fields to the
+// wrong element; an element type that tags its identifying fields
+// `shelf:"key"` is paired by them instead.
 package typed
 
 import (
@@ -39,9 +40,22 @@ import (
 // ErrDecode is wrapped by the errors of records that do not decode into T.
 var ErrDecode = errors.New("typed: record does not decode")
 
-// Defaulter is implemented by record types that want defaults for fields
-// a record lacks (records written before the field existed): SetDefaults
-// is called on a zero value before each decode.
+// ErrDuplicateKey is wrapped by Open's error for a record type with two
+// fields under one key (two codec or json tags alike, a tag equal to
+// another field's Go name, a field of an embedded struct shadowed by
+// another): codec would store only one of them, so Open refuses the type.
+var ErrDuplicateKey = schema.ErrDuplicateKey
+
+// Defaulter is implemented by record types, and by the types of structs
+// inside them, that want defaults for fields a record lacks (records
+// written before the field existed): SetDefaults is called on a zero value
+// before its fields are decoded. Nested structs get theirs too: struct
+// fields and arrays of structs before the struct holding them (depth
+// first, so an outer SetDefaults can override an inner one), structs
+// behind pointers, in slices and in maps when the record holds them (a
+// slice element or map value gets its defaults, then its stored fields).
+// An embedded struct is part of the struct embedding it: its SetDefaults,
+// if promoted, is that struct's.
 type Defaulter interface {
 	SetDefaults()
 }
@@ -61,6 +75,13 @@ type Tree[T any] struct {
 // client, needs no network; a new one needs the cluster). An incompatible
 // change is refused with api.ErrIncompatible, naming the tree, the field,
 // the old and the new type.
+//
+// What is registered is the shape of T's records (see the README): the
+// keys and stored types of its fields, not their Go names, nor the names
+// or packages of T and its struct types. A T of a shape registered before
+// gets that version back (the first one, if several have it), also when
+// it was registered by older code or from another package, or by code
+// that names its fields differently.
 func Open[T any](ctx context.Context, db *client.DB, name string) (*Tree[T], error) {
 	rt := reflect.TypeFor[T]()
 	def, err := schema.Extract(rt)
@@ -72,11 +93,54 @@ func Open[T any](ctx context.Context, db *client.DB, name string) (*Tree[T], err
 		return nil, fmt.Errorf("typed: tree %q: %w", name, err)
 	}
 	t := db.Tree(name)
-	v, err := t.RegisterSchema(ctx, enc)
+	v, err := registeredShape(t, enc)
+	if err == nil && v == 0 && db.Online() {
+		// Not in the replica: catch up (for a while) before registering a
+		// new version, in case it was registered meanwhile by code that
+		// spells the shape differently (with Go names). If that fails,
+		// registering reports what is wrong.
+		sctx, cancel := context.WithTimeout(ctx, syncBeforeRegister)
+		if db.WaitSynced(sctx) == nil {
+			v, err = registeredShape(t, enc)
+		}
+		cancel()
+	}
+	if err == nil && v == 0 {
+		v, err = t.RegisterSchema(ctx, enc)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("typed: open tree %q for %s: %w", name, typeName(rt), err)
 	}
 	return &Tree[T]{db: db, t: t, def: &def, version: v, typ: typeName(rt)}, nil
+}
+
+// syncBeforeRegister bounds Open's wait for the replica to catch up before
+// it registers a new schema version.
+const syncBeforeRegister = 10 * time.Second
+
+// registeredShape returns the first version of the tree registered in the
+// local replica with the shape enc encodes (see schema.Definition.Encode),
+// or 0. Definitions registered by older code have Go names in them.
+func registeredShape(t *client.Tree, enc []byte) (uint32, error) {
+	ss, err := t.Schemas()
+	if err != nil {
+		if errors.Is(err, api.ErrTreeNotFound) {
+			return 0, nil
+		}
+		return 0, err
+	}
+	var first uint32
+	for _, s := range ss {
+		if first != 0 && s.Version > first {
+			continue
+		}
+		if d, err := schema.Decode(s.Definition); err == nil {
+			if shape, err := d.Encode(); err == nil && bytes.Equal(shape, enc) {
+				first = s.Version
+			}
+		}
+	}
+	return first, nil
 }
 
 // Name returns the tree's name.
@@ -92,8 +156,12 @@ func (t *Tree[T]) DB() *client.DB { return t.db }
 func (t *Tree[T]) decode(r *client.Record, v *T) error {
 	var zero T
 	*v = zero
-	if d, ok := any(v).(Defaulter); ok {
-		d.SetDefaults()
+	if p := defaultsFor(reflect.TypeFor[T]()); p != nil {
+		rv := reflect.ValueOf(v).Elem()
+		p.setDefaults(rv)
+		if cborValid(r.Data) == nil {
+			p.prepare(rv, r.Data)
+		}
 	}
 	if err := api.Unmarshal(r.Data, v); err != nil {
 		return fmt.Errorf("%w: %s/%s (schema version %d) into %s: %w", ErrDecode, r.Tree, r.Key, r.Schema, t.typ, err)
@@ -171,8 +239,18 @@ func (t *Tree[T]) Create(ctx context.Context, v T) (Key[T], error) {
 
 // Update reads the record, lets fn change it and writes it back. It needs
 // the record's borrow (ErrNotBorrowed otherwise) and may be queued
-// offline. Fields of the stored record that T does not know (written by
-// newer code) are kept. An error from fn cancels the update.
+// offline. An error from fn cancels the update.
+//
+// Fields of the stored record that T does not know (written by newer code)
+// are kept, in nested structs, pointers, slices and maps of structs too.
+// Map values are paired by map key. Elements of a slice of structs are
+// paired by key if T's element type tags one or more fields `shelf:"key"`
+// (together they identify an element; elements with a key the stored
+// slice lacks are new and get nothing). Without a key, the element the
+// writer left unchanged pairs with its stored self, then an edited element
+// with the stored one sharing the most field values, then by position: an
+// element replaced in place, or edited in every field and moved, can take
+// the unknown fields of another.
 func (t *Tree[T]) Update(ctx context.Context, key Key[T], fn func(*T) error) error {
 	var v T
 	var old []byte

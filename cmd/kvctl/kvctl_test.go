@@ -729,14 +729,16 @@ type (
 	}
 )
 
-// definition returns the encoded schema definition of T.
+// definition returns the encoded schema definition of T with its Go names,
+// as registered before definitions were registered as shapes (without
+// them).
 func definition[T any](t *testing.T) []byte {
 	t.Helper()
 	d, err := schema.Extract(reflect.TypeFor[T]())
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := d.Encode()
+	b, err := api.Marshal(d)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,13 +11,15 @@ import (
 	"github.com/shelfdb/shelf/api"
 )
 
-// Encode returns the definition's canonical CBOR bytes, as registered. It
-// refuses an invalid definition (see Decode).
+// Encode returns the canonical CBOR bytes of the definition's shape (see
+// Definition.Shape: no Go names), as registered: definitions of the same
+// shape encode alike, so their hashes are equal. It refuses an invalid
+// definition (see Decode).
 func (d Definition) Encode() ([]byte, error) {
 	if err := d.validate(); err != nil {
 		return nil, fmt.Errorf("schema: invalid definition: %w", err)
 	}
-	b, err := api.Marshal(d)
+	b, err := api.Marshal(d.Shape())
 	if err != nil {
 		return nil, fmt.Errorf("schema: %w", err)
 	}

@@ -2,6 +2,7 @@ package schema
 
 import (
 	"encoding"
+	"errors"
 	"fmt"
 	"reflect"
 	"slices"
@@ -152,12 +153,24 @@ func (x *extractor) structType(t reflect.Type, path, goPath string) (string, err
 		return "", fail(path, goPath, "type %s adds keys of its own (codec.MissingFielder)", name)
 	}
 	s := Struct{Fields: []Field{}}
-	for _, f := range codecFields(t) {
+	fields, err := codecFields(t)
+	if err != nil {
+		return "", fail(path, goPath, "%w", err)
+	}
+	for _, f := range fields {
 		typ, err := x.typeOf(f.Type, joinPath(path, f.key), joinGo(goPath, f.Name))
 		if err != nil {
 			return "", err
 		}
-		s.Fields = append(s.Fields, Field{Name: f.key, GoName: f.Name, Type: typ})
+		elemKey := false
+		switch opt := f.Tag.Get("shelf"); opt {
+		case "":
+		case "key":
+			elemKey = true
+		default:
+			return "", fail(joinPath(path, f.key), joinGo(goPath, f.Name), "unknown shelf tag %q (want \"key\")", opt)
+		}
+		s.Fields = append(s.Fields, Field{Name: f.key, GoName: f.Name, Type: typ, ElemKey: elemKey})
 	}
 	x.types[name] = s
 	return name, nil
@@ -165,18 +178,29 @@ func (x *extractor) structType(t reflect.Type, path, goPath string) (string, err
 
 type codecField struct {
 	reflect.StructField
-	key   string // the key in the encoded map
-	depth int    // of embedding
+	key    string // the key in the encoded map
+	depth  int    // of embedding
+	index  []int  // the index sequence from the outer struct, for FieldByIndex
+	goPath string // the Go selector from the outer struct: "Base.ID"
 }
+
+// ErrDuplicateKey is wrapped by Extract's errors about two fields under
+// one key, of which codec would store only one.
+var ErrDuplicateKey = errors.New("two fields under one key")
 
 // codecFields lists the fields of struct t that codec encodes, in
 // declaration order with embedded structs flattened, mirroring codec's
-// TypeInfos.rget and typeInfo.resolve (v1.3.2).
-func codecFields(t reflect.Type) []codecField {
+// TypeInfos.rget and typeInfo.resolve (v1.3.2). Where codec would drop a
+// field, it returns an error instead: two fields with the same key (codec
+// keeps the shallowest, and of those the first; Go's encoding/json would
+// drop them all), or a struct embedded a third time on one path (codec
+// inlines a struct type at most twice and ignores the rest).
+func codecFields(t reflect.Type) ([]codecField, error) {
 	var all []codecField
+	var skipped []codecField      // embedded structs codec does not inline
 	embedded := []reflect.Type{t} // codec inlines a struct type at most twice
-	var collect func(t reflect.Type, depth int)
-	collect = func(t reflect.Type, depth int) {
+	var collect func(t reflect.Type, depth int, index []int, goPath string)
+	collect = func(t reflect.Type, depth int, index []int, goPath string) {
 		for i := range t.NumField() {
 			f := t.Field(i)
 			if !f.IsExported() && !f.Anonymous {
@@ -191,6 +215,7 @@ func codecFields(t reflect.Type) []codecField {
 			for ft.Kind() == reflect.Pointer {
 				ft = ft.Elem()
 			}
+			idx := append(slices.Clip(index), i)
 			if f.Anonymous && f.Type.Kind() != reflect.Interface {
 				isPtr, isStruct := f.Type.Kind() == reflect.Pointer, ft.Kind() == reflect.Struct
 				if !f.IsExported() && (!isStruct || isPtr) {
@@ -205,7 +230,9 @@ func codecFields(t reflect.Type) []codecField {
 					}
 					if n < 2 {
 						embedded = append(embedded, ft)
-						collect(ft, depth+1)
+						collect(ft, depth+1, idx, joinGo(goPath, f.Name))
+					} else if hasFields(ft) {
+						skipped = append(skipped, codecField{StructField: f, goPath: joinGo(goPath, f.Name)})
 					}
 					continue
 				}
@@ -216,25 +243,41 @@ func codecFields(t reflect.Type) []codecField {
 			if key == "" {
 				key = f.Name
 			}
-			all = append(all, codecField{f, key, depth})
+			all = append(all, codecField{f, key, depth, idx, joinGo(goPath, f.Name)})
 		}
 	}
-	collect(t, 0)
-	// Of fields with the same key the shallowest wins, and of those the
-	// first (Go's encoding/json would drop them all).
-	winner := map[string]int{}
-	for i, f := range all {
-		if j, dup := winner[f.key]; !dup || f.depth < all[j].depth {
-			winner[f.key] = i
-		}
+	collect(t, 0, nil, "")
+	if len(skipped) > 0 {
+		return nil, fmt.Errorf("type %s embeds %s a third time (at %s): codec inlines a struct type at most twice and would never store its fields",
+			typeName(t), skipped[0].Type, skipped[0].goPath)
 	}
+	first := map[string]int{}
 	var out []codecField
 	for i, f := range all {
-		if winner[f.key] == i {
+		j, dup := first[f.key]
+		if !dup {
+			first[f.key] = i
 			out = append(out, f)
+			continue
+		}
+		keep := all[j] // codec keeps the shallowest, and of those the first
+		if f.depth < keep.depth {
+			keep = f
+		}
+		return nil, fmt.Errorf("type %s: fields %s and %s both have the key %q, and codec would store only %s: %w",
+			typeName(t), all[j].goPath, f.goPath, f.key, keep.goPath, ErrDuplicateKey)
+	}
+	return out, nil
+}
+
+// hasFields reports whether codec could encode any field of struct t.
+func hasFields(t reflect.Type) bool {
+	for i := range t.NumField() {
+		if f := t.Field(i); (f.IsExported() || f.Anonymous) && structTag(f.Tag) != "-" {
+			return true
 		}
 	}
-	return out
+	return false
 }
 
 // structTag is codec's: the codec tag if not empty, else the json tag.
@@ -298,4 +341,36 @@ func joinGo(path, name string) string {
 		return name
 	}
 	return path + "." + name
+}
+
+// GoField is a field of a Go struct type as codec encodes it.
+type GoField struct {
+	Key   string       // the key in the encoded map
+	Index []int        // for reflect.Value.FieldByIndex, through embedded structs
+	Type  reflect.Type // the field's Go type
+}
+
+// GoFields lists the fields of struct type t that codec encodes, as
+// Extract sees them (embedded structs flattened), with the same refusals.
+func GoFields(t reflect.Type) ([]GoField, error) {
+	if t == nil || t.Kind() != reflect.Struct {
+		return nil, fmt.Errorf("schema: %v is not a struct type", t)
+	}
+	fields, err := codecFields(t)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]GoField, len(fields))
+	for i, f := range fields {
+		out[i] = GoField{Key: f.key, Index: f.index, Type: f.Type}
+	}
+	return out, nil
+}
+
+// StoredAsFields reports whether values of Go type t are stored as a map
+// of their fields (a struct that is not a time, a key or a type with its
+// own encoding), which is what Extract describes as KindStruct.
+func StoredAsFields(t reflect.Type) bool {
+	return t.Kind() == reflect.Struct && !implements(t, keyRefType) && t != timeType &&
+		!implements(t, selferType) && !(implements(t, binaryMarshaler) && implements(t, binaryUnmarshaler))
 }

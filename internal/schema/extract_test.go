@@ -1,7 +1,7 @@
 package schema
 
 import (
-	"fmt"
+	"errors"
 	"reflect"
 	"slices"
 	"sort"
@@ -27,18 +27,16 @@ type Dims struct {
 }
 
 type Base struct {
-	ID     string `codec:"id"`
-	Shadow string `codec:"shadow"` // loses to the shallower Part.Shadow
+	ID string `codec:"id"`
 }
 
 type Audit struct {
 	By  string `codec:"by"`
-	Tie int    `codec:"tie"` // wins over meta.Tie: same depth, declared first
+	Tie int    `codec:"tie"`
 }
 
 type meta struct {
 	Owner string `codec:"owner"`
-	Tie   string `codec:"tie"`
 }
 
 type Extra struct {
@@ -116,7 +114,8 @@ type Part struct {
 	skip chan int
 }
 
-// A and B embed each other: codec inlines a type at most twice.
+// A and B embed each other: codec inlines a type at most twice, so A.B.A
+// is skipped (and A.B.A.X would lose to A.X).
 type A struct {
 	*B
 	X int `codec:"x"`
@@ -196,7 +195,7 @@ func TestExtractPart(t *testing.T) {
 func TestExtractMatchesCodec(t *testing.T) {
 	for _, typ := range []reflect.Type{
 		reflect.TypeFor[Part](), reflect.TypeFor[Dims](), reflect.TypeFor[Node](),
-		reflect.TypeFor[A](), reflect.TypeFor[B](), reflect.TypeFor[Box[Node]](),
+		reflect.TypeFor[Box[Node]](), reflect.TypeFor[Shadowed](),
 	} {
 		t.Run(typ.Name(), func(t *testing.T) {
 			d, err := Extract(typ)
@@ -400,19 +399,10 @@ func TestExtractRecursive(t *testing.T) {
 	if len(d.Types) != 1 || d.TypeString(d.Types[d.Root].Fields[1].Type) != "[]struct "+pkg+"Node" {
 		t.Errorf("got %+v", d)
 	}
-	a, err := Extract(reflect.TypeFor[A]())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := fmt.Sprint(a.Types[a.Root].Fields); got != "[{y Y {int 64 <nil> <nil>  false}} {x X {int 64 <nil> <nil>  false}}]" {
-		t.Errorf("A fields %s", got)
-	}
 }
 
 // R3 embeds T3 three times (via X3.Y3, via W3, and directly): codec inlines
-// it only twice, so the direct (shallowest) T3.K is ignored and Q3.K, at
-// the same depth as W3.T3.K but declared first, takes the key "k", where
-// Go's selector rules would pick T3.K.
+// it only twice, so the direct T3.K would never be stored.
 type (
 	T3 struct {
 		K string `codec:"k"`
@@ -420,29 +410,87 @@ type (
 	Y3 struct{ T3 }
 	X3 struct{ Y3 }
 	W3 struct{ T3 }
-	Q3 struct {
-		K int `codec:"k"`
-	}
-	Q2 struct{ Q3 }
 	R3 struct {
 		X3
-		Q2
 		W3
 		T3
 	}
 )
 
-func TestExtractInlineLimit(t *testing.T) {
-	d, err := Extract(reflect.TypeFor[R3]())
-	if err != nil {
-		t.Fatal(err)
+// Two fields under one key: codec stores only one of them.
+type (
+	SameKey struct {
+		Qty   int    `codec:"qty"`
+		Other string `codec:"qty"`
 	}
-	if f := d.Types[d.Root].Fields; len(f) != 1 || f[0].Name != "k" || f[0].Type.Kind != KindInt {
-		t.Errorf("fields %+v, want k of Q3", f)
+	SameKeyJSON struct {
+		Name  string // the Go name...
+		Label string `json:"Name"` // ...and a json tag
 	}
-	b, _ := api.Marshal(R3{Q2: Q2{Q3{K: 7}}, T3: T3{K: "direct"}})
+	Inner struct {
+		ID   string `codec:"id"`
+		Note string `codec:"note"`
+	}
+	Outer struct { // the shallower ID wins in codec, Inner.ID is never stored
+		Inner
+		ID int `codec:"id"`
+	}
+	Level1 struct{ Inner }
+	Level2 struct {
+		Code string `codec:"note"`
+	}
+	Tied struct { // Inner.Note and Level2.Code at the same depth: the first wins
+		Level1
+		Deep struct {
+			Tied2 Tied2 `codec:"t"`
+		} `codec:"deep"`
+	}
+	Tied2 struct {
+		Inner
+		Level2
+	}
+	// Shadowed embeds a struct under a tag: not inlined, no collision.
+	Shadowed struct {
+		Inner `codec:"inner"`
+		ID    int `codec:"id"`
+	}
+)
+
+func TestExtractDuplicateKeys(t *testing.T) {
+	for _, c := range []struct {
+		typ  reflect.Type
+		want string
+	}{
+		{reflect.TypeFor[SameKey](), `type ` + pkg + `SameKey: fields Qty and Other both have the key "qty", and codec would store only Qty`},
+		{reflect.TypeFor[SameKeyJSON](), `type ` + pkg + `SameKeyJSON: fields Name and Label both have the key "Name", and codec would store only Name`},
+		{reflect.TypeFor[Outer](), `type ` + pkg + `Outer: fields Inner.ID and ID both have the key "id", and codec would store only ID`},
+		{reflect.TypeFor[Tied](), `field "deep.t" (Deep.Tied2): type ` + pkg + `Tied2: fields Inner.Note and Level2.Code both have the key "note", and codec would store only Inner.Note`},
+	} {
+		_, err := Extract(c.typ)
+		if err == nil || !strings.Contains(err.Error(), c.want) || !errors.Is(err, ErrDuplicateKey) {
+			t.Errorf("Extract(%v) = %v, want %q wrapping ErrDuplicateKey", c.typ, err, c.want)
+		}
+	}
+	for _, c := range []struct {
+		typ  reflect.Type
+		want string
+	}{
+		{reflect.TypeFor[R3](), "type " + pkg + "R3 embeds schema.T3 a third time (at T3): codec inlines a struct type at most twice"},
+		{reflect.TypeFor[A](), "type " + pkg + "A embeds *schema.A a third time (at B.A.B.A)"},
+	} {
+		if _, err := Extract(c.typ); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("Extract(%v) = %v, want %q", c.typ, err, c.want)
+		}
+	}
+	// What codec does with them: one of the values is lost.
+	b, _ := api.Marshal(SameKey{Qty: 7, Other: "lost"})
 	var m map[string]any
-	if err := api.Unmarshal(b, &m); err != nil || m["k"] != uint64(7) {
-		t.Errorf("encoded %v (%v), want k: 7", m, err)
+	if err := api.Unmarshal(b, &m); err != nil || len(m) != 1 || m["qty"] != uint64(7) {
+		t.Errorf("codec encoded SameKey as %v (%v)", m, err)
+	}
+	b, _ = api.Marshal(Outer{Inner: Inner{ID: "lost", Note: "n"}, ID: 3})
+	m = nil
+	if err := api.Unmarshal(b, &m); err != nil || len(m) != 2 || m["id"] != uint64(3) {
+		t.Errorf("codec encoded Outer as %v (%v)", m, err)
 	}
 }

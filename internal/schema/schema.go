@@ -9,6 +9,12 @@
 // Records are CBOR maps keyed by field name (the codec tag, else the json
 // tag, else the Go name), which is what makes adding, dropping and
 // reordering fields safe.
+//
+// A definition is registered as its shape (Definition.Shape), without Go
+// names: renaming a Go field under the same key, moving a type to another
+// package or renaming it changes nothing stored, so it keeps the version.
+// Definitions registered by older code carry Go names; SameShape
+// recognises them.
 package schema
 
 // Kind is the kind of a field's type, as stored.
@@ -37,15 +43,20 @@ type Type struct {
 	Bits     int    `codec:"bits,omitempty" json:"bits,omitempty"`
 	Elem     *Type  `codec:"elem,omitempty" json:"elem,omitempty"` // slice and map values
 	Key      *Type  `codec:"key,omitempty" json:"key,omitempty"`   // map keys
-	Ref      string `codec:"ref,omitempty" json:"ref,omitempty"`   // struct, key, custom: a type name
+	Ref      string `codec:"ref,omitempty" json:"ref,omitempty"`   // struct: its name in Definition.Types; key, custom: a Go type name
 	Nullable bool   `codec:"null,omitempty" json:"null,omitempty"` // a pointer: may be null
 }
 
 // Field is one field of a struct.
 type Field struct {
-	Name   string `codec:"name" json:"name"` // the key in the stored map
-	GoName string `codec:"go" json:"go"`     // the Go field's name, for people
+	Name   string `codec:"name" json:"name"`                 // the key in the stored map
+	GoName string `codec:"go,omitempty" json:"go,omitempty"` // the Go field's name, for people; not in a shape
 	Type   Type   `codec:"type" json:"type"`
+	// ElemKey is set on the fields tagged `shelf:"key"`: together they
+	// identify the struct when it is an element of a slice, which is how
+	// package typed pairs the elements a writer read with those it writes.
+	// Not stored: it concerns the code, not the records.
+	ElemKey bool `codec:"-" json:"-"`
 }
 
 // Struct is a struct type: its fields in declaration order (embedded
@@ -58,7 +69,9 @@ type Struct struct {
 type Definition struct {
 	// Root names the record's struct type in Types.
 	Root string `codec:"root" json:"root"`
-	// Types holds every struct type reachable from Root, by Go type name
-	// (package path, a dot, name; with type arguments for generic types).
+	// Types holds every struct type reachable from Root: by Go type name
+	// (package path, a dot, name; with type arguments for generic types)
+	// as Extract returns them, by "#1" (the root), "#2"... in a shape, as
+	// registered.
 	Types map[string]Struct `codec:"types" json:"types"`
 }
