@@ -101,6 +101,18 @@ func (m merger) value(t *schema.Type, old, new []byte) (out []byte, carried bool
 	if err != nil || !ok {
 		return new, false, err
 	}
+	if major == 5 {
+		// A map with a key twice reads back as either value depending on
+		// the order the merge writes it in: refuse it (the encoder never
+		// writes one).
+		seen := make(map[string]bool, len(nkv)/2)
+		for i := 0; i < len(nkv); i += 2 {
+			if seen[string(nkv[i])] {
+				return nil, false, fmt.Errorf("%w: map key %x twice", errCBORSyntax, nkv[i])
+			}
+			seen[string(nkv[i])] = true
+		}
+	}
 	okv, ok, err := cborItems(old, major)
 	if err != nil || !ok || len(okv) == 0 {
 		return new, false, err
