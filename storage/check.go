@@ -250,22 +250,24 @@ func (v *verifier) read(id uint64, what string) (flags, count uint16, data []byt
 	if id < 2 || id >= v.hwm {
 		return 0, 0, nil, fmt.Errorf("%s page %d outside the file's pages 2..%d", what, id, v.hwm-1)
 	}
-	var hdr [pageHeaderSize]byte
-	if _, err := v.f.ReadAt(hdr[:], int64(id)*v.ps); err != nil {
+	data = make([]byte, v.ps)
+	if _, err := v.f.ReadAt(data, int64(id)*v.ps); err != nil {
 		return 0, 0, nil, fmt.Errorf("%s page %d: %w", what, id, err)
 	}
-	if got := binary.LittleEndian.Uint64(hdr[0:]); got != id {
+	if got := binary.LittleEndian.Uint64(data[0:]); got != id {
 		return 0, 0, nil, fmt.Errorf("%s page %d: its header says page %d (overwritten)", what, id, got)
 	}
-	flags = binary.LittleEndian.Uint16(hdr[8:])
-	count = binary.LittleEndian.Uint16(hdr[10:])
-	overflow := uint64(binary.LittleEndian.Uint32(hdr[12:]))
+	flags = binary.LittleEndian.Uint16(data[8:])
+	count = binary.LittleEndian.Uint16(data[10:])
+	overflow := uint64(binary.LittleEndian.Uint32(data[12:]))
 	if id+overflow >= v.hwm {
 		return 0, 0, nil, fmt.Errorf("%s page %d: %d overflow pages run past the file's %d pages", what, id, overflow, v.hwm)
 	}
-	data = make([]byte, int64(overflow+1)*v.ps)
-	if _, err := v.f.ReadAt(data, int64(id)*v.ps); err != nil {
-		return 0, 0, nil, fmt.Errorf("%s page %d: %w", what, id, err)
+	if overflow > 0 {
+		data = append(data, make([]byte, int64(overflow)*v.ps)...)
+		if _, err := v.f.ReadAt(data[v.ps:], int64(id+1)*v.ps); err != nil {
+			return 0, 0, nil, fmt.Errorf("%s page %d: %w", what, id, err)
+		}
 	}
 	for i := id; i <= id+overflow; i++ {
 		if v.used.get(i) {
