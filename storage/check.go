@@ -9,6 +9,7 @@ import (
 	"io"
 	"math/bits"
 	"os"
+	"time"
 )
 
 // bbolt's on-disk format (go.etcd.io/bbolt v1.5.0, file format version 2),
@@ -61,9 +62,12 @@ const (
 // read of every page in use (see docs for measurements); pages that are
 // free are not read.
 func Verify(path string) error {
-	_, err := Inspect(path)
+	_, err := inspect(path, defaultLockTimeout)
 	return err
 }
+
+// defaultLockTimeout is how long Verify and Inspect wait for the file lock.
+const defaultLockTimeout = 2 * time.Second
 
 // FileInfo describes a bbolt file that Inspect verified.
 type FileInfo struct {
@@ -79,7 +83,14 @@ type FileInfo struct {
 
 // Inspect verifies the bbolt file at path like Verify and describes it, so
 // that a caller can also tell whether the file is the kind it expects.
-func Inspect(path string) (info *FileInfo, err error) {
+// Like Verify, it holds the file's lock while it reads (bbolt's exclusive
+// lock, waiting up to 2s): a file another process has open for writing
+// gets ErrLocked, not a verdict on pages that may be half written.
+func Inspect(path string) (*FileInfo, error) {
+	return inspect(path, defaultLockTimeout)
+}
+
+func inspect(path string, lockTimeout time.Duration) (info *FileInfo, err error) {
 	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return &FileInfo{}, nil
@@ -94,6 +105,12 @@ func Inspect(path string) (info *FileInfo, err error) {
 	}
 	if !st.Mode().IsRegular() {
 		return nil, fmt.Errorf("%w: %s is not a regular file", ErrCorrupt, path)
+	}
+	if err := lockFile(f, lockTimeout); err != nil {
+		if errors.Is(err, ErrLocked) {
+			return nil, fmt.Errorf("%w: %s", ErrLocked, path)
+		}
+		return nil, fmt.Errorf("storage: lock %s: %w", path, err)
 	}
 	v := &verifier{f: f, size: st.Size()}
 	defer func() {

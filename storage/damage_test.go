@@ -204,7 +204,7 @@ func TestOpenGarbagePages(t *testing.T) {
 			refused++
 			continue
 		}
-		err = guard(p, func() error {
+		err = Guard(p, func() error {
 			return db.View(func(tx *bolt.Tx) error {
 				n := 0
 				err := tx.Bucket(BucketTrees).ForEachBucket(func(k []byte) error {

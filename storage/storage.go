@@ -98,14 +98,14 @@ func Open(path string, opts Options) (*bolt.DB, error) {
 	if opts.MmapSize == 0 {
 		opts.MmapSize = 1 << 30
 	}
-	if err := Verify(path); err != nil {
+	if _, err := inspect(path, opts.LockTimeout); err != nil {
 		return nil, err
 	}
 	db, err := OpenBolt(path, &bolt.Options{Timeout: opts.LockTimeout, NoSync: opts.NoSync, FreelistType: bolt.FreelistMapType, InitialMmapSize: opts.MmapSize})
 	if err != nil {
 		return nil, err
 	}
-	if err := guard(path, func() error { return db.Update(initialise) }); err != nil {
+	if err := Guard(path, func() error { return db.Update(initialise) }); err != nil {
 		db.Close()
 		if errors.Is(err, ErrCorrupt) {
 			return nil, err
@@ -121,7 +121,7 @@ func Open(path string, opts Options) (*bolt.DB, error) {
 // second line of defence against damage Verify does not see.
 func OpenBolt(path string, bopts *bolt.Options) (*bolt.DB, error) {
 	var db *bolt.DB
-	err := guard(path, func() error {
+	err := Guard(path, func() error {
 		var err error
 		db, err = bolt.Open(path, 0o600, bopts)
 		return err
@@ -141,10 +141,12 @@ func OpenBolt(path string, bopts *bolt.Options) (*bolt.DB, error) {
 	return db, nil
 }
 
-// guard runs fn with memory faults turned into panics (a page bbolt maps
-// but the file lacks) and turns a panic into an error wrapping ErrCorrupt.
-// It covers only the calling goroutine.
-func guard(path string, fn func() error) (err error) {
+// Guard runs fn with memory faults turned into panics (a page bbolt maps
+// but the file lacks) and turns a panic into an error wrapping ErrCorrupt
+// that names path. It covers only the calling goroutine: bbolt's Check,
+// for one, runs in a goroutine of its own, which is why Verify reads the
+// file itself rather than calling it.
+func Guard(path string, fn func() error) (err error) {
 	old := debug.SetPanicOnFault(true)
 	defer func() {
 		debug.SetPanicOnFault(old)
