@@ -193,7 +193,7 @@ func (n *Node) openStores() error {
 			return fmt.Errorf("cluster: %s is locked: is another kvnode using %s?", raftPath, n.cfg.DataDir)
 		}
 		if errors.Is(err, storage.ErrCorrupt) {
-			return fmt.Errorf("cluster: the raft log is damaged: %w; %s", err, raftLogAdvice(n.cfg.NodeID, n.cfg.DataDir))
+			return fmt.Errorf("cluster: cannot use the raft log: %w; %s", err, raftLogAdvice(n.cfg.NodeID, n.cfg.DataDir))
 		}
 		return fmt.Errorf("cluster: open raft log %s: %w", raftPath, err)
 	}
@@ -205,18 +205,24 @@ func (n *Node) openStores() error {
 	if err != nil {
 		return err
 	}
+	// Raft replays the log from the entry after the newest snapshot it
+	// lists, and panics on an entry its log lacks.
+	if err := n.rebuildable(snaps); err != nil {
+		return fmt.Errorf("cluster: the raft log and the snapshots in %s do not fit together: %v; %s",
+			n.cfg.DataDir, err, raftLogAdvice(n.cfg.NodeID, n.cfg.DataDir))
+	}
 
 	fsmPath := filepath.Join(n.cfg.DataDir, fsmDBFile)
 	fcfg := fsm.Config{Path: fsmPath, Logger: n.log, NoSync: n.cfg.NoSync}
 	n.fsm, err = fsm.Open(fcfg)
 	if errors.Is(err, storage.ErrCorrupt) {
 		if rerr := n.rebuildable(snaps); rerr != nil {
-			return fmt.Errorf("cluster: the state machine file is damaged (%w) and cannot be rebuilt: %v; "+
+			return fmt.Errorf("cluster: cannot use the state machine file (%w) and cannot rebuild it: %v; "+
 				"move %s aside and restart only after fixing that, or replace this node (%s)", err, rerr, fsmPath, raftLogAdvice(n.cfg.NodeID, n.cfg.DataDir))
 		}
 		aside := fmt.Sprintf("%s.corrupt-%s", fsmPath, time.Now().UTC().Format("20060102T150405Z"))
 		if rerr := os.Rename(fsmPath, aside); rerr != nil {
-			return fmt.Errorf("cluster: the state machine file is damaged (%w) and cannot be moved aside: %v", err, rerr)
+			return fmt.Errorf("cluster: cannot use the state machine file (%w) and cannot move it aside: %v", err, rerr)
 		}
 		n.log.Error("cluster: STATE MACHINE FILE DAMAGED: moved aside, rebuilding it from the snapshots and the raft log",
 			"file", fsmPath, "moved_to", aside, "err", err)
@@ -242,7 +248,7 @@ func (n *Node) openStores() error {
 func raftLogAdvice(id, dir string) string {
 	return fmt.Sprintf("this node's raft state cannot be rebuilt from its own files: if the other members are healthy, "+
 		"remove it (kvctl members remove %s), move %s aside and start it again with -join; "+
-		"on a single node, restore from a backup (kvctl snapshot save)", id, dir)
+		"on a single-node cluster, restore the data directory from a backup", id, dir)
 }
 
 // checkRaftLog verifies raft.db before raft-boltdb maps it, and that it
@@ -253,7 +259,7 @@ func (n *Node) checkRaftLog(path string) error {
 		return fmt.Errorf("cluster: %s is locked: is another kvnode using %s?", path, n.cfg.DataDir)
 	}
 	if err != nil {
-		return fmt.Errorf("cluster: the raft log is damaged: %w; %s", err, raftLogAdvice(n.cfg.NodeID, n.cfg.DataDir))
+		return fmt.Errorf("cluster: cannot use the raft log: %w; %s", err, raftLogAdvice(n.cfg.NodeID, n.cfg.DataDir))
 	}
 	for _, b := range info.Buckets {
 		if b != "logs" && b != "conf" {
@@ -362,8 +368,8 @@ func (n *Node) restoreIfBehind(snaps []*raft.SnapshotMeta) error {
 		}
 		snaps = snaps[1:]
 		if rerr := n.rebuildable(snaps); rerr != nil {
-			return fmt.Errorf("cluster: snapshot %s is damaged (%v) and no older one will do: %v; %s",
-				meta.ID, err, rerr, raftLogAdvice(n.cfg.NodeID, n.cfg.DataDir))
+			return fmt.Errorf("cluster: snapshot %s is damaged (%v; moved to snapshots.damaged) and no older one will do: %v; %s",
+				filepath.Join(n.cfg.DataDir, "snapshots", meta.ID), err, rerr, raftLogAdvice(n.cfg.NodeID, n.cfg.DataDir))
 		}
 	}
 	return nil

@@ -104,7 +104,7 @@ func inspect(path string, lockTimeout time.Duration) (info *FileInfo, err error)
 		return nil, fmt.Errorf("storage: stat %s: %w", path, err)
 	}
 	if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("%w: %s is not a regular file", ErrCorrupt, path)
+		return nil, corrupt(path, "not a regular file")
 	}
 	if err := lockFile(f, lockTimeout); err != nil {
 		if errors.Is(err, ErrLocked) {
@@ -117,14 +117,33 @@ func inspect(path string, lockTimeout time.Duration) (info *FileInfo, err error)
 		// The checks index only what they bounds-checked; a panic here is
 		// a bug in them, and still must not take the process down.
 		if r := recover(); r != nil {
-			info, err = nil, fmt.Errorf("%w: %s: checking the file failed: %v", ErrCorrupt, path, r)
+			info, err = nil, corrupt(path, fmt.Sprintf("checking the file failed: %v", r))
 		}
 	}()
 	if err := v.run(); err != nil {
-		return nil, fmt.Errorf("%w: %s: %w", ErrCorrupt, path, err)
+		return nil, corrupt(path, err.Error())
 	}
 	return &FileInfo{Exists: true, Size: v.size, PageSize: int(v.ps), Buckets: v.buckets}, nil
 }
+
+// CorruptError is the error for a file that is damaged or not a bbolt
+// database at all; it wraps ErrCorrupt.
+type CorruptError struct {
+	// Path is the file.
+	Path string
+	// Problem says what is wrong with it.
+	Problem string
+}
+
+// Error implements error.
+func (e *CorruptError) Error() string {
+	return fmt.Sprintf("storage: %s is damaged or not a database: %s", e.Path, e.Problem)
+}
+
+// Unwrap returns ErrCorrupt.
+func (e *CorruptError) Unwrap() error { return ErrCorrupt }
+
+func corrupt(path, problem string) error { return &CorruptError{Path: path, Problem: problem} }
 
 type boltMeta struct {
 	pageSize uint32

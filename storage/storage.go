@@ -134,7 +134,7 @@ func OpenBolt(path string, bopts *bolt.Options) (*bolt.DB, error) {
 			return nil, err
 		}
 		if _, serr := os.Stat(path); serr == nil {
-			return nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, path, err)
+			return nil, corrupt(path, err.Error())
 		}
 		return nil, fmt.Errorf("storage: open %s: %w", path, err)
 	}
@@ -151,7 +151,7 @@ func Guard(path string, fn func() error) (err error) {
 	defer func() {
 		debug.SetPanicOnFault(old)
 		if r := recover(); r != nil {
-			err = fmt.Errorf("%w: %s: bbolt failed on the file: %v", ErrCorrupt, path, r)
+			err = corrupt(path, fmt.Sprintf("bbolt failed on the file: %v", r))
 		}
 	}()
 	return fn()
