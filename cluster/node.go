@@ -162,7 +162,7 @@ func New(cfg Config) (*Node, error) {
 // openStores opens the raft log, the snapshot store and the state
 // machine, and restores the newest snapshot if the state machine is behind
 // it (fsm.db lost or older than the snapshots). Every file is checked
-// before it is used (see docs/operations.md, "Damaged files"):
+// before it is used (see docs/damaged-files.md):
 //
 //   - raft.db damaged or not a raft log: an error naming it; it holds the
 //     node's vote and log and cannot be rebuilt here.
@@ -230,7 +230,7 @@ func (n *Node) openStores() error {
 	}
 	if err != nil {
 		if errors.Is(err, storage.ErrForeign) {
-			return fmt.Errorf("cluster: %w: %s is not this version's state machine file; is -data the right directory?", err, fsmPath)
+			return fmt.Errorf("cluster: %w; is -data the right directory?", err)
 		}
 		return fmt.Errorf("cluster: open state machine: %w", err)
 	}
