@@ -9,6 +9,7 @@ import (
 	"io"
 	"math/bits"
 	"os"
+	"runtime/debug"
 	"time"
 )
 
@@ -113,13 +114,21 @@ func inspect(path string, lockTimeout time.Duration) (info *FileInfo, err error)
 		return nil, fmt.Errorf("storage: lock %s: %w", path, err)
 	}
 	v := &verifier{f: f, size: st.Size()}
+	old := debug.SetPanicOnFault(true)
 	defer func() {
-		// The checks index only what they bounds-checked; a panic here is
-		// a bug in them, and still must not take the process down.
+		debug.SetPanicOnFault(old)
+		// The checks index only what they bounds-checked, and the map is
+		// no larger than the file: a panic here is a bug in them or a
+		// file cut short while it was read; it must not take the process
+		// down either way.
 		if r := recover(); r != nil {
 			info, err = nil, corrupt(path, fmt.Sprintf("checking the file failed: %v", r))
 		}
 	}()
+	if m, unmap, err := mapFile(f, v.size); err == nil {
+		v.mapped = m
+		defer unmap()
+	}
 	if err := v.run(); err != nil {
 		return nil, corrupt(path, err.Error())
 	}
@@ -154,12 +163,13 @@ type boltMeta struct {
 }
 
 type verifier struct {
-	f    *os.File
-	size int64
-	ps   int64 // page size
-	hwm  uint64
-	used bitset
-	free bitset
+	f      *os.File
+	mapped []byte // the file, if it could be mapped; else read with ReadAt
+	size   int64
+	ps     int64 // page size
+	hwm    uint64
+	used   bitset
+	free   bitset
 
 	buckets []string // top-level bucket names
 }
@@ -286,8 +296,8 @@ func (v *verifier) read(id uint64, what string) (flags, count uint16, data []byt
 	if id < 2 || id >= v.hwm {
 		return 0, 0, nil, fmt.Errorf("%s page %d outside the file's pages 2..%d", what, id, v.hwm-1)
 	}
-	data = make([]byte, v.ps)
-	if _, err := v.f.ReadAt(data, int64(id)*v.ps); err != nil {
+	data, err = v.bytes(int64(id)*v.ps, v.ps)
+	if err != nil {
 		return 0, 0, nil, fmt.Errorf("%s page %d: %w", what, id, err)
 	}
 	if got := binary.LittleEndian.Uint64(data[0:]); got != id {
@@ -300,8 +310,7 @@ func (v *verifier) read(id uint64, what string) (flags, count uint16, data []byt
 		return 0, 0, nil, fmt.Errorf("%s page %d: %d overflow pages run past the file's %d pages", what, id, overflow, v.hwm)
 	}
 	if overflow > 0 {
-		data = append(data, make([]byte, int64(overflow)*v.ps)...)
-		if _, err := v.f.ReadAt(data[v.ps:], int64(id+1)*v.ps); err != nil {
+		if data, err = v.bytes(int64(id)*v.ps, int64(overflow+1)*v.ps); err != nil {
 			return 0, 0, nil, fmt.Errorf("%s page %d: %w", what, id, err)
 		}
 	}
@@ -315,6 +324,19 @@ func (v *verifier) read(id uint64, what string) (flags, count uint16, data []byt
 		v.used.set(i)
 	}
 	return flags, count, data, nil
+}
+
+// bytes returns n bytes of the file at off, which the caller checked lie
+// inside it.
+func (v *verifier) bytes(off, n int64) ([]byte, error) {
+	if v.mapped != nil {
+		return v.mapped[off : off+n], nil
+	}
+	b := make([]byte, n)
+	if _, err := v.f.ReadAt(b, off); err != nil {
+		return nil, err
+	}
+	return b, nil
 }
 
 func (v *verifier) freelist(id uint64) error {
