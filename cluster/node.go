@@ -167,9 +167,10 @@ func New(cfg Config) (*Node, error) {
 //   - raft.db damaged or not a raft log: an error naming it; it holds the
 //     node's vote and log and cannot be rebuilt here.
 //   - fsm.db damaged: moved aside to fsm.db.corrupt-TIME and rebuilt from
-//     the snapshots and the raft log, logged at error level; if the log
-//     does not reach back to the newest usable snapshot, an error instead.
-//     fsm.db that is not a Shelf state file of this version: an error.
+//     the snapshots and the raft log, logged at error level. fsm.db that
+//     is not a Shelf state file of this version: an error.
+//   - the raft log does not reach back to the newest usable snapshot (raft
+//     would panic replaying it): an error.
 //   - a snapshot with an unreadable meta.json, a state.bin of the wrong
 //     size, or one that fails its checksum when restored: moved aside to
 //     snapshots.damaged/ and an older one used, as long as the raft log
@@ -216,11 +217,9 @@ func (n *Node) openStores() error {
 	fcfg := fsm.Config{Path: fsmPath, Logger: n.log, NoSync: n.cfg.NoSync}
 	n.fsm, err = fsm.Open(fcfg)
 	if errors.Is(err, storage.ErrCorrupt) {
-		if rerr := n.rebuildable(snaps); rerr != nil {
-			return fmt.Errorf("cluster: cannot use the state machine file (%w) and cannot rebuild it: %v; "+
-				"move %s aside and restart only after fixing that, or replace this node (%s)", err, rerr, fsmPath, raftLogAdvice(n.cfg.NodeID, n.cfg.DataDir))
-		}
-		aside := fmt.Sprintf("%s.corrupt-%s", fsmPath, time.Now().UTC().Format("20060102T150405Z"))
+		// The log reaches back to the newest snapshot (checked above), so
+		// the snapshot and the log rebuild the state.
+		aside := fmt.Sprintf("%s.corrupt-%s", fsmPath, time.Now().UTC().Format("20060102T150405.000Z"))
 		if rerr := os.Rename(fsmPath, aside); rerr != nil {
 			return fmt.Errorf("cluster: cannot use the state machine file (%w) and cannot move it aside: %v", err, rerr)
 		}
