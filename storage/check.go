@@ -45,7 +45,8 @@ const (
 // trusts the file and, on a damaged one, panics ("invalid freelist page")
 // or dies with SIGBUS/SIGSEGV on a page the file does not have, which no
 // recover() can catch in bbolt's own goroutines. Verify reads the file
-// with plain reads, never a memory map, and checks:
+// itself (through a read-only map of its own on Linux, with faults turned
+// into errors; with ReadAt elsewhere) and checks:
 //
 //   - the size: not empty, a multiple of the page size, at least 4 pages;
 //   - both meta pages (magic, version, checksum); at least one must be
@@ -112,6 +113,10 @@ func inspect(path string, lockTimeout time.Duration) (info *FileInfo, err error)
 			return nil, fmt.Errorf("%w: %s", ErrLocked, path)
 		}
 		return nil, fmt.Errorf("storage: lock %s: %w", path, err)
+	}
+	// The size again, now that no writer can be growing the file.
+	if st, err = f.Stat(); err != nil {
+		return nil, fmt.Errorf("storage: stat %s: %w", path, err)
 	}
 	v := &verifier{f: f, size: st.Size()}
 	old := debug.SetPanicOnFault(true)
