@@ -181,16 +181,21 @@ func TestOpenGarbagePages(t *testing.T) {
 		metaHit := false
 		for range 1 + r.IntN(3) {
 			pg := r.IntN(pages)
-			metaHit = metaHit || pg < 2
 			junk := make([]byte, 4096)
 			for i := 0; i < len(junk); i += 8 {
 				binary.LittleEndian.PutUint64(junk[i:], r.Uint64())
 			}
-			if r.IntN(2) == 0 {
-				// Half the time keep the page id, as a torn write would.
-				copy(junk[:8], b[pg*4096:pg*4096+8])
+			off := pg * 4096
+			switch r.IntN(3) {
+			case 0:
+				// Keep the page id, as a torn write would.
+				copy(junk[:8], b[off:off+8])
+			case 1:
+				// Not at a page boundary.
+				off += r.IntN(4096)
 			}
-			copy(b[pg*4096:], junk)
+			copy(b[off:], junk)
+			metaHit = metaHit || off < 2*4096
 		}
 		p := filepath.Join(dir, fmt.Sprintf("garbage%d.db", seed))
 		if err := os.WriteFile(p, b, 0o600); err != nil {
