@@ -131,7 +131,9 @@ type DB struct {
 //
 // A replica file that is corrupt or not a Shelf file is moved aside (to
 // replica.db.corrupt-TIME) and rebuilt from the cluster; the outbox and
-// conflicts live in local.db and are kept. Recovered tells the app.
+// conflicts live in local.db and are kept. Recovered tells the app. A
+// damaged local.db is never moved aside (its outbox holds writes the
+// cluster has not seen): Open fails with an error naming it.
 func Open(ctx context.Context, cfg Config) (*DB, error) {
 	if cfg.Dir == "" {
 		return nil, errors.New("client: Config.Dir is empty")

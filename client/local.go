@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/shelfdb/shelf/api"
+	"github.com/shelfdb/shelf/storage"
 	bolt "go.etcd.io/bbolt"
-	berrors "go.etcd.io/bbolt/errors"
 )
 
 // The client's own file, local.db, beside the replica: what belongs to
@@ -34,25 +34,51 @@ type local struct {
 	db *bolt.DB
 }
 
+// openLocal opens local.db, after checking it: unlike the replica, a
+// damaged local.db is never moved aside or rebuilt, since its outbox holds
+// writes the cluster has not seen; Open refuses with an error naming it.
 func openLocal(path string) (*local, error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
-	if err != nil {
-		if errors.Is(err, berrors.ErrTimeout) {
-			return nil, fmt.Errorf("client: %s is in use by another process", path)
-		}
-		return nil, fmt.Errorf("client: open %s: %w", path, err)
-	}
-	err = db.Update(func(tx *bolt.Tx) error {
-		meta := tx.Bucket(bucketMeta)
-		if meta != nil && !bytes.Equal(meta.Get(keyFormat), []byte(localFormat)) {
-			return fmt.Errorf("client: %s is not a Shelf client file (format %q)", path, meta.Get(keyFormat))
-		}
-		for _, b := range [][]byte{bucketMeta, bucketOutbox, bucketConflicts} {
-			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
-				return err
+	info, err := storage.Inspect(path)
+	if err == nil {
+		for _, b := range info.Buckets {
+			if b != string(bucketMeta) && b != string(bucketOutbox) && b != string(bucketConflicts) {
+				err = fmt.Errorf("%w: %s holds buckets %q", storage.ErrForeign, path, info.Buckets)
+				break
 			}
 		}
-		return tx.Bucket(bucketMeta).Put(keyFormat, []byte(localFormat))
+	}
+	if err == nil {
+		var db *bolt.DB
+		if db, err = storage.OpenBolt(path, &bolt.Options{Timeout: 2 * time.Second}); err == nil {
+			return initLocal(path, db)
+		}
+	}
+	switch {
+	case errors.Is(err, storage.ErrLocked):
+		return nil, fmt.Errorf("client: %s is in use by another process", path)
+	case errors.Is(err, storage.ErrCorrupt), errors.Is(err, storage.ErrForeign):
+		return nil, fmt.Errorf("client: cannot use this client's own file (%w); it holds the client's identity and its outbox "+
+			"(writes not yet sent to the cluster), so it is never moved aside or rebuilt: restore it from a backup, or, "+
+			"giving up the unsent writes, move it aside and open again to register as a new client", err)
+	default:
+		return nil, fmt.Errorf("client: open %s: %w", path, err)
+	}
+}
+
+func initLocal(path string, db *bolt.DB) (*local, error) {
+	err := storage.Guard(path, func() error {
+		return db.Update(func(tx *bolt.Tx) error {
+			meta := tx.Bucket(bucketMeta)
+			if meta != nil && !bytes.Equal(meta.Get(keyFormat), []byte(localFormat)) {
+				return fmt.Errorf("client: %s is not a Shelf client file (format %q)", path, meta.Get(keyFormat))
+			}
+			for _, b := range [][]byte{bucketMeta, bucketOutbox, bucketConflicts} {
+				if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+					return err
+				}
+			}
+			return tx.Bucket(bucketMeta).Put(keyFormat, []byte(localFormat))
+		})
 	})
 	if err != nil {
 		db.Close()

@@ -38,6 +38,7 @@ import (
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"github.com/shelfdb/shelf/api"
 	"github.com/shelfdb/shelf/fsm"
+	"github.com/shelfdb/shelf/storage"
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
 )
@@ -165,30 +166,42 @@ func New(cfg Config) (*Node, error) {
 	return n, nil
 }
 
-// openStores opens the state machine, the raft log and the snapshot
-// store, and restores the newest snapshot if the state machine is behind
-// it (fsm.db lost or older than the snapshots).
+// openStores opens the raft log, the snapshot store and the state
+// machine, and restores the newest snapshot if the state machine is behind
+// it (fsm.db lost or older than the snapshots). Every file is checked
+// before it is used (see docs/damaged-files.md):
+//
+//   - raft.db damaged or not a raft log: an error naming it; it holds the
+//     node's vote and log and cannot be rebuilt here.
+//   - fsm.db damaged: moved aside to fsm.db.corrupt-TIME and rebuilt from
+//     the snapshots and the raft log, logged at error level. fsm.db that
+//     is not a Shelf state file of this version: an error.
+//   - the raft log does not reach back to the newest usable snapshot (raft
+//     would panic replaying it): an error.
+//   - a snapshot with an unreadable meta.json, a state.bin of the wrong
+//     size, or one that fails its checksum when restored: moved aside to
+//     snapshots.damaged/ and an older one used, as long as the raft log
+//     reaches back to it; otherwise an error.
 func (n *Node) openStores() error {
-	var err error
-	n.fsm, err = fsm.Open(fsm.Config{
-		Path:   filepath.Join(n.cfg.DataDir, fsmDBFile),
-		Logger: n.log,
-		NoSync: n.cfg.NoSync,
-	})
-	if err != nil {
-		return fmt.Errorf("cluster: open state machine: %w", err)
-	}
-	cid := n.fsm.ClusterID()
-	n.lastCluster.Store(&cid)
 	raftPath := filepath.Join(n.cfg.DataDir, raftDBFile)
-	n.store, err = raftboltdb.New(raftboltdb.Options{
-		Path:        raftPath,
-		NoSync:      n.cfg.NoSync,
-		BoltOptions: &bolt.Options{Timeout: 2 * time.Second},
+	if err := n.checkRaftLog(raftPath); err != nil {
+		return err
+	}
+	err := storage.Guard(raftPath, func() error {
+		var err error
+		n.store, err = raftboltdb.New(raftboltdb.Options{
+			Path:        raftPath,
+			NoSync:      n.cfg.NoSync,
+			BoltOptions: &bolt.Options{Timeout: 2 * time.Second},
+		})
+		return err
 	})
 	if err != nil {
 		if errors.Is(err, berrors.ErrTimeout) {
 			return fmt.Errorf("cluster: %s is locked: is another kvnode using %s?", raftPath, n.cfg.DataDir)
+		}
+		if errors.Is(err, storage.ErrCorrupt) {
+			return fmt.Errorf("cluster: cannot use the raft log: %w; %s", err, raftLogAdvice(n.cfg.NodeID, n.cfg.DataDir))
 		}
 		return fmt.Errorf("cluster: open raft log %s: %w", raftPath, err)
 	}
@@ -196,26 +209,193 @@ func (n *Node) openStores() error {
 	if err != nil {
 		return fmt.Errorf("cluster: open snapshot store: %w", err)
 	}
-	snaps, err := n.snaps.List()
+	snaps, err := n.usableSnapshots()
 	if err != nil {
-		return fmt.Errorf("cluster: list snapshots: %w", err)
+		return err
 	}
-	if len(snaps) == 0 || snaps[0].Index <= n.fsm.AppliedIndex() {
-		return nil
+	// Raft replays the log from the entry after the newest snapshot it
+	// lists, and panics on an entry its log lacks.
+	if err := n.rebuildable(snaps); err != nil {
+		return fmt.Errorf("cluster: the raft log and the snapshots in %s do not fit together: %v; %s",
+			n.cfg.DataDir, err, raftLogAdvice(n.cfg.NodeID, n.cfg.DataDir))
 	}
-	meta := snaps[0]
-	n.log.Info("cluster: state machine is behind the newest snapshot; restoring it",
-		"applied", n.fsm.AppliedIndex(), "snapshot", meta.ID, "snapshot_index", meta.Index)
-	_, rc, err := n.snaps.Open(meta.ID)
+
+	fsmPath := filepath.Join(n.cfg.DataDir, fsmDBFile)
+	fcfg := fsm.Config{Path: fsmPath, Logger: n.log, NoSync: n.cfg.NoSync}
+	n.fsm, err = fsm.Open(fcfg)
+	if errors.Is(err, storage.ErrCorrupt) {
+		// The log reaches back to the newest snapshot (checked above), so
+		// the snapshot and the log rebuild the state.
+		aside := fmt.Sprintf("%s.corrupt-%s", fsmPath, time.Now().UTC().Format("20060102T150405.000Z"))
+		if rerr := os.Rename(fsmPath, aside); rerr != nil {
+			return fmt.Errorf("cluster: cannot use the state machine file (%w) and cannot move it aside: %v", err, rerr)
+		}
+		n.log.Error("cluster: STATE MACHINE FILE DAMAGED: moved aside, rebuilding it from the snapshots and the raft log",
+			"file", fsmPath, "moved_to", aside, "err", err)
+		n.fsm, err = fsm.Open(fcfg)
+	}
 	if err != nil {
-		return fmt.Errorf("cluster: open snapshot %s: %w", meta.ID, err)
+		if errors.Is(err, storage.ErrForeign) {
+			return fmt.Errorf("cluster: %w; is -data the right directory?", err)
+		}
+		return fmt.Errorf("cluster: open state machine: %w", err)
 	}
-	defer rc.Close()
-	if err := n.fsm.Restore(rc); err != nil {
-		return fmt.Errorf("cluster: restore snapshot %s: %w", meta.ID, err)
+	cid := n.fsm.ClusterID()
+	n.lastCluster.Store(&cid)
+	if err := n.restoreIfBehind(snaps); err != nil {
+		return err
 	}
 	cid = n.fsm.ClusterID()
 	n.lastCluster.Store(&cid)
+	return nil
+}
+
+// raftLogAdvice says what to do about a raft log that cannot be used.
+func raftLogAdvice(id, dir string) string {
+	return fmt.Sprintf("this node's raft state cannot be rebuilt from its own files: if the other members are healthy, "+
+		"remove it (kvctl members remove %s), move %s aside and start it again with -join; "+
+		"on a single-node cluster, restore the data directory from a backup", id, dir)
+}
+
+// checkRaftLog verifies raft.db before raft-boltdb maps it, and that it
+// holds only raft-boltdb's buckets.
+func (n *Node) checkRaftLog(path string) error {
+	info, err := storage.Inspect(path)
+	if errors.Is(err, storage.ErrLocked) {
+		return fmt.Errorf("cluster: %s is locked: is another kvnode using %s?", path, n.cfg.DataDir)
+	}
+	if err != nil {
+		return fmt.Errorf("cluster: cannot use the raft log: %w; %s", err, raftLogAdvice(n.cfg.NodeID, n.cfg.DataDir))
+	}
+	for _, b := range info.Buckets {
+		if b != "logs" && b != "conf" {
+			return fmt.Errorf("cluster: %s is not a raft log (it holds buckets %q; a state machine file?); is -data the right directory?", path, info.Buckets)
+		}
+	}
+	return nil
+}
+
+// usableSnapshots lists the snapshots, newest first, after moving aside
+// (to snapshots.damaged/) every snapshot directory whose meta.json raft
+// cannot read or whose state.bin is missing or of another size than
+// meta.json says. Their checksums are checked when one is restored.
+func (n *Node) usableSnapshots() ([]*raft.SnapshotMeta, error) {
+	snaps, err := n.snaps.List()
+	if err != nil {
+		return nil, fmt.Errorf("cluster: list snapshots: %w", err)
+	}
+	dir := filepath.Join(n.cfg.DataDir, "snapshots")
+	listed := map[string]bool{}
+	var good []*raft.SnapshotMeta
+	for _, s := range snaps {
+		listed[s.ID] = true
+		st, err := os.Stat(filepath.Join(dir, s.ID, "state.bin"))
+		if err == nil && st.Size() == s.Size {
+			good = append(good, s)
+			continue
+		}
+		why := "state.bin is missing"
+		if err == nil {
+			why = fmt.Sprintf("state.bin has %d bytes, meta.json says %d", st.Size(), s.Size)
+		}
+		if err := n.moveSnapshotAside(s.ID, why); err != nil {
+			return nil, err
+		}
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: list snapshots: %w", err)
+	}
+	for _, e := range entries {
+		if e.IsDir() && !listed[e.Name()] && !strings.HasSuffix(e.Name(), ".tmp") {
+			if err := n.moveSnapshotAside(e.Name(), "meta.json is missing or unreadable"); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return good, nil
+}
+
+// moveSnapshotAside moves a damaged snapshot out of raft's sight.
+func (n *Node) moveSnapshotAside(id, why string) error {
+	from := filepath.Join(n.cfg.DataDir, "snapshots", id)
+	aside := filepath.Join(n.cfg.DataDir, "snapshots.damaged")
+	to := filepath.Join(aside, id+"-"+time.Now().UTC().Format("20060102T150405.000000000Z"))
+	if err := os.MkdirAll(aside, 0o700); err != nil {
+		return fmt.Errorf("cluster: snapshot %s is damaged (%s) and cannot be moved aside: %w", from, why, err)
+	}
+	if err := os.Rename(from, to); err != nil {
+		return fmt.Errorf("cluster: snapshot %s is damaged (%s) and cannot be moved aside: %w", from, why, err)
+	}
+	n.log.Error("cluster: SNAPSHOT DAMAGED: moved aside; an older snapshot and the raft log will be used",
+		"snapshot", from, "problem", why, "moved_to", to)
+	return nil
+}
+
+// rebuildable tells whether the state machine can be rebuilt from the
+// newest of snaps and the raft log: raft replays the log from the entry
+// after the newest snapshot, so the log must reach back to it.
+func (n *Node) rebuildable(snaps []*raft.SnapshotMeta) error {
+	first, err := n.store.FirstIndex()
+	if err != nil {
+		return fmt.Errorf("raft log: %w", err)
+	}
+	last, err := n.store.LastIndex()
+	if err != nil {
+		return fmt.Errorf("raft log: %w", err)
+	}
+	var base uint64
+	if len(snaps) > 0 {
+		base = snaps[0].Index
+	}
+	if last > base && first > base+1 {
+		return fmt.Errorf("the raft log starts at entry %d but the newest usable snapshot ends at %d: entries %d to %d are gone", first, base, base+1, first-1)
+	}
+	return nil
+}
+
+// restoreIfBehind restores the newest snapshot when the state machine is
+// behind it. A snapshot that fails its checksum is moved aside and the
+// next older one tried, as long as the log reaches back to it.
+func (n *Node) restoreIfBehind(snaps []*raft.SnapshotMeta) error {
+	for len(snaps) > 0 && snaps[0].Index > n.fsm.AppliedIndex() {
+		meta := snaps[0]
+		n.log.Info("cluster: state machine is behind the newest snapshot; restoring it",
+			"applied", n.fsm.AppliedIndex(), "snapshot", meta.ID, "snapshot_index", meta.Index)
+		err := n.restoreSnapshot(meta.ID)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, fsm.ErrBadSnapshot) && !errors.Is(err, errSnapshotCRC) {
+			return err
+		}
+		if merr := n.moveSnapshotAside(meta.ID, err.Error()); merr != nil {
+			return merr
+		}
+		snaps = snaps[1:]
+		if rerr := n.rebuildable(snaps); rerr != nil {
+			return fmt.Errorf("cluster: snapshot %s is damaged (%v; moved to snapshots.damaged) and no older one will do: %v; %s",
+				filepath.Join(n.cfg.DataDir, "snapshots", meta.ID), err, rerr, raftLogAdvice(n.cfg.NodeID, n.cfg.DataDir))
+		}
+	}
+	return nil
+}
+
+// errSnapshotCRC marks a snapshot whose state.bin fails raft's checksum.
+var errSnapshotCRC = errors.New("state.bin fails its checksum")
+
+func (n *Node) restoreSnapshot(id string) error {
+	_, rc, err := n.snaps.Open(id)
+	if err != nil {
+		if strings.Contains(err.Error(), "CRC") {
+			return fmt.Errorf("cluster: snapshot %s: %w", id, errSnapshotCRC)
+		}
+		return fmt.Errorf("cluster: open snapshot %s: %w", id, err)
+	}
+	defer rc.Close()
+	if err := n.fsm.Restore(rc); err != nil {
+		return fmt.Errorf("cluster: restore snapshot %s: %w", id, err)
+	}
 	return nil
 }
 
@@ -481,18 +661,33 @@ func (n *Node) refreshMeta() {
 	}
 }
 
-// loadPeers reads the gossip addresses saved by an earlier run.
+// loadPeers reads the gossip addresses saved by an earlier run. The file
+// is a cache: an unreadable or damaged one is ignored with a warning (and
+// rewritten once gossip finds peers), as are entries that are not
+// host:port addresses.
 func (n *Node) loadPeers() []string {
-	b, err := os.ReadFile(filepath.Join(n.cfg.DataDir, peersFile))
+	path := filepath.Join(n.cfg.DataDir, peersFile)
+	b, err := os.ReadFile(path)
 	if err != nil {
+		if !errors.Is(err, os.ErrNotExist) {
+			n.log.Warn("cluster: ignoring unreadable peers file (a cache of gossip addresses)", "file", path, "err", err)
+		}
 		return nil
 	}
 	var addrs []string
 	if err := json.Unmarshal(b, &addrs); err != nil {
-		n.log.Warn("cluster: ignoring unreadable peers file", "err", err)
+		n.log.Warn("cluster: ignoring damaged peers file (a cache of gossip addresses; rewritten when gossip finds peers)", "file", path, "err", err)
 		return nil
 	}
-	return n.withoutSelf(addrs)
+	good := addrs[:0]
+	for _, a := range addrs {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			n.log.Warn("cluster: ignoring a bad address in the peers file", "file", path, "addr", a)
+			continue
+		}
+		good = append(good, a)
+	}
+	return n.withoutSelf(good)
 }
 
 // savePeers writes the gossip addresses of the known peers, so that a

@@ -30,6 +30,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime/debug"
 	"time"
 
 	"github.com/shelfdb/shelf/api"
@@ -117,7 +118,9 @@ type Options struct {
 }
 
 // Open opens (creating if missing) the Shelf database file at path and
-// checks its format marker.
+// checks its format marker. An existing file is verified first (see
+// Verify): a damaged file gets an error wrapping ErrCorrupt that names it
+// and says what is wrong, never a panic or a crash in bbolt.
 func Open(path string, opts Options) (*bolt.DB, error) {
 	if opts.LockTimeout == 0 {
 		opts.LockTimeout = 2 * time.Second
@@ -125,24 +128,63 @@ func Open(path string, opts Options) (*bolt.DB, error) {
 	if opts.MmapSize == 0 {
 		opts.MmapSize = 1 << 30
 	}
-	if err := checkFile(path); err != nil {
+	if _, err := inspect(path, opts.LockTimeout); err != nil {
 		return nil, err
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.LockTimeout, NoSync: opts.NoSync, FreelistType: bolt.FreelistMapType, InitialMmapSize: opts.MmapSize})
+	db, err := OpenBolt(path, &bolt.Options{Timeout: opts.LockTimeout, NoSync: opts.NoSync, FreelistType: bolt.FreelistMapType, InitialMmapSize: opts.MmapSize})
+	if err != nil {
+		return nil, err
+	}
+	if err := Guard(path, func() error { return db.Update(initialise) }); err != nil {
+		db.Close()
+		if errors.Is(err, ErrCorrupt) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w (%s)", err, path)
+	}
+	return db, nil
+}
+
+// OpenBolt opens a bbolt file that Verify accepted, turning what bbolt
+// would panic or fault on into an error wrapping ErrCorrupt, and a lock
+// timeout into ErrLocked. The checks of Verify come first; this is the
+// second line of defence against damage Verify does not see.
+func OpenBolt(path string, bopts *bolt.Options) (*bolt.DB, error) {
+	var db *bolt.DB
+	err := Guard(path, func() error {
+		var err error
+		db, err = bolt.Open(path, 0o600, bopts)
+		return err
+	})
 	if err != nil {
 		if errors.Is(err, berrors.ErrTimeout) {
 			return nil, fmt.Errorf("%w: %s", ErrLocked, path)
 		}
+		if errors.Is(err, ErrCorrupt) {
+			return nil, err
+		}
 		if _, serr := os.Stat(path); serr == nil {
-			return nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, path, err)
+			return nil, corrupt(path, err.Error())
 		}
 		return nil, fmt.Errorf("storage: open %s: %w", path, err)
 	}
-	if err := db.Update(initialise); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("%w (%s)", err, path)
-	}
 	return db, nil
+}
+
+// Guard runs fn with memory faults turned into panics (a page bbolt maps
+// but the file lacks) and turns a panic into an error wrapping ErrCorrupt
+// that names path. It covers only the calling goroutine: bbolt's Check,
+// for one, runs in a goroutine of its own, which is why Verify reads the
+// file itself rather than calling it.
+func Guard(path string, fn func() error) (err error) {
+	old := debug.SetPanicOnFault(true)
+	defer func() {
+		debug.SetPanicOnFault(old)
+		if r := recover(); r != nil {
+			err = corrupt(path, fmt.Sprintf("bbolt failed on the file: %v", r))
+		}
+	}()
+	return fn()
 }
 
 func initialise(tx *bolt.Tx) error {
