@@ -179,7 +179,7 @@ func finalChecks(t *testing.T, c *cluster, wl *workload, r *report, dir string) 
 	checkAckedWrites(wl.h, final, r)
 	checkHolders(wl.h, r)
 	if leader != nil {
-		for _, id := range wl.records()[:initialRecs] {
+		for _, id := range wl.records() {
 			checkAudit(ctx, leader, tree, id, r)
 		}
 	}
