@@ -157,7 +157,7 @@ func (wl *workload) run(ctx context.Context) {
 }
 
 // burstSize is the number of creates a burst sends at once.
-const burstSize = 12
+const burstSize = 48
 
 // burst sends burstSize creates at once to n, which the nemesis has just
 // paused, each waiting up to timeout: they are still queued there when n
