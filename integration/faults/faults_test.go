@@ -175,11 +175,27 @@ func finalChecks(t *testing.T, c *cluster, wl *workload, r *report, dir string) 
 			}
 		}
 	}
+	var burstOK, burstUnknown, burstOther int
+	for _, o := range wl.h.snapshot() {
+		if o.In.Kind == opCreate && strings.HasPrefix(o.In.Value, "b") {
+			switch {
+			case o.Out.OK:
+				burstOK++
+			case o.Out.Unknown:
+				burstUnknown++
+			default:
+				burstOther++
+			}
+		}
+	}
+	if burstOK+burstUnknown+burstOther > 0 {
+		r.note("creates sent to paused leaders: %d acknowledged, %d unknown, %d rejected", burstOK, burstUnknown, burstOther)
+	}
 	checkLinearizable(wl.h, r, dir)
 	checkAckedWrites(wl.h, final, r)
 	checkHolders(wl.h, r)
 	if leader != nil {
-		for _, id := range wl.records()[:initialRecs] {
+		for _, id := range wl.records() {
 			checkAudit(ctx, leader, tree, id, r)
 		}
 	}

@@ -307,7 +307,7 @@ func checkLinearizable(h *history, r *report, dir string) {
 	for _, id := range ids {
 		ops := recs[id]
 		r.count("linearizable", len(ops))
-		res, info := porcupine.CheckOperationsVerbose(registerModel, ops, 60*time.Second)
+		res, info := porcupine.CheckOperationsVerbose(registerModel, ops, 30*time.Second)
 		switch res {
 		case porcupine.Ok:
 			continue

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -20,7 +21,8 @@ const (
 	tree          = "faults"
 	httpWorkers   = 4
 	embedded      = 2
-	initialRecs   = 4 // created before the faults: the hot records borrow races meet on
+	initialRecs   = 4 // created before the faults
+	hotRecs       = 4 // the latest records, where borrows race
 	opTimeout     = 4 * time.Second
 	thinkTime     = 15 * time.Millisecond // between one worker's operations: keeps the 2 cores for the cluster
 	embeddedEvery = 250 * time.Millisecond
@@ -37,6 +39,7 @@ type worker struct {
 	rng    *rand.Rand
 	seq    int
 	wait   time.Duration // how long one operation may take; 0: opTimeout
+	holds  []uint64      // records it may hold the borrow of
 }
 
 // embeddedAck is a create an embedded client acknowledged.
@@ -154,7 +157,7 @@ func (wl *workload) run(ctx context.Context) {
 }
 
 // burstSize is the number of creates a burst sends at once.
-const burstSize = 12
+const burstSize = 48
 
 // burst sends burstSize creates at once to n, which the nemesis has just
 // paused, each waiting up to timeout: they are still queued there when n
@@ -188,9 +191,9 @@ func (wl *workload) httpLoop(ctx context.Context, w *worker) {
 		case r < 55:
 			wl.action(ctx, w, n, id, opBorrow)
 		case r < 72:
-			wl.action(ctx, w, n, id, opUpdate)
+			wl.action(ctx, w, n, w.held(id), opUpdate)
 		case r < 88:
-			wl.action(ctx, w, n, id, opReturn)
+			wl.action(ctx, w, n, w.held(id), opReturn)
 		default:
 			wl.create(ctx, w, n)
 		}
@@ -198,13 +201,23 @@ func (wl *workload) httpLoop(ctx context.Context, w *worker) {
 	}
 }
 
-// pick returns a record id: half the time one of the hot records, where
-// borrows race.
+// held returns, most of the time, a record the worker may hold (its
+// borrow was acknowledged or its outcome is unknown), else id.
+func (w *worker) held(id uint64) uint64 {
+	if len(w.holds) == 0 || w.rng.IntN(5) == 0 {
+		return id
+	}
+	return w.holds[w.rng.IntN(len(w.holds))]
+}
+
+// pick returns a record id: half the time one of the hotRecs latest
+// records, where borrows race. The hot set moves on with the creates, so
+// that no record's history grows too long for the checker.
 func (wl *workload) pick(rng *rand.Rand) uint64 {
 	wl.mu.Lock()
 	defer wl.mu.Unlock()
 	if rng.IntN(2) == 0 {
-		return wl.pool[rng.IntN(min(initialRecs, len(wl.pool)))]
+		return wl.pool[len(wl.pool)-1-rng.IntN(min(hotRecs, len(wl.pool)))]
 	}
 	return wl.pool[rng.IntN(len(wl.pool))]
 }
@@ -258,6 +271,15 @@ func (wl *workload) action(ctx context.Context, w *worker, n *node, id uint64, k
 	cancel()
 	o.Return, o.Out = wl.h.now(), outcome(err)
 	wl.h.add(o)
+	switch {
+	case kind == opBorrow && !o.Out.Unknown && !o.Out.OK:
+	case kind == opBorrow:
+		if !slices.Contains(w.holds, id) {
+			w.holds = append(w.holds, id)
+		}
+	case kind == opReturn && !o.Out.Unknown:
+		w.holds = slices.DeleteFunc(w.holds, func(x uint64) bool { return x == id })
+	}
 }
 
 // read reads record id through n with the default consistency of GET. A
