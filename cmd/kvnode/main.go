@@ -300,7 +300,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 	}
 	close(stopping) // pending log long polls answer now
-	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	// Requests in flight get a short grace: one that waits on the cluster
+	// (a write forwarded to a leader that is stopping too) would otherwise
+	// hold the stop for its whole timeout. Cut ones fail for their
+	// clients, which retry elsewhere (writes carry their identity).
+	sctx, cancel := context.WithTimeout(context.Background(), httpStopGrace)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
 		logger.Warn("kvnode: http shutdown", "err", err)
@@ -317,6 +321,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	return runErr
 }
+
+// httpStopGrace is how long a stopping node lets HTTP requests in flight
+// finish before it closes their connections.
+const httpStopGrace = 3 * time.Second
 
 // noneIfZero turns a duration flag's 0 ("none") into the -1 that
 // cluster.Config reads as none (its 0 means the default).
