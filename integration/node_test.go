@@ -106,10 +106,6 @@ type Node struct {
 	runs     int      // runs started
 	extra    []string // the flags of the last Start beyond the fixed ones
 	moved    int      // times the first run moved to other ports
-
-	// command makes the command that runs kvnode (nil: exec.Command), for
-	// a node started in a network namespace.
-	command func(name string, args ...string) (*exec.Cmd, error)
 }
 
 // proc is one run of a node's process.
@@ -166,11 +162,6 @@ func (n *Node) Start(extra ...string) {
 		n.tb.Fatalf("node %s: log: %v", n.ID, err)
 	}
 	cmd := exec.Command(kvnodeBin, args...)
-	if n.command != nil {
-		if cmd, err = n.command(kvnodeBin, args...); err != nil {
-			n.tb.Fatalf("node %s: start: %v", n.ID, err)
-		}
-	}
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.Env = cleanEnv()
 	if err := cmd.Start(); err != nil {

@@ -353,7 +353,10 @@ func removeSubnet(ctx context.Context, prefix string, k int) error {
 	// that died between creating the link and moving its peer leaves it.
 	link := fmt.Sprintf("%s%dr", prefix, k)
 	if _, err := os.Stat(filepath.Join("/sys/class/net", link)); err == nil {
-		if err := run(ctx, "ip", "link", "del", link); err != nil {
+		// The kernel may remove it between the check and the delete (the
+		// hub's deletion takes the pair with it, asynchronously): gone is
+		// what we want.
+		if err := run(ctx, "ip", "link", "del", link); err != nil && !strings.Contains(err.Error(), "Cannot find device") {
 			errs = append(errs, err)
 		}
 	}
