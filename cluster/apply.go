@@ -70,6 +70,9 @@ func (n *Node) Apply(ctx context.Context, cmd *fsm.Command) (*fsm.Result, error)
 	if cmd == nil {
 		return nil, api.Errorf(api.CodeInvalid, "no command")
 	}
+	if rej := n.refuse(cmd); rej != nil {
+		return rej, nil // refused before the log: no entry, no index
+	}
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.ApplyTimeout)
 	defer cancel()
 	var res *fsm.Result
@@ -132,18 +135,30 @@ func (n *Node) applyLocalMany(ctx context.Context, cmds []*fsm.Command) ([]*fsm.
 		timeout = max(time.Until(d), time.Millisecond)
 	}
 	now := time.Now().UnixNano()
-	futures := make([]raft.ApplyFuture, 0, len(cmds))
-	for _, cmd := range cmds {
+	// A command the state machine would refuse whatever the state is
+	// answered here, without an entry: nil future, its rejection in
+	// refused.
+	futures := make([]raft.ApplyFuture, len(cmds))
+	refused := make([]*fsm.Result, len(cmds))
+	for i, cmd := range cmds {
+		if refused[i] = n.refuse(cmd); refused[i] != nil {
+			continue
+		}
 		c := *cmd
 		c.Time = now
 		b, err := c.Encode()
 		if err != nil {
 			return nil, api.Errorf(api.CodeInvalid, "encode command: %v", err)
 		}
-		futures = append(futures, n.raft.Apply(b, timeout))
+		futures[i] = n.raft.Apply(b, timeout)
 	}
 	results := make([]*fsm.Result, 0, len(cmds))
+	appended := false // an entry before i was committed
 	for i, f := range futures {
+		if f == nil {
+			results = append(results, refused[i])
+			continue
+		}
 		op := cmds[i].Op
 		done := make(chan error, 1)
 		go func() { done <- f.Error() }()
@@ -162,12 +177,13 @@ func (n *Node) applyLocalMany(ctx context.Context, cmds []*fsm.Command) ([]*fsm.
 					res.Index = f.Index()
 				}
 				results = append(results, res)
+				appended = true
 				continue
 			}
 		}
 		err = n.raftError(err, op)
-		if i == 0 {
-			return nil, err
+		if !appended {
+			return nil, err // nothing reached the log: send it all again
 		}
 		return results, unavailable("%d of %d entries applied: %v", i, len(cmds), err)
 	}
@@ -203,6 +219,9 @@ func (n *Node) raftError(err error, op fsm.Op) error {
 func (n *Node) ApplyMany(ctx context.Context, cmds []*fsm.Command) ([]*fsm.Result, error) {
 	if len(cmds) == 0 {
 		return nil, nil
+	}
+	if res, ok := n.refuseAll(cmds); ok {
+		return res, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.ApplyTimeout)
 	defer cancel()
@@ -248,6 +267,35 @@ func (n *Node) ApplyLeaderMany(ctx context.Context, cmds []*fsm.Command) ([]*fsm
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.ApplyTimeout)
 	defer cancel()
 	return n.applyLocalMany(ctx, cmds)
+}
+
+// refuse checks cmd with the state machine's own stateless rules
+// (fsm.Validate) and returns the rejection, or nil when cmd may go to the
+// log. It runs on the node that takes a request and again on the leader
+// before raft.Apply, so that a command every replica would refuse never
+// becomes a log entry.
+func (n *Node) refuse(cmd *fsm.Command) *fsm.Result {
+	err := n.fsm.Validate(cmd)
+	if err == nil {
+		return nil
+	}
+	var ae *api.Error
+	if !errors.As(err, &ae) {
+		ae = api.Errorf(api.CodeInvalid, "%v", err)
+	}
+	return &fsm.Result{Err: ae}
+}
+
+// refuseAll returns the rejections of cmds when every one of them is
+// refused: nothing needs the leader then.
+func (n *Node) refuseAll(cmds []*fsm.Command) ([]*fsm.Result, bool) {
+	res := make([]*fsm.Result, len(cmds))
+	for i, c := range cmds {
+		if res[i] = n.refuse(c); res[i] == nil {
+			return nil, false
+		}
+	}
+	return res, true
 }
 
 // withLeader runs local if this node leads, otherwise remote with the
