@@ -32,9 +32,9 @@ var (
 	ErrMalformed = errors.New("malformed CBOR")
 )
 
-// CheckValue checks a record's CBOR bytes without decoding them: exactly
-// one well-formed CBOR item, a map (the record's fields) at the top,
-// nested at most MaxDepth deep. The errors wrap ErrMalformed, ErrNotMap
+// CheckValue checks a record's CBOR bytes: exactly one well-formed CBOR
+// item, a map (the record's fields) at the top, nested at most MaxDepth
+// deep (see CheckCBOR). The errors wrap ErrMalformed, ErrNotMap
 // or ErrTooDeep.
 func CheckValue(data []byte) error {
 	if len(data) == 0 {
@@ -47,16 +47,23 @@ func CheckValue(data []byte) error {
 }
 
 // CheckCBOR checks that data is exactly one well-formed CBOR item nested
-// at most MaxDepth deep (maps, arrays and tags count). It reads the bytes
-// without decoding them and never allocates in proportion to a length the
-// input cannot back.
+// at most MaxDepth deep (maps, arrays and tags count) that the codec
+// decodes: what passes can always be read back. The bytes are walked
+// first, without decoding (so the decoder never sees a depth or a length
+// the input cannot back), then decoded.
 func CheckCBOR(data []byte) error {
-	end, err := cborWalk(data, 0, 0)
+	w := cborWalker{b: data}
+	end, err := w.walk(0, 0)
 	if err != nil {
 		return err
 	}
 	if end != len(data) {
 		return fmt.Errorf("%w: %d trailing bytes", ErrMalformed, len(data)-end)
+	}
+	// What a tag may hold, duplicate map keys of different types: the
+	// decoder is the judge.
+	if _, err := DecodeGeneric(data); err != nil {
+		return fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
 	return nil
 }
@@ -72,6 +79,8 @@ func cborKind(b byte) string {
 		return "a text string"
 	case 4:
 		return "an array"
+	case 5:
+		return "a map"
 	case 6:
 		return "a tagged item"
 	}
@@ -123,9 +132,27 @@ func cborHead(b []byte, off int) (major byte, arg uint64, indef bool, next int, 
 	return 0, 0, false, 0, errCBORItem
 }
 
-// cborWalk checks the item at b[off], itself inside depth containers, and
+// cborWalker checks the structure of CBOR items.
+type cborWalker struct {
+	b []byte
+}
+
+// item walks an element of an array or map; a map key must be a scalar
+// (decoders keep keys in hash maps: a list or map cannot be one).
+func (w *cborWalker) item(off, depth int, key bool) (int, error) {
+	if key && off < len(w.b) {
+		if m := w.b[off] >> 5; m == 4 || m == 5 {
+			return 0, fmt.Errorf("%w: a map key is %s", ErrMalformed, cborKind(w.b[off]))
+		}
+	}
+	return w.walk(off, depth)
+}
+
+// walk checks the item at b[off], itself inside depth containers, and
 // returns the offset just past it.
-func cborWalk(b []byte, off, depth int) (int, error) {
+func (w *cborWalker) walk(off, depth int) (int, error) {
+	b := w.b
+	start := off
 	major, arg, indef, off, err := cborHead(b, off)
 	if err != nil {
 		return 0, err
@@ -161,7 +188,7 @@ func cborWalk(b []byte, off, depth int) (int, error) {
 			return 0, fmt.Errorf("%w: more than %d levels of maps, arrays and tags", ErrTooDeep, MaxDepth)
 		}
 		if major == 6 {
-			return cborWalk(b, off, depth+1)
+			return w.walk(off, depth+1)
 		}
 		per := uint64(1)
 		if major == 5 {
@@ -175,8 +202,8 @@ func cborWalk(b []byte, off, depth int) (int, error) {
 				if b[off] == 0xff {
 					return off + 1, nil
 				}
-				for range per {
-					if off, err = cborWalk(b, off, depth+1); err != nil {
+				for i := range per {
+					if off, err = w.item(off, depth+1, major == 5 && i == 0); err != nil {
 						return 0, err
 					}
 				}
@@ -188,14 +215,14 @@ func cborWalk(b []byte, off, depth int) (int, error) {
 			return 0, errCBORShort
 		}
 		for i := uint64(0); i < arg*per; i++ {
-			if off, err = cborWalk(b, off, depth+1); err != nil {
+			if off, err = w.item(off, depth+1, major == 5 && i%2 == 0); err != nil {
 				return 0, err
 			}
 		}
 		return off, nil
-	default: // 7: simple values and floats; a lone break is malformed
-		if indef {
-			return 0, errCBORItem
+	default: // 7: false, true, null, undefined and floats
+		if ai := b[start] & 31; indef || ai < 20 || ai == 24 {
+			return 0, fmt.Errorf("%w: simple value %d", ErrMalformed, arg)
 		}
 		return off, nil
 	}
