@@ -220,29 +220,50 @@ func (n *Node) ApplyMany(ctx context.Context, cmds []*fsm.Command) ([]*fsm.Resul
 	if len(cmds) == 0 {
 		return nil, nil
 	}
-	if res, ok := n.refuseAll(cmds); ok {
-		return res, nil
+	// Refused commands are answered here; only the others go to the
+	// leader (which checks them again).
+	refused := make([]*fsm.Result, len(cmds))
+	send := make([]*fsm.Command, 0, len(cmds))
+	for i, c := range cmds {
+		if refused[i] = n.refuse(c); refused[i] == nil {
+			send = append(send, c)
+		}
+	}
+	if len(send) == 0 {
+		return refused, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.ApplyTimeout)
 	defer cancel()
-	var res []*fsm.Result
+	var sent []*fsm.Result
 	err := n.withLeader(ctx,
 		func(ctx context.Context) error {
-			r, err := n.applyLocalMany(ctx, cmds)
-			res = r
+			r, err := n.applyLocalMany(ctx, send)
+			sent = r
 			return err
 		},
 		func(ctx context.Context, addr string) error {
 			var r []*fsm.Result
-			if err := n.call(ctx, http.MethodPost, addr, InternalApplyBatchPath, cmds, &r); err != nil {
+			if err := n.call(ctx, http.MethodPost, addr, InternalApplyBatchPath, send, &r); err != nil {
 				return err
 			}
-			if len(r) != len(cmds) {
-				return unavailable("leader answered %d results for %d commands", len(r), len(cmds))
+			if len(r) != len(send) {
+				return unavailable("leader answered %d results for %d commands", len(r), len(send))
 			}
-			res = r
+			sent = r
 			return nil
 		})
+	// The results in the order of cmds, up to the first not known.
+	res := make([]*fsm.Result, 0, len(cmds))
+	for i := range cmds {
+		if refused[i] != nil {
+			res = append(res, refused[i])
+			continue
+		}
+		if len(sent) == 0 {
+			break
+		}
+		res, sent = append(res, sent[0]), sent[1:]
+	}
 	var last uint64
 	for _, r := range res {
 		last = max(last, r.Index)
@@ -284,18 +305,6 @@ func (n *Node) refuse(cmd *fsm.Command) *fsm.Result {
 		ae = api.Errorf(api.CodeInvalid, "%v", err)
 	}
 	return &fsm.Result{Err: ae}
-}
-
-// refuseAll returns the rejections of cmds when every one of them is
-// refused: nothing needs the leader then.
-func (n *Node) refuseAll(cmds []*fsm.Command) ([]*fsm.Result, bool) {
-	res := make([]*fsm.Result, len(cmds))
-	for i, c := range cmds {
-		if res[i] = n.refuse(c); res[i] == nil {
-			return nil, false
-		}
-	}
-	return res, true
 }
 
 // withLeader runs local if this node leads, otherwise remote with the
