@@ -260,9 +260,16 @@ func (h *handler) writeError(w http.ResponseWriter, r *http.Request, err error) 
 	h.write(w, r, status, &api.Error{Code: ae.Code, Message: ae.Message})
 }
 
-// readBody reads the request body within the size limit.
+// readBody reads the request body within the size limit. A forwarded
+// write (the internal routes) may take twice the limit: its commands carry
+// a little more than the body they came in (client id, session, time per
+// command), and a batch the follower took must not fail on the leader.
 func (h *handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
-	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.maxBody))
+	limit := h.maxBody
+	if strings.HasPrefix(r.URL.Path, "/v1/internal/") {
+		limit *= 2
+	}
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/shelfdb/shelf/api"
+	"github.com/shelfdb/shelf/cluster"
 	"github.com/shelfdb/shelf/fsm"
 )
 
@@ -150,5 +151,42 @@ func TestListMarksRecordWithoutJSONView(t *testing.T) {
 	e.json("GET", "/v1/trees/parts/records/"+page.Records[0].Key.String(), "", 200, &one)
 	if one.ValueError == "" {
 		t.Error("get of the record without JSON view: no value_error")
+	}
+}
+
+// A follower forwards what it took within its body limit as commands,
+// which carry a little more (client, session, time): the leader's internal
+// routes take twice the limit, so such a batch does not fail there.
+func TestForwardedBatchMayExceedTheBodyLimit(t *testing.T) {
+	e := newEnv(t, 64<<10)
+	var cmds []*fsm.Command
+	for range 3 {
+		v, _ := api.EncodeValue(map[string]any{"b": bytes.Repeat([]byte{1}, 30<<10)})
+		cmds = append(cmds, &fsm.Command{Op: fsm.OpCreate, Tree: "parts", Data: v})
+	}
+	b, err := api.Marshal(cmds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) <= 64<<10 {
+		t.Fatalf("forwarded batch of %d bytes is within the limit", len(b))
+	}
+	status, _, ans := e.do("POST", cluster.InternalApplyBatchPath, api.ContentCBOR, api.ContentCBOR, b)
+	if status != 200 {
+		t.Fatalf("forwarded batch of %d bytes: status %d: %s", len(b), status, ans)
+	}
+	var res []*fsm.Result
+	if err := api.Unmarshal(ans, &res); err != nil || len(res) != 3 {
+		t.Fatalf("results %+v %v", res, err)
+	}
+	for i, r := range res {
+		if r.Err != nil || r.Index == 0 {
+			t.Errorf("command %d: %+v", i, r)
+		}
+	}
+	// Twice the limit is the end of it.
+	big, _ := api.Marshal([]*fsm.Command{{Op: fsm.OpCreate, Tree: "parts", Data: bytes.Repeat([]byte{1}, 130<<10)}})
+	if status, _, _ := e.do("POST", cluster.InternalApplyBatchPath, api.ContentCBOR, api.ContentCBOR, big); status != 413 {
+		t.Errorf("forwarded body over twice the limit: status %d, want 413", status)
 	}
 }
