@@ -9,6 +9,9 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"sync"
+
+	"github.com/ugorji/go/codec"
 )
 
 // MaxDepth is the deepest nesting of maps, arrays and tags a record value
@@ -62,8 +65,34 @@ func CheckCBOR(data []byte) error {
 	}
 	// What a tag may hold, duplicate map keys of different types: the
 	// decoder is the judge.
-	if _, err := DecodeGeneric(data); err != nil {
+	if err := decodes(data); err != nil {
 		return fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	return nil
+}
+
+// genericDecoders reuses decoders of plain values for CheckCBOR.
+var genericDecoders = sync.Pool{New: func() any { return codec.NewDecoderBytes(nil, genericCBOR) }}
+
+// decodes reports whether DecodeGeneric would decode data (it decodes
+// the same way, without building its answer).
+func decodes(data []byte) (err error) {
+	dec := genericDecoders.Get().(*codec.Decoder)
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("cbor decode: %v", r)
+			return // a decoder that panicked is not reused
+		}
+		dec.ResetBytes(nil)
+		genericDecoders.Put(dec)
+	}()
+	dec.ResetBytes(data)
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return fmt.Errorf("cbor decode: %w", err)
+	}
+	if n := dec.NumBytesRead(); n != len(data) {
+		return fmt.Errorf("cbor decode: %d trailing bytes", len(data)-n)
 	}
 	return nil
 }
