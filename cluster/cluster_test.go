@@ -53,11 +53,11 @@ func fastGossip(c *memberlist.Config) {
 
 func testConfig(t testing.TB, id, dir string) cluster.Config {
 	return cluster.Config{
-		NodeID:             id,
-		DataDir:            dir,
-		RaftAddr:           "127.0.0.1:0",
-		GossipAddr:         "127.0.0.1:0",
-		Logger:             testlog.New(t).With("node", id),
+		NodeID:     id,
+		DataDir:    dir,
+		RaftAddr:   "127.0.0.1:0",
+		GossipAddr: "127.0.0.1:0",
+		Logger:     testlog.New(t).With("node", id),
 		// Fast enough for short tests, slow enough that a 2-core machine
 		// running the race detector does not depose healthy leaders.
 		HeartbeatTimeout:   300 * time.Millisecond,
