@@ -2,7 +2,6 @@ package api
 
 import (
 	"fmt"
-	"io"
 	"reflect"
 	"sync"
 
@@ -160,41 +159,50 @@ func jsonable(v any) any {
 }
 
 // EncodeValue encodes a plain Go value (as decoded from JSON) to a record's
-// CBOR bytes. Whole-number JSON numbers become integers.
+// CBOR bytes. Whole-number float64s become integers. A value nested deeper
+// than MaxDepth is an error (ErrTooDeep).
 func EncodeValue(v any) ([]byte, error) {
-	return Marshal(normalize(v))
+	n, err := normalize(v, 0)
+	if err != nil {
+		return nil, err
+	}
+	return Marshal(n)
 }
 
-// DecodeJSON decodes a JSON document into plain Go values, keeping whole
-// numbers as int64 (float64 otherwise), ready for EncodeValue.
-func DecodeJSON(r io.Reader, v *any) error {
-	h := &codec.JsonHandle{}
-	h.MapType = reflect.TypeOf(map[string]any(nil))
-	h.SignedInteger = true
-	h.PreferFloat = false
-	return codec.NewDecoder(r, h).Decode(v)
-}
-
-func normalize(v any) any {
+func normalize(v any, depth int) (any, error) {
 	switch t := v.(type) {
 	case map[string]any:
+		if depth >= MaxDepth {
+			return nil, encodeDepthErr()
+		}
 		m := make(map[string]any, len(t))
 		for k, e := range t {
-			m[k] = normalize(e)
+			x, err := normalize(e, depth+1)
+			if err != nil {
+				return nil, err
+			}
+			m[k] = x
 		}
-		return m
+		return m, nil
 	case []any:
+		if depth >= MaxDepth {
+			return nil, encodeDepthErr()
+		}
 		s := make([]any, len(t))
 		for i, e := range t {
-			s[i] = normalize(e)
+			x, err := normalize(e, depth+1)
+			if err != nil {
+				return nil, err
+			}
+			s[i] = x
 		}
-		return s
+		return s, nil
 	case float64:
 		if t == float64(int64(t)) && t >= -1<<53 && t <= 1<<53 {
-			return int64(t)
+			return int64(t), nil
 		}
-		return t
+		return t, nil
 	default:
-		return v
+		return v, nil
 	}
 }

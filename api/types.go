@@ -53,6 +53,11 @@ type Record struct {
 	Updated   time.Time `json:"updated"`
 	Index     uint64    `json:"index"` // raft index of the record's last change
 	Borrow    *Borrow   `json:"borrow,omitempty"`
+	// ValueError, in a JSON answer, says why Value is null although the
+	// record has data: the stored bytes have no JSON view (say, nested
+	// deeper than the decoder takes, or a NaN float). The record is
+	// listed all the same; CBOR answers carry the bytes as stored.
+	ValueError string `json:"value_error,omitempty" codec:"-"`
 }
 
 // Borrow is a check-out of one record by one client.

@@ -66,7 +66,8 @@ type Config struct {
 	// Servers are HTTP addresses of cluster nodes ("host:port"); more are
 	// learnt from the cluster and remembered in Dir.
 	Servers []string
-	// Name is shown to operators as the borrower (kvctl leases, clients).
+	// Name is shown to operators as the borrower (kvctl leases, clients);
+	// "client@" and the host name if empty (the cluster requires one).
 	Name string
 	// RangeSize is the number of ids asked for at a time (default 1000).
 	RangeSize uint64
@@ -137,6 +138,9 @@ type DB struct {
 func Open(ctx context.Context, cfg Config) (*DB, error) {
 	if cfg.Dir == "" {
 		return nil, errors.New("client: Config.Dir is empty")
+	}
+	if cfg.Name == "" {
+		cfg.Name = defaultName()
 	}
 	if cfg.RangeSize == 0 {
 		cfg.RangeSize = 1000
@@ -534,4 +538,13 @@ func (db *DB) sleep(d time.Duration) bool {
 	case <-time.After(d):
 		return true
 	}
+}
+
+// defaultName is the name of a client whose Config has none.
+func defaultName() string {
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		h = "unknown-host"
+	}
+	return "client@" + h
 }

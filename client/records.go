@@ -219,6 +219,12 @@ type WriteResult struct {
 
 func (t *Tree) queue(ctx context.Context, e *outboxEntry) (WriteResult, error) {
 	e.Tree = t.name
+	// What the cluster would refuse whatever its state (a value nested
+	// deeper than api.MaxDepth, over the size limit, not well-formed)
+	// is refused here, not queued.
+	if err := t.db.replica.Validate(&fsm.Command{Op: e.Op, Tree: e.Tree, Key: e.Key, Schema: e.Schema, Data: e.Data}); err != nil {
+		return WriteResult{}, err
+	}
 	out, err := t.db.out.submit(ctx, e)
 	if err != nil {
 		return WriteResult{}, err
@@ -239,6 +245,9 @@ func (t *Tree) Create(ctx context.Context, schema uint32, data []byte) (WriteRes
 	}
 	if len(data) == 0 {
 		return WriteResult{}, api.Errorf(api.CodeInvalid, "create in %s: empty value", t.name)
+	}
+	if err := t.db.replica.Validate(&fsm.Command{Op: fsm.OpCreate, Tree: t.name, Schema: schema, Data: data}); err != nil {
+		return WriteResult{}, err // refused before it takes an id
 	}
 	id, start, err := t.db.ids.take(ctx)
 	if err != nil {

@@ -70,6 +70,9 @@ func (n *Node) Apply(ctx context.Context, cmd *fsm.Command) (*fsm.Result, error)
 	if cmd == nil {
 		return nil, api.Errorf(api.CodeInvalid, "no command")
 	}
+	if rej := n.refuse(cmd); rej != nil {
+		return rej, nil // refused before the log: no entry, no index
+	}
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.ApplyTimeout)
 	defer cancel()
 	var res *fsm.Result
@@ -132,18 +135,30 @@ func (n *Node) applyLocalMany(ctx context.Context, cmds []*fsm.Command) ([]*fsm.
 		timeout = max(time.Until(d), time.Millisecond)
 	}
 	now := time.Now().UnixNano()
-	futures := make([]raft.ApplyFuture, 0, len(cmds))
-	for _, cmd := range cmds {
+	// A command the state machine would refuse whatever the state is
+	// answered here, without an entry: nil future, its rejection in
+	// refused.
+	futures := make([]raft.ApplyFuture, len(cmds))
+	refused := make([]*fsm.Result, len(cmds))
+	for i, cmd := range cmds {
+		if refused[i] = n.refuse(cmd); refused[i] != nil {
+			continue
+		}
 		c := *cmd
 		c.Time = now
 		b, err := c.Encode()
 		if err != nil {
 			return nil, api.Errorf(api.CodeInvalid, "encode command: %v", err)
 		}
-		futures = append(futures, n.raft.Apply(b, timeout))
+		futures[i] = n.raft.Apply(b, timeout)
 	}
 	results := make([]*fsm.Result, 0, len(cmds))
+	appended := false // an entry before i was committed
 	for i, f := range futures {
+		if f == nil {
+			results = append(results, refused[i])
+			continue
+		}
 		op := cmds[i].Op
 		done := make(chan error, 1)
 		go func() { done <- f.Error() }()
@@ -162,12 +177,13 @@ func (n *Node) applyLocalMany(ctx context.Context, cmds []*fsm.Command) ([]*fsm.
 					res.Index = f.Index()
 				}
 				results = append(results, res)
+				appended = true
 				continue
 			}
 		}
 		err = n.raftError(err, op)
-		if i == 0 {
-			return nil, err
+		if !appended {
+			return nil, err // nothing reached the log: send it all again
 		}
 		return results, unavailable("%d of %d entries applied: %v", i, len(cmds), err)
 	}
@@ -204,26 +220,50 @@ func (n *Node) ApplyMany(ctx context.Context, cmds []*fsm.Command) ([]*fsm.Resul
 	if len(cmds) == 0 {
 		return nil, nil
 	}
+	// Refused commands are answered here; only the others go to the
+	// leader (which checks them again).
+	refused := make([]*fsm.Result, len(cmds))
+	send := make([]*fsm.Command, 0, len(cmds))
+	for i, c := range cmds {
+		if refused[i] = n.refuse(c); refused[i] == nil {
+			send = append(send, c)
+		}
+	}
+	if len(send) == 0 {
+		return refused, nil
+	}
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.ApplyTimeout)
 	defer cancel()
-	var res []*fsm.Result
+	var sent []*fsm.Result
 	err := n.withLeader(ctx,
 		func(ctx context.Context) error {
-			r, err := n.applyLocalMany(ctx, cmds)
-			res = r
+			r, err := n.applyLocalMany(ctx, send)
+			sent = r
 			return err
 		},
 		func(ctx context.Context, addr string) error {
 			var r []*fsm.Result
-			if err := n.call(ctx, http.MethodPost, addr, InternalApplyBatchPath, cmds, &r); err != nil {
+			if err := n.call(ctx, http.MethodPost, addr, InternalApplyBatchPath, send, &r); err != nil {
 				return err
 			}
-			if len(r) != len(cmds) {
-				return unavailable("leader answered %d results for %d commands", len(r), len(cmds))
+			if len(r) != len(send) {
+				return unavailable("leader answered %d results for %d commands", len(r), len(send))
 			}
-			res = r
+			sent = r
 			return nil
 		})
+	// The results in the order of cmds, up to the first not known.
+	res := make([]*fsm.Result, 0, len(cmds))
+	for i := range cmds {
+		if refused[i] != nil {
+			res = append(res, refused[i])
+			continue
+		}
+		if len(sent) == 0 {
+			break
+		}
+		res, sent = append(res, sent[0]), sent[1:]
+	}
 	var last uint64
 	for _, r := range res {
 		last = max(last, r.Index)
@@ -248,6 +288,23 @@ func (n *Node) ApplyLeaderMany(ctx context.Context, cmds []*fsm.Command) ([]*fsm
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.ApplyTimeout)
 	defer cancel()
 	return n.applyLocalMany(ctx, cmds)
+}
+
+// refuse checks cmd with the state machine's own stateless rules
+// (fsm.Validate) and returns the rejection, or nil when cmd may go to the
+// log. It runs on the node that takes a request and again on the leader
+// before raft.Apply, so that a command every replica would refuse never
+// becomes a log entry.
+func (n *Node) refuse(cmd *fsm.Command) *fsm.Result {
+	err := n.fsm.Validate(cmd)
+	if err == nil {
+		return nil
+	}
+	var ae *api.Error
+	if !errors.As(err, &ae) {
+		ae = api.Errorf(api.CodeInvalid, "%v", err)
+	}
+	return &fsm.Result{Err: ae}
 }
 
 // withLeader runs local if this node leads, otherwise remote with the

@@ -10,7 +10,6 @@ import (
 	"github.com/shelfdb/shelf/internal/schema"
 	"github.com/shelfdb/shelf/lease"
 	"github.com/shelfdb/shelf/storage"
-	"github.com/ugorji/go/codec"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -75,6 +74,9 @@ func (f *FSM) applyCommand(tx *bolt.Tx, index uint64, data []byte) (*Result, err
 	if derr != nil {
 		return reject(derr.(*api.Error))
 	}
+	if rej := validate(c, f.cfg.MaxRecordSize); rej != nil {
+		return reject(rej)
+	}
 	t := &txn{
 		tx: tx, index: index, c: c,
 		meta:     tx.Bucket(storage.BucketMeta),
@@ -103,7 +105,7 @@ func (f *FSM) applyCommand(tx *bolt.Tx, index uint64, data []byte) (*Result, err
 		}
 		ses = s
 	}
-	r, err := t.dispatch(f.cfg.MaxRecordSize)
+	r, err := t.dispatch()
 	if err != nil || r == nil {
 		return r, err
 	}
@@ -118,7 +120,9 @@ func (f *FSM) applyCommand(tx *bolt.Tx, index uint64, data []byte) (*Result, err
 	return r, nil
 }
 
-func (t *txn) dispatch(max int) (*Result, error) {
+// dispatch applies the command, which Validate accepted: the op's own
+// checks are the ones that need the state.
+func (t *txn) dispatch() (*Result, error) {
 	switch t.c.Op {
 	case OpSetCluster:
 		return t.setCluster()
@@ -127,9 +131,9 @@ func (t *txn) dispatch(max int) (*Result, error) {
 	case OpGrantRange:
 		return t.grantRange()
 	case OpCreate:
-		return t.create(max)
+		return t.create()
 	case OpUpdate:
-		return t.update(max)
+		return t.update()
 	case OpDelete:
 		return t.delete()
 	case OpBorrow:
@@ -145,7 +149,7 @@ func (t *txn) dispatch(max int) (*Result, error) {
 	case OpRevise:
 		return t.revise()
 	case OpRegisterSchema:
-		return t.registerSchema(max)
+		return t.registerSchema()
 	case OpClientSeen:
 		return t.clientSeen()
 	case OpExpire:
@@ -207,12 +211,6 @@ func (t *txn) client(id string) (*api.ClientInfo, *api.Error, error) {
 
 func (t *txn) registerClient() (*Result, error) {
 	c := t.c
-	if c.Client == "" || len(c.Client) > MaxClientID {
-		return reject(api.Errorf(api.CodeInvalid, "register-client: invalid client id %q", c.Client))
-	}
-	if len(c.Name) > MaxClientName {
-		return reject(api.Errorf(api.CodeInvalid, "register-client: name longer than %d bytes", MaxClientName))
-	}
 	var cl api.ClientInfo
 	found, err := storage.Get(t.clients, []byte(c.Client), &cl)
 	if err != nil {
@@ -255,9 +253,6 @@ func (t *txn) allocate(n uint64) (uint64, error) {
 
 func (t *txn) grantRange() (*Result, error) {
 	c := t.c
-	if c.Size == 0 || c.Size > MaxRangeSize {
-		return reject(api.Errorf(api.CodeInvalid, "grant-range: size %d out of 1..%d", c.Size, MaxRangeSize))
-	}
 	if _, rej, err := t.client(c.Client); rej != nil || err != nil {
 		return &Result{Err: rej}, err
 	}
@@ -295,20 +290,6 @@ func (t *txn) rangeOf(id uint64) (*api.Range, error) {
 	return &r, nil
 }
 
-func (t *txn) validData(data []byte, max int) *api.Error {
-	if len(data) == 0 {
-		return api.Errorf(api.CodeInvalid, "%s: empty value", t.c.Op)
-	}
-	if len(data) > max {
-		return api.Errorf(api.CodeTooLarge, "%s: value of %d bytes exceeds the limit of %d", t.c.Op, len(data), max)
-	}
-	var raw codec.Raw
-	if err := api.Unmarshal(data, &raw); err != nil {
-		return api.Errorf(api.CodeInvalid, "%s: value is not well-formed CBOR: %v", t.c.Op, err)
-	}
-	return nil
-}
-
 func (t *txn) checkSchema(tree string, v uint32) *api.Error {
 	if v != 0 && t.schemas.Get(storage.SchemaKey(tree, v)) == nil {
 		return api.Errorf(api.CodeUnknownSchema, "%s: schema version %d is not registered for tree %q", t.c.Op, v, tree)
@@ -318,16 +299,10 @@ func (t *txn) checkSchema(tree string, v uint32) *api.Error {
 
 func (t *txn) name() string { return fmt.Sprintf("record %s/%s", t.c.Tree, t.c.Key) }
 
-func (t *txn) create(max int) (*Result, error) {
+func (t *txn) create() (*Result, error) {
 	c := t.c
-	if err := ValidTreeName(c.Tree); err != nil {
-		return reject(err.(*api.Error))
-	}
 	if c.Key.Rev > 1 {
 		return reject(api.Errorf(api.CodeInvalid, "create: revision %d: new records start at revision 1 (use revise)", c.Key.Rev))
-	}
-	if rej := t.validData(c.Data, max); rej != nil {
-		return reject(rej)
 	}
 	if rej := t.checkSchema(c.Tree, c.Schema); rej != nil {
 		return reject(rej)
@@ -469,14 +444,11 @@ func (t *txn) put(b *bolt.Bucket, rec *storage.Record) error {
 	return storage.Put(b, storage.RecordKey(t.c.Key), rec)
 }
 
-func (t *txn) update(max int) (*Result, error) {
+func (t *txn) update() (*Result, error) {
 	c := t.c
 	b, rec, rej, err := t.editable()
 	if rej != nil || err != nil {
 		return &Result{Err: rej}, err
-	}
-	if rej := t.validData(c.Data, max); rej != nil {
-		return reject(rej)
 	}
 	if rej := t.checkSchema(c.Tree, c.Schema); rej != nil {
 		return reject(rej)
@@ -513,9 +485,6 @@ func (t *txn) borrow() (*Result, error) {
 	}
 	if _, rej, err := t.client(c.Client); rej != nil || err != nil {
 		return &Result{Err: rej}, err
-	}
-	if c.TTL < 0 {
-		return reject(api.Errorf(api.CodeInvalid, "borrow: negative ttl"))
 	}
 	holder := ""
 	if bw != nil {
@@ -558,9 +527,6 @@ func (t *txn) returnBorrow(force bool) (*Result, error) {
 		return &Result{Err: rej}, err
 	}
 	if force {
-		if len(c.Reason) > MaxReason {
-			return reject(api.Errorf(api.CodeInvalid, "force-return: reason longer than %d bytes", MaxReason))
-		}
 		if bw == nil {
 			return reject(api.Errorf(api.CodeNotBorrowed, "force-return: %s is not borrowed", t.name()))
 		}
@@ -654,17 +620,8 @@ func (t *txn) revise() (*Result, error) {
 	return &Result{Key: next}, t.count(c.Tree, +1)
 }
 
-func (t *txn) registerSchema(max int) (*Result, error) {
+func (t *txn) registerSchema() (*Result, error) {
 	c := t.c
-	if err := ValidTreeName(c.Tree); err != nil {
-		return reject(err.(*api.Error))
-	}
-	if rej := t.validData(c.Data, max); rej != nil {
-		return reject(rej)
-	}
-	if c.Hash == "" || len(c.Hash) > 128 {
-		return reject(api.Errorf(api.CodeInvalid, "register-schema: invalid hash %q", c.Hash))
-	}
 	def, err := schema.Decode(c.Data)
 	if err != nil {
 		return reject(api.Errorf(api.CodeInvalid, "register-schema for tree %q: %v", c.Tree, err))

@@ -115,12 +115,6 @@ func (t *txn) takeOver() (*Result, error) {
 	if _, rej, err := t.client(c.Client); rej != nil || err != nil {
 		return &Result{Err: rej}, err
 	}
-	if len(c.Reason) > MaxReason {
-		return reject(api.Errorf(api.CodeInvalid, "take-over: reason longer than %d bytes", MaxReason))
-	}
-	if c.TTL < 0 {
-		return reject(api.Errorf(api.CodeInvalid, "take-over: negative ttl"))
-	}
 	holder := ""
 	if bw != nil && !lease.Held(bw, c.Time) {
 		if err := t.expired(c.Tree, c.Key, bw); err != nil {
@@ -148,9 +142,6 @@ func (t *txn) removeClient() (*Result, error) {
 	c := t.c
 	if _, rej, err := t.client(c.Client); rej != nil || err != nil {
 		return &Result{Err: rej}, err
-	}
-	if len(c.Reason) > MaxReason {
-		return reject(api.Errorf(api.CodeInvalid, "remove-client: reason longer than %d bytes", MaxReason))
 	}
 	type held struct {
 		tree string

@@ -58,17 +58,6 @@ type session struct {
 // the session to record the result in.
 func (t *txn) openSession() (*session, *Result, error) {
 	c := t.c
-	switch {
-	case c.Session == "" || c.Seq == 0:
-		r, err := reject(api.Errorf(api.CodeInvalid, "%s: a session and a sequence number go together (session %q, seq %d)", c.Op, c.Session, c.Seq))
-		return nil, r, err
-	case len(c.Session) > MaxSessionID || bytes.IndexByte([]byte(c.Session), 0) >= 0:
-		r, err := reject(api.Errorf(api.CodeInvalid, "%s: invalid session id: want 1-%d bytes without NUL", c.Op, MaxSessionID))
-		return nil, r, err
-	case len(c.ReqHash) > MaxReqHash:
-		r, err := reject(api.Errorf(api.CodeInvalid, "%s: request hash longer than %d bytes", c.Op, MaxReqHash))
-		return nil, r, err
-	}
 	ses := &session{kind: storage.SessionClient}
 	if c.ReqHash != "" {
 		ses.kind = storage.SessionIdemKey

@@ -44,9 +44,7 @@ func (c *cli) get(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := decodeRecord(&r); err != nil {
-		return err
-	}
+	r.FillValue()
 	return c.emit(r, func(w io.Writer) {
 		row(w, "tree", r.Tree)
 		row(w, "key", r.Key)
@@ -64,6 +62,10 @@ func (c *cli) get(ctx context.Context, args []string) error {
 			row(w, "borrowed by", s)
 		} else {
 			row(w, "borrowed by", "-")
+		}
+		if r.ValueError != "" {
+			fmt.Fprintf(w, "value\n(no JSON view: %s)\n", r.ValueError)
+			return
 		}
 		v, _ := json.MarshalIndent(r.Value, "", "  ")
 		fmt.Fprintf(w, "value\n%s\n", v)
@@ -109,9 +111,9 @@ func (c *cli) list(ctx context.Context, args []string) error {
 	}
 	out.Records = orEmpty(out.Records)
 	for i := range out.Records {
-		if err := decodeRecord(&out.Records[i]); err != nil {
-			return err
-		}
+		// A record without a JSON view is listed with value_error, not
+		// a failed listing.
+		out.Records[i].FillValue()
 	}
 	return c.emit(out, func(w io.Writer) {
 		row(w, "KEY", "RELEASED", "STATE", "BORROWER", "UPDATED", "VALUE")
@@ -120,7 +122,11 @@ func (c *cli) list(ctx context.Context, args []string) error {
 			if r.Borrow != nil {
 				borrower = who(r.Borrow.Client, r.Borrow.ClientName)
 			}
-			row(w, r.Key, yesNo(r.Released), r.State, borrower, c.ago(r.Updated), short(r.Value, 60))
+			value := short(r.Value, 60)
+			if r.ValueError != "" {
+				value = "(no JSON view: " + r.ValueError + ")"
+			}
+			row(w, r.Key, yesNo(r.Released), r.State, borrower, c.ago(r.Updated), value)
 		}
 		if out.After != "" {
 			fmt.Fprintf(c.stderr, "more records: kvctl list %s -after %s\n", tree, out.After)
@@ -162,16 +168,6 @@ func (c *cli) put(ctx context.Context, args []string) error {
 		return err
 	}
 	return c.emit(res, func(w io.Writer) { fmt.Fprintln(w, res.Key) })
-}
-
-// decodeRecord fills r.Value from r.Data for printing.
-func decodeRecord(r *api.Record) error {
-	v, err := api.DecodeValue(r.Data)
-	if err != nil {
-		return fmt.Errorf("record %s/%s: %w", r.Tree, r.Key, err)
-	}
-	r.Value = v
-	return nil
 }
 
 // short formats v as compact JSON cut to at most n runes.

@@ -167,11 +167,10 @@ func (h *handler) jsonRecords(r *http.Request, recs []api.Record) {
 		return
 	}
 	for i := range recs {
-		v, err := api.DecodeValue(recs[i].Data)
-		if err != nil {
-			h.log.Warn("httpapi: undecodable record value", "tree", recs[i].Tree, "key", recs[i].Key, "err", err)
+		recs[i].FillValue()
+		if recs[i].ValueError != "" {
+			h.log.Warn("httpapi: record value has no JSON view", "tree", recs[i].Tree, "key", recs[i].Key, "err", recs[i].ValueError)
 		}
-		recs[i].Value = v
 	}
 }
 
@@ -231,7 +230,7 @@ func (h *handler) writeRequest(w http.ResponseWriter, r *http.Request) (api.Writ
 	if isCBOR(r) {
 		var req api.WriteRequest
 		err := h.decode(w, r, &req)
-		return req, err
+		return req, err // the node checks the value (fsm.Validate)
 	}
 	var jr jsonWriteRequest
 	if err := h.decode(w, r, &jr); err != nil {
@@ -241,7 +240,7 @@ func (h *handler) writeRequest(w http.ResponseWriter, r *http.Request) (api.Writ
 	if err != nil {
 		return api.WriteRequest{}, err
 	}
-	return api.WriteRequest{Client: jr.Client, ID: jr.ID, Schema: jr.Schema, Data: data}, nil
+	return api.WriteRequest{Client: jr.Client, ID: jr.ID, Schema: jr.Schema, Data: data}, recordValue(data, "value")
 }
 
 func (h *handler) createRecord(w http.ResponseWriter, r *http.Request) error {
@@ -428,6 +427,9 @@ func (h *handler) registerClient(w http.ResponseWriter, r *http.Request) error {
 	var req api.RegisterClientRequest
 	if err := h.decode(w, r, &req); err != nil {
 		return err
+	}
+	if req.Name == "" {
+		return api.Errorf(api.CodeInvalid, "register client: no name: want a body such as {\"name\": \"ws-7\"} (shown to operators as the borrower)")
 	}
 	res, err := h.apply(r.Context(), &fsm.Command{
 		Op:     fsm.OpRegisterClient,

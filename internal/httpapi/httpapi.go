@@ -260,9 +260,16 @@ func (h *handler) writeError(w http.ResponseWriter, r *http.Request, err error) 
 	h.write(w, r, status, &api.Error{Code: ae.Code, Message: ae.Message})
 }
 
-// readBody reads the request body within the size limit.
+// readBody reads the request body within the size limit. A forwarded
+// write (the internal routes) may take twice the limit: its commands carry
+// a little more than the body they came in (client id, session, time per
+// command), and a batch the follower took must not fail on the leader.
 func (h *handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
-	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.maxBody))
+	limit := h.maxBody
+	if strings.HasPrefix(r.URL.Path, "/v1/internal/") {
+		limit *= 2
+	}
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
@@ -328,18 +335,31 @@ func jsonErr(err error, b []byte) error {
 }
 
 // jsonValue converts a JSON value (raw) to CBOR bytes. Whole numbers stay
-// integers. Empty raw gives nil.
+// integers, exactly (api.DecodeJSON); a number that cannot, or nesting
+// deeper than api.MaxDepth, is an error naming where. Empty raw gives nil.
 func jsonValue(raw json.RawMessage, field string) ([]byte, error) {
 	if len(bytes.TrimSpace(raw)) == 0 {
 		return nil, nil
 	}
 	var v any
 	if err := api.DecodeJSON(bytes.NewReader(raw), &v); err != nil {
-		return nil, api.Errorf(api.CodeInvalid, "malformed JSON in %q: %v", field, err)
+		return nil, api.Errorf(api.CodeInvalid, "invalid JSON in %q: %v", field, err)
 	}
 	b, err := api.EncodeValue(v)
 	if err != nil {
 		return nil, api.Errorf(api.CodeInvalid, "field %q: %v", field, err)
 	}
 	return b, nil
+}
+
+// recordValue checks the value of a JSON record write: present, a map of
+// fields (a JSON object), at most api.MaxDepth deep (api.CheckValue).
+func recordValue(data []byte, field string) error {
+	if len(data) == 0 {
+		return api.Errorf(api.CodeInvalid, "no %s: a record value is a map of fields", field)
+	}
+	if err := api.CheckValue(data); err != nil {
+		return api.Errorf(api.CodeInvalid, "%s: %v", field, err)
+	}
+	return nil
 }

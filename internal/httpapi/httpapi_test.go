@@ -193,7 +193,7 @@ func TestRecordLifecycleJSON(t *testing.T) {
 		t.Fatalf("after update: %+v", rec.Value)
 	}
 	e.json("POST", "/v1/trees/parts/records/1/1/return", `{"client":"`+c+`"}`, 200, nil)
-	e.apiErr("PUT", "/v1/trees/parts/records/1/1", `{"client":"`+c+`","value":5}`, 409, api.CodeNotBorrowed)
+	e.apiErr("PUT", "/v1/trees/parts/records/1/1", `{"client":"`+c+`","value":{"qty":5}}`, 409, api.CodeNotBorrowed)
 
 	// Operator force-return of somebody's borrow.
 	e.json("POST", "/v1/trees/parts/records/1/1/borrow", `{"client":"`+c+`"}`, 200, nil)
@@ -205,7 +205,7 @@ func TestRecordLifecycleJSON(t *testing.T) {
 
 	e.json("POST", "/v1/trees/parts/records/1/1/borrow", `{"client":"`+c+`"}`, 200, nil)
 	e.json("POST", "/v1/trees/parts/records/1/1/release", `{"client":"`+c+`"}`, 200, nil)
-	e.apiErr("PUT", "/v1/trees/parts/records/1/1", `{"client":"`+c+`","value":5}`, 409, api.CodeReleased)
+	e.apiErr("PUT", "/v1/trees/parts/records/1/1", `{"client":"`+c+`","value":{"qty":5}}`, 409, api.CodeReleased)
 	e.json("POST", "/v1/trees/parts/records/1/1/state", `{"client":"`+c+`","state":3}`, 200, nil)
 	e.json("GET", "/v1/trees/parts/records/1/1", "", 200, &rec)
 	if !rec.Released || rec.State != 3 {
@@ -397,7 +397,7 @@ func TestCBORClient(t *testing.T) {
 
 func TestBadRequests(t *testing.T) {
 	e := newEnv(t, 64<<10)
-	e.json("POST", "/v1/trees/parts/records", `{"value":1}`, 201, nil)
+	e.json("POST", "/v1/trees/parts/records", `{"value":{"n":1}}`, 201, nil)
 
 	ae := e.apiErr("POST", "/v1/trees/parts/records", `{"value": {"name": "R1",}`, 400, api.CodeInvalid)
 	if !strings.Contains(ae.Message, "malformed JSON") {
@@ -407,14 +407,14 @@ func TestBadRequests(t *testing.T) {
 	if !strings.Contains(ae.Message, "valeu") {
 		t.Errorf("unknown field message: %q", ae.Message)
 	}
-	e.apiErr("POST", "/v1/trees/parts/records", `{"id": "x", "value": 1}`, 400, api.CodeInvalid)
-	e.apiErr("POST", "/v1/trees/parts/records", `{"value": 1} {}`, 400, api.CodeInvalid)
+	e.apiErr("POST", "/v1/trees/parts/records", `{"id": "x", "value": {"n": 1}}`, 400, api.CodeInvalid)
+	e.apiErr("POST", "/v1/trees/parts/records", `{"value": {"n": 1}} {}`, 400, api.CodeInvalid)
 	status, _, body := e.do("POST", "/v1/trees/parts/records", api.ContentCBOR, "", []byte{0xff, 0x00})
 	if status != 400 || !bytes.Contains(body, []byte("CBOR")) {
 		t.Errorf("malformed CBOR: %d %s", status, body)
 	}
 
-	big := `{"value":"` + strings.Repeat("x", 100<<10) + `"}`
+	big := `{"value":{"s":"` + strings.Repeat("x", 100<<10) + `"}}`
 	e.apiErr("POST", "/v1/trees/parts/records", big, 413, api.CodeTooLarge)
 
 	e.apiErr("GET", "/v1/trees/nosuch/records/1", "", 404, api.CodeTreeNotFound)
