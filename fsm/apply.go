@@ -74,7 +74,11 @@ func (f *FSM) applyCommand(tx *bolt.Tx, index uint64, data []byte) (*Result, err
 	if derr != nil {
 		return reject(derr.(*api.Error))
 	}
-	if rej := validate(c, f.cfg.MaxRecordSize); rej != nil {
+	rules := rulesOf(tx)
+	if err := checkRules(rules, c); err != nil {
+		return nil, err
+	}
+	if rej := validate(c, f.cfg.MaxRecordSize, rules >= 2); rej != nil {
 		return reject(rej)
 	}
 	t := &txn{
@@ -92,11 +96,8 @@ func (f *FSM) applyCommand(tx *bolt.Tx, index uint64, data []byte) (*Result, err
 		keyTimes: tx.Bucket(storage.BucketKeyTimes),
 		cfg:      &f.cfg,
 	}
-	if err := checkRules(rulesOf(tx), c); err != nil {
-		return nil, err
-	}
 	var ses *session
-	if (c.Session != "" || c.Seq != 0 || c.ReqHash != "") && rulesOf(tx) >= 2 {
+	if (c.Session != "" || c.Seq != 0 || c.ReqHash != "") && rules >= 2 {
 		// (Under rules 1 a session is ignored, as code of that version
 		// does: the command is applied as a plain one.)
 		s, r, err := t.openSession()

@@ -105,3 +105,25 @@ func TestSetClusterSetsRules(t *testing.T) {
 		t.Fatalf("rules %d, want %d", h.f.Rules(), RulesVersion)
 	}
 }
+
+// Under rules 1 the stricter checks of rules 2 do not apply in the state
+// machine: entries that code of rules 1 accepted (a client without a
+// name, a value nested deeper than api.MaxDepth) are accepted alike, so an
+// old log replays the same; under rules 2 they are refused.
+func TestRulesOneKeepsOldChecks(t *testing.T) {
+	deep := append(bytes.Repeat([]byte{0x81}, api.MaxDepth+10), 0x01) // arrays in arrays
+	for _, rules := range []uint32{1, 2} {
+		h := newHarness(t)
+		setRulesForTest(t, h.f, rules)
+		h.ok(Command{Op: OpSetCluster, Cluster: "c1"})
+		nameless := Command{Op: OpRegisterClient, Client: "x"}
+		deepCreate := Command{Op: OpCreate, Tree: "parts", Data: deep}
+		if rules == 1 {
+			h.ok(nameless)
+			h.ok(deepCreate)
+			continue
+		}
+		h.rejects(nameless, api.ErrInvalid)
+		h.rejects(deepCreate, api.ErrInvalid)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 
 	"github.com/shelfdb/shelf/api"
+	"github.com/ugorji/go/codec"
 )
 
 // MaxHash bounds Command.Hash (a schema definition's hash).
@@ -20,7 +21,7 @@ const MaxHash = 128
 // refuses a bad entry alike). The error is an *api.Error (invalid or
 // too_large), or nil.
 func Validate(c *Command, maxRecord int) error {
-	if e := validate(c, maxRecord); e != nil {
+	if e := validate(c, maxRecord, true); e != nil {
 		return e
 	}
 	return nil
@@ -39,7 +40,17 @@ var treeOps = map[Op]bool{
 	OpRegisterSchema: true, OpExpire: true, OpTakeOver: true,
 }
 
-func validate(c *Command, maxRecord int) *api.Error {
+// validate is Validate; strict false gives the rules of version 1 (a state
+// from before rules were versioned, see RulesVersion): what that code
+// refused, and nothing more, so that a replica of this code applying an
+// old log agrees with the replicas that wrote it. It accepted a
+// register-client without a name, data on ops that take none, any
+// well-formed CBOR value however deep, and ignored session fields and the
+// reason of ops other than force-return, take-over and remove-client.
+func validate(c *Command, maxRecord int, strict bool) *api.Error {
+	if !strict {
+		return validateV1(c, maxRecord)
+	}
 	if c == nil {
 		return api.Errorf(api.CodeInvalid, "no command")
 	}
@@ -97,6 +108,75 @@ func validate(c *Command, maxRecord int) *api.Error {
 	}
 	if len(c.Data) > 0 {
 		return api.Errorf(api.CodeInvalid, "%s takes no data (got %d bytes)", op, len(c.Data))
+	}
+	return nil
+}
+
+// validateV1 is validate under rules 1.
+func validateV1(c *Command, maxRecord int) *api.Error {
+	if c == nil {
+		return api.Errorf(api.CodeInvalid, "no command")
+	}
+	if c.Op == 0 || c.Op >= opMax {
+		return api.Errorf(api.CodeInvalid, "unknown op %d", c.Op)
+	}
+	op := c.Op
+	if c.TTL < 0 && (op == OpBorrow || op == OpTakeOver) {
+		return api.Errorf(api.CodeInvalid, "%s: negative ttl", op)
+	}
+	if len(c.Reason) > MaxReason && (op == OpForceReturn || op == OpTakeOver || op == OpRemoveClient) {
+		return api.Errorf(api.CodeInvalid, "%s: reason longer than %d bytes", op, MaxReason)
+	}
+	switch op {
+	case OpSetCluster:
+		if c.Cluster == "" || len(c.Cluster) > MaxClientID {
+			return api.Errorf(api.CodeInvalid, "set-cluster: invalid cluster id %q", c.Cluster)
+		}
+	case OpRegisterClient:
+		if c.Client == "" || len(c.Client) > MaxClientID {
+			return api.Errorf(api.CodeInvalid, "register-client: invalid client id %q", c.Client)
+		}
+		if len(c.Name) > MaxClientName {
+			return api.Errorf(api.CodeInvalid, "register-client: name longer than %d bytes", MaxClientName)
+		}
+	case OpGrantRange:
+		if c.Size == 0 || c.Size > MaxRangeSize {
+			return api.Errorf(api.CodeInvalid, "grant-range: size %d out of 1..%d", c.Size, MaxRangeSize)
+		}
+	case OpCreate, OpRegisterSchema:
+		if err := ValidTreeName(c.Tree); err != nil {
+			var ae *api.Error
+			if errors.As(err, &ae) {
+				return ae
+			}
+			return api.Errorf(api.CodeInvalid, "%v", err)
+		}
+	}
+	switch op {
+	case OpCreate, OpUpdate:
+		return validDataV1(op, c.Data, maxRecord)
+	case OpRegisterSchema:
+		if e := validDataV1(op, c.Data, maxRecord); e != nil {
+			return e
+		}
+		if c.Hash == "" || len(c.Hash) > MaxHash {
+			return api.Errorf(api.CodeInvalid, "register-schema: invalid hash %q", c.Hash)
+		}
+	}
+	return nil
+}
+
+// validDataV1 is validData under rules 1: any well-formed CBOR item.
+func validDataV1(op Op, data []byte, max int) *api.Error {
+	if len(data) == 0 {
+		return api.Errorf(api.CodeInvalid, "%s: empty value", op)
+	}
+	if len(data) > max {
+		return api.Errorf(api.CodeTooLarge, "%s: value of %d bytes exceeds the limit of %d", op, len(data), max)
+	}
+	var raw codec.Raw
+	if err := api.Unmarshal(data, &raw); err != nil {
+		return api.Errorf(api.CodeInvalid, "%s: value is not well-formed CBOR: %v", op, err)
 	}
 	return nil
 }
