@@ -89,13 +89,15 @@ func (db *DB) follow(b *backoff) error {
 		db.replicaBroken.Store(false)
 		db.log.Info("client: replica rebuilt from a snapshot after a storage failure", "applied", db.replica.AppliedIndex())
 	}
-	if err := leader(st.NoLeader, st.LeaderContactMS); err != nil {
-		return err
-	}
 	if db.replica.AppliedIndex() == 0 {
+		// Before the client says it is online: WaitSynced returns once it
+		// is, and the EventResynced of this load must come before that.
 		if err := db.resync(c); err != nil {
 			return err
 		}
+	}
+	if err := leader(st.NoLeader, st.LeaderContactMS); err != nil {
+		return err
 	}
 	for {
 		// A server without a leader answers within a second (see api.LogPage).
