@@ -356,8 +356,10 @@ func removeSubnet(ctx context.Context, prefix string, k int) error {
 		// The kernel may remove it between the check and the delete (the
 		// hub's deletion takes the pair with it, asynchronously): gone is
 		// what we want.
-		if err := run(ctx, "ip", "link", "del", link); err != nil && !strings.Contains(err.Error(), "Cannot find device") {
-			errs = append(errs, err)
+		if err := run(ctx, "ip", "link", "del", link); err != nil {
+			if _, serr := os.Stat(filepath.Join("/sys/class/net", link)); serr == nil {
+				errs = append(errs, err) // still there: a real failure
+			}
 		}
 	}
 	return errors.Join(errs...)
