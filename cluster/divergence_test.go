@@ -114,8 +114,14 @@ func TestDeposedLeaderCannotReuseNewTerm(t *testing.T) {
 			}
 		}
 	}
+	// Raft counts an entry applied when it hands it to the state machine:
+	// give each state machine a moment to take it, then compare.
 	want := l2.fsm.all()
 	for _, n := range nodes {
+		deadline := time.Now().Add(10 * time.Second)
+		for n.fsm.count() < len(want) && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
 		if got := n.fsm.all(); !equalStrings(got, want) {
 			t.Errorf("state of %s differs from the leader's:\n got %q\nwant %q", n.id, got, want)
 		}
