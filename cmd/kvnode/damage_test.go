@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -127,32 +126,7 @@ func TestBinaryDamagedDataDir(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(dir, "fsm.db"), b, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		cmd := exec.Command(bin, "-id", "n1", "-data", dir, "-http", "127.0.0.1:0", "-raft", "127.0.0.1:0", "-gossip", "127.0.0.1:0", "-log-level", "warn")
-		stdout, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		stderr := &syncBuf{}
-		cmd.Stderr = stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		defer func() { _ = cmd.Process.Kill() }()
-		addrs := make(chan string, 1)
-		go func() {
-			sc := bufio.NewScanner(stdout)
-			for sc.Scan() {
-				if _, addr, ok := strings.Cut(sc.Text(), "listening on http://"); ok {
-					addrs <- addr
-				}
-			}
-		}()
-		var addr string
-		select {
-		case addr = <-addrs:
-		case <-time.After(30 * time.Second):
-			t.Fatalf("kvnode did not start:\n%s", stderr.String())
-		}
+		cmd, addr, stderr := startBinary(t, "", bin, "-id", "n1", "-data", dir, "-http", "127.0.0.1:0", "-raft", "127.0.0.1:0", "-gossip", "127.0.0.1:0", "-log-level", "warn")
 		c := api.NewClient(addr, nil)
 		waitLeader(t, c)
 		last := keys[len(keys)-1]

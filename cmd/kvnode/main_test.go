@@ -265,33 +265,7 @@ func TestBinarySignal(t *testing.T) {
 		t.Errorf("bad flags: %v\n%s", err, out)
 	}
 
-	cmd := exec.Command(bin, "-dev", "-http", "127.0.0.1:0", "-raft", "127.0.0.1:0", "-gossip", "127.0.0.1:0")
-	cmd.Dir = dir
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stderr := &syncBuf{}
-	cmd.Stderr = stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = cmd.Process.Kill() }()
-	lines := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if _, addr, ok := strings.Cut(sc.Text(), "listening on http://"); ok {
-				lines <- addr
-			}
-		}
-	}()
-	var addr string
-	select {
-	case addr = <-lines:
-	case <-time.After(30 * time.Second):
-		t.Fatalf("kvnode did not start:\n%s", stderr.String())
-	}
+	cmd, addr, stderr := startBinary(t, dir, bin, "-dev", "-http", "127.0.0.1:0", "-raft", "127.0.0.1:0", "-gossip", "127.0.0.1:0")
 	c := api.NewClient(addr, nil)
 	waitLeader(t, c)
 	if _, err := c.Create(context.Background(), "t", api.WriteRequest{Data: []byte{0x02}}); err != nil {
@@ -316,4 +290,38 @@ func TestBinarySignal(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "shelf-data", "fsm.db")); err != nil {
 		t.Errorf("-dev data: %v", err)
 	}
+}
+
+// startBinary starts the kvnode binary bin in dir with args and waits
+// until it says which HTTP address it listens on. The process is killed
+// when the test ends, unless it exited before.
+func startBinary(t *testing.T, dir, bin string, args ...string) (cmd *exec.Cmd, addr string, stderr *syncBuf) {
+	t.Helper()
+	cmd = exec.Command(bin, args...)
+	cmd.Dir = dir
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr = &syncBuf{}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	addrs := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if _, a, ok := strings.Cut(sc.Text(), "listening on http://"); ok {
+				addrs <- a
+			}
+		}
+	}()
+	select {
+	case addr = <-addrs:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("kvnode did not start:\n%s", stderr.String())
+	}
+	return cmd, addr, stderr
 }
