@@ -78,12 +78,8 @@ func validate(c *Command, maxRecord int, strict bool) *api.Error {
 		return e
 	}
 	if treeOps[op] {
-		if err := ValidTreeName(c.Tree); err != nil {
-			var ae *api.Error
-			if errors.As(err, &ae) {
-				return ae
-			}
-			return api.Errorf(api.CodeInvalid, "%v", err)
+		if e := treeNameErr(c.Tree); e != nil {
+			return e
 		}
 	}
 	switch op {
@@ -144,12 +140,8 @@ func validateV1(c *Command, maxRecord int) *api.Error {
 			return api.Errorf(api.CodeInvalid, "grant-range: size %d out of 1..%d", c.Size, MaxRangeSize)
 		}
 	case OpCreate, OpRegisterSchema:
-		if err := ValidTreeName(c.Tree); err != nil {
-			var ae *api.Error
-			if errors.As(err, &ae) {
-				return ae
-			}
-			return api.Errorf(api.CodeInvalid, "%v", err)
+		if e := treeNameErr(c.Tree); e != nil {
+			return e
 		}
 	}
 	switch op {
@@ -168,11 +160,8 @@ func validateV1(c *Command, maxRecord int) *api.Error {
 
 // validDataV1 is validData under rules 1: any well-formed CBOR item.
 func validDataV1(op Op, data []byte, max int) *api.Error {
-	if len(data) == 0 {
-		return api.Errorf(api.CodeInvalid, "%s: empty value", op)
-	}
-	if len(data) > max {
-		return api.Errorf(api.CodeTooLarge, "%s: value of %d bytes exceeds the limit of %d", op, len(data), max)
+	if e := dataSize(op, data, max); e != nil {
+		return e
 	}
 	var raw codec.Raw
 	if err := api.Unmarshal(data, &raw); err != nil {
@@ -204,14 +193,35 @@ func validSession(c *Command) *api.Error {
 // (api.CheckValue), not the state machine's: values written before it
 // stay valid.
 func validData(op Op, data []byte, max int) *api.Error {
+	if e := dataSize(op, data, max); e != nil {
+		return e
+	}
+	if err := api.CheckCBOR(data); err != nil {
+		return api.Errorf(api.CodeInvalid, "%s: %v", op, err)
+	}
+	return nil
+}
+
+// treeNameErr is ValidTreeName's refusal as an *api.Error, or nil.
+func treeNameErr(tree string) *api.Error {
+	err := ValidTreeName(tree)
+	if err == nil {
+		return nil
+	}
+	var ae *api.Error
+	if errors.As(err, &ae) {
+		return ae
+	}
+	return api.Errorf(api.CodeInvalid, "%v", err)
+}
+
+// dataSize refuses a value or definition that is empty or over max bytes.
+func dataSize(op Op, data []byte, max int) *api.Error {
 	if len(data) == 0 {
 		return api.Errorf(api.CodeInvalid, "%s: empty value", op)
 	}
 	if len(data) > max {
 		return api.Errorf(api.CodeTooLarge, "%s: value of %d bytes exceeds the limit of %d", op, len(data), max)
-	}
-	if err := api.CheckCBOR(data); err != nil {
-		return api.Errorf(api.CodeInvalid, "%s: %v", op, err)
 	}
 	return nil
 }
