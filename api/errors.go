@@ -35,6 +35,7 @@ const (
 	CodeMethodNotFound Code = "method_not_allowed"
 	CodeKeyReused      Code = "key_reused"    // idempotency key already used for a different request
 	CodeSeqForgotten   Code = "seq_forgotten" // session sequence number older than what the cluster remembers
+	CodeForbidden      Code = "forbidden"     // the caller may not use this route
 )
 
 // Error is the error type of every Shelf API answer and state machine
@@ -84,6 +85,7 @@ var (
 	ErrUnavailable   = &Error{Code: CodeUnavailable, Message: "node unavailable"}
 	ErrInternal      = &Error{Code: CodeInternal, Message: "internal error"}
 	ErrKeyReused     = &Error{Code: CodeKeyReused, Message: "idempotency key already used for a different request"}
+	ErrForbidden     = &Error{Code: CodeForbidden, Message: "forbidden"}
 	ErrSeqForgotten  = &Error{Code: CodeSeqForgotten, Message: "sequence number is older than the session's window; the cluster cannot tell whether it was applied"}
 )
 
@@ -113,7 +115,7 @@ func HTTPStatus(code Code) int {
 		return http.StatusNotFound
 	case CodeExists, CodeNotBorrowed, CodeBorrowed, CodeReleased, CodeNotReleased, CodeWrongCluster, CodeIncompatible:
 		return http.StatusConflict
-	case CodeNotInRange:
+	case CodeNotInRange, CodeForbidden:
 		return http.StatusForbidden
 	case CodeKeyReused:
 		return http.StatusUnprocessableEntity

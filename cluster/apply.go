@@ -394,7 +394,11 @@ func (n *Node) call(ctx context.Context, method, addr, path string, in, out any)
 		}
 		body = bytes.NewReader(b)
 	}
-	u := "http://" + addr + path
+	scheme := "http://"
+	if n.cfg.PeerTLS != nil {
+		scheme = "https://"
+	}
+	u := scheme + addr + path
 	req, err := http.NewRequestWithContext(ctx, method, u, body)
 	if err != nil {
 		return api.Errorf(api.CodeInternal, "forward %s %s: %v", method, u, err)

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -118,9 +119,30 @@ type Config struct {
 	// HTTPClient forwards requests to the leader; a client with sensible
 	// timeouts when nil.
 	HTTPClient *http.Client
+	// PeerTLS, when set, secures the traffic between nodes: raft runs over
+	// TLS with mutual authentication, and requests to other nodes' HTTP
+	// APIs (forwarded writes, read index) use https:// and present the
+	// node certificate. With PeerTLS the default HTTPClient uses
+	// PeerTLS.Client; a caller's own HTTPClient must do the same.
+	PeerTLS *PeerTLS
+	// GossipKey, when set, encrypts and authenticates gossip with
+	// memberlist's AES-GCM keyring (16, 24 or 32 bytes): a node with
+	// another key or none cannot join. Every node needs the same key.
+	GossipKey []byte
 	// TuneGossip, when set, may adjust the memberlist configuration (for
 	// example faster failure detection in tests) before it is used.
 	TuneGossip func(*memberlist.Config)
+}
+
+// PeerTLS holds the TLS configurations of the links between nodes.
+type PeerTLS struct {
+	// Server accepts raft connections from peers. It must require and
+	// verify a client certificate of the cluster CA
+	// (tls.RequireAndVerifyClientCert).
+	Server *tls.Config
+	// Client dials peers (raft, and their HTTP API): it presents the
+	// node certificate and verifies the peer's against the cluster CA.
+	Client *tls.Config
 }
 
 // withDefaults validates c and fills in the defaults.
@@ -144,6 +166,18 @@ func (c Config) withDefaults() (Config, error) {
 		if err := checkHostPort("http", c.HTTPAddr, false); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if c.PeerTLS != nil {
+		if c.PeerTLS.Server == nil || c.PeerTLS.Client == nil {
+			errs = append(errs, errors.New("PeerTLS needs both its Server and its Client config"))
+		} else if c.PeerTLS.Server.ClientAuth != tls.RequireAndVerifyClientCert {
+			errs = append(errs, errors.New("PeerTLS.Server must require and verify client certificates (tls.RequireAndVerifyClientCert)"))
+		}
+	}
+	switch len(c.GossipKey) {
+	case 0, 16, 24, 32:
+	default:
+		errs = append(errs, fmt.Errorf("gossip key is %d bytes; want 16, 24 or 32", len(c.GossipKey)))
 	}
 	if len(errs) > 0 {
 		return c, fmt.Errorf("cluster: bad config: %w", errors.Join(errs...))
@@ -189,6 +223,9 @@ func (c Config) withDefaults() (Config, error) {
 				MaxIdleConnsPerHost: 16,
 				IdleConnTimeout:     90 * time.Second,
 			},
+		}
+		if c.PeerTLS != nil {
+			c.HTTPClient.Transport.(*http.Transport).TLSClientConfig = c.PeerTLS.Client.Clone()
 		}
 	}
 	return c, nil

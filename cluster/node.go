@@ -412,7 +412,7 @@ func (n *Node) startRaft() (bool, error) {
 	if advertise.Port == 0 {
 		adv = nil // the listener's address, once it has a port
 	}
-	n.trans, err = raft.NewTCPTransportWithConfig(n.cfg.RaftAddr, adv, &raft.NetworkTransportConfig{
+	tc := &raft.NetworkTransportConfig{
 		MaxPool: 3,
 		Timeout: 10 * time.Second,
 		Logger:  hcl,
@@ -422,7 +422,17 @@ func (n *Node) startRaft() (bool, error) {
 		// future). One AppendEntries at a time per follower, each carrying
 		// up to MaxAppendEntries entries.
 		MaxRPCsInFlight: 1,
-	})
+	}
+	if n.cfg.PeerTLS != nil {
+		var stream *tlsStream
+		stream, err = newTLSStream(n.cfg.RaftAddr, adv, n.cfg.PeerTLS.Server, n.cfg.PeerTLS.Client, n.log)
+		if err == nil {
+			tc.Stream = stream
+			n.trans = raft.NewNetworkTransportWithConfig(tc)
+		}
+	} else {
+		n.trans, err = raft.NewTCPTransportWithConfig(n.cfg.RaftAddr, adv, tc)
+	}
 	if err != nil {
 		return false, fmt.Errorf("cluster: raft transport on %s: %w", n.cfg.RaftAddr, err)
 	}
@@ -518,6 +528,10 @@ func (n *Node) startGossip() error {
 	// A node that died may come back on another address (a new port or
 	// IP); memberlist refuses the name until this much time has passed.
 	mc.DeadNodeReclaimTime = 30 * time.Second
+	if len(n.cfg.GossipKey) > 0 {
+		mc.SecretKey = n.cfg.GossipKey
+		mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = true, true
+	}
 	if n.cfg.TuneGossip != nil {
 		n.cfg.TuneGossip(mc)
 	}

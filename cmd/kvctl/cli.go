@@ -66,6 +66,12 @@ Commands:
   hash                         the node's applied index and content hash (equal
                                hashes at equal index: the replicas converged)
   snapshot save FILE           save the state machine snapshot ("-": stdout)
+  certs init --dir DIR         make an office CA (DIR/ca.crt, DIR/ca.key)
+  certs issue --ca DIR NAME (--node --hosts H[,H...] | --client) [--out DIR]
+                               make a node certificate (server and client auth,
+                               for the IPs and names in --hosts) or a client
+                               certificate (CN=NAME): NAME.crt, NAME.key
+  certs gossip-key             print a new -gossip-key
   help                         this text
 
 Flags (before or after the command):
@@ -74,6 +80,12 @@ Flags (before or after the command):
                  it, moving on when a node cannot be reached or has no leader;
                  a request whose answer was lost is sent again to the next node
                  only if it is a read or carries an Idempotency-Key
+  --cacert FILE  CA that verifies the nodes' certificates (nodes run with -tls-cert);
+                 addresses without a scheme are then reached over https:// (env
+                 SHELF_CACERT)
+  --cert FILE, --key FILE
+                 client certificate and key, for nodes that require one
+                 (-tls-client-ca) (env SHELF_CERT, SHELF_KEY)
   -o FORMAT      table for people, json for scripts (env SHELF_OUTPUT, default table)
   -consistency C linearizable (default): a read reflects every write acknowledged
                  before it, whichever node answers; stale: the node's own state as
@@ -102,6 +114,7 @@ type cli struct {
 	idemKey                   string // --idempotency-key
 	client                    *api.Client
 	retryWait                 time.Duration // first wait before a write is sent again (0: 250ms)
+	tls                       tlsOptions    // --cacert, --cert, --key
 }
 
 // usageError is a bad command line; line is the command's synopsis.
@@ -136,6 +149,7 @@ var commands = map[string]func(*cli, context.Context, []string) error{
 	"watch":    (*cli).watch,
 	"hash":     (*cli).hash,
 	"snapshot": (*cli).snapshot,
+	"certs":    (*cli).certs,
 }
 
 func (c *cli) main(ctx context.Context, args []string) int {
@@ -148,6 +162,7 @@ func (c *cli) main(ctx context.Context, args []string) int {
 		c.output = "table"
 	}
 	c.consistency = c.getenv("SHELF_CONSISTENCY")
+	c.tlsEnv()
 	fs := c.flagSet("kvctl")
 	err := fs.Parse(args)
 	if err != nil && !errors.Is(err, flag.ErrHelp) {
@@ -202,6 +217,9 @@ func (c *cli) fail(ctx context.Context, err error) int {
 	if errors.Is(err, api.ErrUnreachable) {
 		return exitUnreachable
 	}
+	if errors.As(err, new(existsError)) {
+		return exitConflict
+	}
 	var ae *api.Error
 	if errors.As(err, &ae) {
 		switch ae.Code {
@@ -225,6 +243,7 @@ func (c *cli) flagSet(name string) *flag.FlagSet {
 	fs.StringVar(&c.output, "o", c.output, "output format: table or json")
 	fs.StringVar(&c.consistency, "consistency", c.consistency, "reads: linearizable (default) or stale")
 	fs.StringVar(&c.idemKey, "idempotency-key", c.idemKey, "idempotency key of a write")
+	c.tlsFlags(fs)
 	return fs
 }
 
@@ -306,7 +325,7 @@ func (c *cli) checkFlags(line string) error {
 	if _, err := splitAddrs(c.addr); err != nil {
 		return usagef(line, "%v", err)
 	}
-	return nil
+	return c.loadTLS()
 }
 
 // api returns the API client for -s. With several addresses, each
@@ -318,11 +337,13 @@ func (c *cli) api() *api.Client {
 			t := http.DefaultTransport.(*http.Transport).Clone()
 			t.DialContext = (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext
 			t.ResponseHeaderTimeout = time.Minute
+			t.TLSClientConfig = c.tls.cfg
 			hc = &http.Client{Transport: t}
 		}
-		addrs, err := splitAddrs(c.addr)
+		addr := c.withScheme(c.addr)
+		addrs, err := splitAddrs(addr)
 		if err != nil || len(addrs) == 1 {
-			c.client = api.NewClient(c.addr, hc).WithConsistency(api.Consistency(c.consistency)) // checkFlags reported a bad -s already
+			c.client = api.NewClient(addr, hc).WithConsistency(api.Consistency(c.consistency)) // checkFlags reported a bad -s already
 			return c.client
 		}
 		next := hc.Transport

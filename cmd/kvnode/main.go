@@ -8,8 +8,16 @@
 // Every flag can also be given as an environment variable SHELF_<NAME>
 // (SHELF_ID, SHELF_DATA, SHELF_HTTP, SHELF_RAFT, SHELF_GOSSIP,
 // SHELF_BOOTSTRAP, SHELF_JOIN, SHELF_DEV, SHELF_LOG_LEVEL,
-// SHELF_ADVERTISE_HTTP); a flag on the command line wins over the
-// environment.
+// SHELF_ADVERTISE_HTTP, SHELF_TLS_CERT, SHELF_TLS_KEY, SHELF_TLS_CA,
+// SHELF_TLS_CLIENT_CA, SHELF_GOSSIP_KEY); a flag on the command line wins
+// over the environment.
+//
+// TLS (docs/operations.md): with -tls-cert, -tls-key and -tls-ca the HTTP
+// API serves HTTPS only, raft runs over mutually authenticated TLS, and
+// the internal routes (/v1/internal/*) answer only nodes presenting a
+// node certificate of the cluster CA (-tls-ca). -tls-client-ca makes the
+// API require a client certificate of that CA as well. -gossip-key
+// encrypts gossip. kvctl certs makes the CA, certificates and key.
 //
 // A node restarted with its data directory needs neither -bootstrap nor
 // -join: it finds its peers from its raft configuration and the gossip
@@ -39,6 +47,7 @@ import (
 	"github.com/shelfdb/shelf/cluster"
 	"github.com/shelfdb/shelf/fsm"
 	"github.com/shelfdb/shelf/internal/httpapi"
+	"github.com/shelfdb/shelf/internal/tlsconf"
 )
 
 // Defaults of the address flags.
@@ -86,6 +95,9 @@ type options struct {
 	logLevel           slog.Level
 	borrowTTL          time.Duration
 	expiryGrace        time.Duration
+
+	tls       tlsconf.NodeFiles // all empty: no TLS
+	gossipKey []byte
 }
 
 // parseFlags parses args, then fills unset flags from the environment.
@@ -93,9 +105,10 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*o
 	fs := flag.NewFlagSet("kvnode", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
-		o        options
-		join     string
-		logLevel string
+		o         options
+		join      string
+		logLevel  string
+		gossipKey string
 	)
 	fs.StringVar(&o.id, "id", "", "node `id`, unique in the cluster and stable across restarts")
 	fs.StringVar(&o.data, "data", "", "data `directory` (raft log, state machine, snapshots)")
@@ -109,6 +122,11 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*o
 	fs.StringVar(&logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
 	fs.DurationVar(&o.borrowTTL, "borrow-ttl", 0, "expiry of borrows that ask for none (`duration`; 0: never expire; set the same on every node)")
 	fs.DurationVar(&o.expiryGrace, "expiry-grace", cluster.DefaultExpiryGrace, "how long a new leader waits before it expires borrows (`duration`)")
+	fs.StringVar(&o.tls.Cert, "tls-cert", "", "node certificate `file` (PEM; kvctl certs issue --node): serve HTTPS and raft over TLS")
+	fs.StringVar(&o.tls.Key, "tls-key", "", "private key `file` of -tls-cert")
+	fs.StringVar(&o.tls.CA, "tls-ca", "", "cluster CA `file`: peers (raft, internal routes) must present a node certificate it signed")
+	fs.StringVar(&o.tls.ClientCA, "tls-client-ca", "", "require clients of the HTTP API to present a certificate signed by this CA `file` (may be the -tls-ca file)")
+	fs.StringVar(&gossipKey, "gossip-key", "", "gossip encryption `key`, base64 of 16, 24 or 32 bytes, the same on every node (kvctl certs gossip-key)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage:\n  kvnode -dev\n  kvnode -id ID -data DIR [-http ADDR] [-raft ADDR] [-gossip ADDR] -bootstrap | -join ADDR[,ADDR...]\n\nFlags (each also read from SHELF_<NAME>, e.g. SHELF_DATA, SHELF_LOG_LEVEL):\n")
 		fs.PrintDefaults()
@@ -148,6 +166,13 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*o
 	}
 	if err := o.logLevel.UnmarshalText([]byte(logLevel)); err != nil {
 		return nil, usageError{fmt.Errorf("-log-level %q: want debug, info, warn or error", logLevel)}
+	}
+	if gossipKey != "" {
+		k, err := tlsconf.ParseGossipKey(gossipKey)
+		if err != nil {
+			return nil, usageError{fmt.Errorf("-gossip-key: %v", err)}
+		}
+		o.gossipKey = k
 	}
 	return &o, o.validate()
 }
@@ -193,6 +218,9 @@ func (o *options) validate() error {
 		if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
 			errs = append(errs, fmt.Errorf("-raft %q: peers connect to this address, so give this host's IP or name, not %q", o.raft, host))
 		}
+	}
+	if t := o.tls; t != (tlsconf.NodeFiles{}) && (t.Cert == "" || t.Key == "" || t.CA == "") {
+		errs = append(errs, errors.New("TLS needs -tls-cert, -tls-key and -tls-ca together (-tls-client-ca is optional)"))
 	}
 	for _, a := range o.join {
 		if err := checkAddr(a); err != nil {
@@ -247,11 +275,29 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Errorf("data directory %s is not a directory", o.data)
 	}
 
+	var certs *tlsconf.Node
+	if o.tls != (tlsconf.NodeFiles{}) {
+		if certs, err = tlsconf.LoadNode(o.tls); err != nil {
+			return fmt.Errorf("tls: %w", err)
+		}
+		if o.gossipKey == nil {
+			logger.Warn("kvnode: TLS is on but gossip is not encrypted; set the same -gossip-key on every node")
+		}
+	}
+
 	ln, err := net.Listen("tcp", o.http)
 	if err != nil {
 		return fmt.Errorf("http: %w", err)
 	}
 	defer ln.Close()
+	var peerTLS *cluster.PeerTLS
+	var peerCheck func(*http.Request) error
+	scheme := "http"
+	if certs != nil {
+		peerTLS = &cluster.PeerTLS{Server: certs.PeerServer, Client: certs.PeerClient}
+		peerCheck = func(r *http.Request) error { return certs.CheckPeer(r.TLS) }
+		scheme = "https"
+	}
 
 	node, err := cluster.New(cluster.Config{
 		NodeID:     o.id,
@@ -262,6 +308,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Bootstrap:  o.bootstrap,
 		Join:       o.join,
 		Logger:     logger,
+		PeerTLS:    peerTLS,
+		GossipKey:  o.gossipKey,
 
 		DefaultBorrowTTL: o.borrowTTL,
 		ExpiryGrace:      noneIfZero(o.expiryGrace), // 0 on the command line: no grace
@@ -275,15 +323,22 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	stopping := make(chan struct{})
 	srv := &http.Server{
-		Handler:           httpapi.New(httpapi.Config{Node: node, Logger: logger, Stopping: stopping}),
+		Handler:           httpapi.New(httpapi.Config{Node: node, Logger: logger, Stopping: stopping, Peer: peerCheck}),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
-	fmt.Fprintf(stdout, "kvnode: listening on http://%s\n", ln.Addr())
-	logger.Info("kvnode: serving", "http", ln.Addr().String(), "id", o.id, "data", o.data)
+	if certs != nil {
+		// HTTPS only: a plain HTTP request gets 400 "Client sent an HTTP
+		// request to an HTTPS server".
+		srv.TLSConfig = certs.HTTPServer
+		go func() { serveErr <- srv.ServeTLS(ln, "", "") }()
+	} else {
+		go func() { serveErr <- srv.Serve(ln) }()
+	}
+	fmt.Fprintf(stdout, "kvnode: listening on %s://%s\n", scheme, ln.Addr())
+	logger.Info("kvnode: serving", "http", ln.Addr().String(), "scheme", scheme, "id", o.id, "data", o.data)
 
 	var runErr error
 	select {

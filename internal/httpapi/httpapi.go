@@ -65,6 +65,12 @@ type Config struct {
 	// client=ID commits a sighting of that client (its last-seen time and
 	// replica index); DefaultClientSeenInterval if 0, never if negative.
 	ClientSeenInterval time.Duration
+	// Peer, when set, decides whether a request comes from another node
+	// of the cluster (with TLS: it presents a node certificate of the
+	// cluster CA). The internal routes (/v1/internal/*) answer 403 to
+	// requests it refuses, and the forwarded header of a refused request
+	// is ignored. Without it every caller is trusted as a peer.
+	Peer func(*http.Request) error
 }
 
 type handler struct {
@@ -73,6 +79,7 @@ type handler struct {
 	maxBody  int64
 	stopping <-chan struct{}
 	seen     *seenTracker
+	peer     func(*http.Request) error
 	mux      *http.ServeMux
 }
 
@@ -90,7 +97,7 @@ func New(cfg Config) http.Handler {
 	if cfg.ClientSeenInterval == 0 {
 		cfg.ClientSeenInterval = DefaultClientSeenInterval
 	}
-	h := &handler{node: cfg.Node, log: cfg.Logger, maxBody: cfg.MaxBody, stopping: cfg.Stopping, mux: http.NewServeMux()}
+	h := &handler{node: cfg.Node, log: cfg.Logger, maxBody: cfg.MaxBody, stopping: cfg.Stopping, peer: cfg.Peer, mux: http.NewServeMux()}
 	if cfg.ClientSeenInterval > 0 {
 		h.seen = newSeenTracker(cfg.ClientSeenInterval, h.clientKnown, h.submitSeen)
 	}
@@ -134,8 +141,20 @@ func (h *handler) routes() {
 
 // handle registers fn; an error it returns is written as the answer.
 func (h *handler) handle(pattern string, fn func(http.ResponseWriter, *http.Request) error) {
+	internal := strings.Contains(pattern, " /v1/internal/")
 	h.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get(cluster.ForwardedHeader) != "" {
+		forwarded := r.Header.Get(cluster.ForwardedHeader) != ""
+		if (internal || forwarded) && h.peer != nil {
+			if err := h.peer(r); err != nil {
+				if internal {
+					h.log.Warn("httpapi: refused an internal request from a caller that is not a cluster member", "method", r.Method, "path", r.URL.Path, "from", r.RemoteAddr, "err", err)
+					h.writeError(w, r, api.Errorf(api.CodeForbidden, "%s is for cluster members only: %v", r.URL.Path, err))
+					return
+				}
+				forwarded = false // a forged forwarded header: served as a client's own request
+			}
+		}
+		if forwarded {
 			r = r.WithContext(cluster.WithForwarded(r.Context()))
 		}
 		if err := fn(w, r); err != nil {
