@@ -13,6 +13,7 @@ package client
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -21,6 +22,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -90,6 +92,12 @@ type Config struct {
 	// HTTPClient carries the requests (default: a client without timeout;
 	// every request has its own deadline).
 	HTTPClient *http.Client
+	// TLS, when set, reaches the servers over HTTPS: addresses without a
+	// scheme (in Servers, and those learnt from the cluster) get
+	// https://, and the default HTTPClient uses this configuration (a
+	// caller's own HTTPClient must carry it itself). api.TLSFiles loads
+	// one from a CA file and an optional client certificate.
+	TLS *tls.Config
 	// Logger receives the client's logs (default slog.Default()).
 	Logger *slog.Logger
 }
@@ -162,6 +170,11 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	}
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{}
+		if cfg.TLS != nil {
+			t := http.DefaultTransport.(*http.Transport).Clone()
+			t.TLSClientConfig = cfg.TLS.Clone()
+			cfg.HTTPClient.Transport = t
+		}
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -331,7 +344,11 @@ func (db *DB) api(server string) *api.Client {
 	defer db.mu.Unlock()
 	c := db.clients[server]
 	if c == nil {
-		c = api.NewClient(server, db.cfg.HTTPClient)
+		base := server
+		if db.cfg.TLS != nil && !strings.Contains(base, "://") {
+			base = "https://" + base
+		}
+		c = api.NewClient(base, db.cfg.HTTPClient)
 		db.clients[server] = c
 	}
 	return c

@@ -139,6 +139,12 @@ func (n *Node) reconcile() {
 		if n.raft.State() != raft.Leader {
 			return
 		}
+		if err := n.verifyPeer(p.meta.Raft); err != nil {
+			if n.refusals.shouldLog(p.meta.ID) {
+				n.log.Warn("cluster: not adding a gossip member whose raft address does not present a node certificate of the cluster CA (-tls-ca)", "peer", p.meta.ID, "raft", p.meta.Raft, "err", err)
+			}
+			continue
+		}
 		n.log.Info("cluster: adding voter", "peer", p.meta.ID, "raft", p.meta.Raft)
 		if err := n.raft.AddVoter(id, raft.ServerAddress(p.meta.Raft), 0, n.cfg.ApplyTimeout).Error(); err != nil {
 			n.log.Warn("cluster: adding voter failed", "peer", p.meta.ID, "err", err)

@@ -89,7 +89,8 @@ type Node struct {
 	failedCh  chan struct{} // closed when the state machine failed (Failed)
 	failOnce  sync.Once
 	failErr   error
-	start     string // random token of this run, gossiped (nodeMeta.Start)
+	start     string       // random token of this run, gossiped (nodeMeta.Start)
+	refusals  peerRefusals // gossip members refused by verifyPeer, for the log
 }
 
 // New opens the node's data directory, starts raft and gossip, and joins
