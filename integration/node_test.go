@@ -98,7 +98,9 @@ type Node struct {
 	Log    string // the process's stdout and stderr, every run appended
 	Client *api.Client
 
-	tb testing.TB
+	tb     testing.TB
+	scheme string       // of the HTTP API: "http" unless a test sets "https"
+	hc     *http.Client // of Client; testHTTP if nil
 
 	mu       sync.Mutex
 	proc     *proc
@@ -130,7 +132,7 @@ func newNode(tb testing.TB, id string) *Node {
 		Log:    filepath.Join(base, id+".log"),
 		tb:     tb,
 	}
-	n.Client = api.NewClient(n.HTTP, testHTTP)
+	n.Client = n.newClient()
 	tb.Cleanup(func() {
 		n.Kill()
 		if tb.Failed() {
@@ -138,6 +140,19 @@ func newNode(tb testing.TB, id string) *Node {
 		}
 	})
 	return n
+}
+
+// newClient returns an API client for the node's HTTP address, over its
+// scheme and HTTP client.
+func (n *Node) newClient() *api.Client {
+	hc, scheme := n.hc, n.scheme
+	if hc == nil {
+		hc = testHTTP
+	}
+	if scheme == "" {
+		scheme = "http"
+	}
+	return api.NewClient(scheme+"://"+n.HTTP, hc)
 }
 
 // Start starts the node's process with its fixed flags plus extra (such
@@ -331,7 +346,7 @@ func (n *Node) portTaken() bool {
 		n.moved++
 		n.runs = 0
 		n.HTTP, n.Raft, n.Gossip = freeAddr(n.tb), freeAddr(n.tb), freeAddr(n.tb)
-		n.Client = api.NewClient(n.HTTP, testHTTP)
+		n.Client = n.newClient()
 	}
 	extra := n.extra
 	n.mu.Unlock()
