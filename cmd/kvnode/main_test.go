@@ -44,6 +44,12 @@ func TestFlags(t *testing.T) {
 		{"bad env", nil, map[string]string{"SHELF_BOOTSTRAP": "maybe"}, "SHELF_BOOTSTRAP"},
 		{"unknown flag", []string{"-frobnicate"}, nil, "frobnicate"},
 		{"stray arg", []string{"-dev", "extra"}, nil, "unexpected arguments"},
+		{"tls", []string{"-dev", "-tls-cert", "n.crt", "-tls-key", "n.key", "-tls-ca", "ca.crt", "-tls-client-ca", "ca.crt"}, nil, ""},
+		{"tls env", []string{"-dev"}, map[string]string{"SHELF_TLS_CERT": "n.crt", "SHELF_TLS_KEY": "n.key", "SHELF_TLS_CA": "ca.crt", "SHELF_GOSSIP_KEY": "AAAAAAAAAAAAAAAAAAAAAA=="}, ""},
+		{"tls without ca", []string{"-dev", "-tls-cert", "n.crt", "-tls-key", "n.key"}, nil, "-tls-ca"},
+		{"client ca alone", []string{"-dev", "-tls-client-ca", "ca.crt"}, nil, "-tls-cert"},
+		{"short gossip key", []string{"-dev", "-gossip-key", "AAAA"}, nil, "want 16, 24 or 32"},
+		{"gossip key not base64", nil, map[string]string{"SHELF_ID": "n1", "SHELF_DATA": "d", "SHELF_GOSSIP_KEY": "secret!"}, "not base64"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -324,4 +330,28 @@ func startBinary(t *testing.T, dir, bin string, args ...string) (cmd *exec.Cmd, 
 		t.Fatalf("kvnode did not start:\n%s", stderr.String())
 	}
 	return cmd, addr, stderr
+}
+
+// TestRunTLSFiles: a node whose TLS files cannot be used does not start,
+// and the error names the file and the problem.
+func TestRunTLSFiles(t *testing.T) {
+	dir := t.TempDir()
+	missing := filepath.Join(dir, "n1.crt")
+	junk := filepath.Join(dir, "ca.crt")
+	if err := os.WriteFile(junk, []byte("not a certificate"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	common := []string{"-id", "n1", "-data", filepath.Join(dir, "data"), "-bootstrap", "-http", "127.0.0.1:0", "-raft", "127.0.0.1:0", "-gossip", "127.0.0.1:0"}
+	for _, c := range []struct {
+		files []string
+		want  string
+	}{
+		{[]string{"-tls-cert", missing, "-tls-key", missing, "-tls-ca", junk}, junk + ": no PEM data"},
+		{[]string{"-tls-cert", missing, "-tls-key", missing, "-tls-ca", "/nonexistent/ca.crt"}, "/nonexistent/ca.crt: file does not exist"},
+	} {
+		err := run(context.Background(), append(common, c.files...), noEnv, io.Discard, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("kvnode %v: %v, want an error containing %q", c.files, err, c.want)
+		}
+	}
 }
