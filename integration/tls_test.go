@@ -80,17 +80,23 @@ func gossipKey(t *testing.T) string {
 	return strings.TrimSpace(stdout)
 }
 
-// waitLog waits until node n's current run has logged all of want.
-func waitLog(t *testing.T, n *Node, what string, want ...string) {
+// waitLog waits until the current run of one of nodes has logged a line
+// with all of want.
+func waitLog(t *testing.T, nodes []*Node, what string, want ...string) {
 	t.Helper()
 	waitFor(t, electionTimeout, what, func() (bool, string) {
-		log := n.RunLog()
-		for _, w := range want {
-			if !strings.Contains(log, w) {
-				return false, fmt.Sprintf("node %s has not logged %q", n.ID, w)
+		for _, n := range nodes {
+			for _, line := range strings.Split(n.RunLog(), "\n") {
+				found := true
+				for _, w := range want {
+					found = found && strings.Contains(line, w)
+				}
+				if found {
+					return true, ""
+				}
 			}
 		}
-		return true, ""
+		return false, fmt.Sprintf("no node of %v has logged a line with %q", ids(nodes), want)
 	})
 }
 
@@ -199,9 +205,9 @@ func TestTLSCluster(t *testing.T) {
 		n4.WaitReady()
 		// It got through gossip (it has the key), but the leader checks
 		// its raft address before adding it, and refuses.
-		waitLog(t, leader, "the leader to refuse n4",
+		waitLog(t, nodes, "the leader to refuse n4",
 			"not adding a gossip member whose raft address does not present a node certificate of the cluster CA", "peer=n4")
-		st, err := leader.Status()
+		st, err := waitLeader(t, nodes).Status()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -231,7 +237,7 @@ func TestTLSCluster(t *testing.T) {
 		if err == nil {
 			t.Fatal("raft accepted a connection with a certificate of another CA")
 		}
-		waitLog(t, leader, "the leader to log the refused raft connection",
+		waitLog(t, []*Node{leader}, "the node to log the refused raft connection",
 			"cluster: raft: refused a connection that failed TLS authentication")
 
 		// Internal routes: n4's certificate does not get through the
@@ -261,7 +267,7 @@ func TestTLSCluster(t *testing.T) {
 	t.Run("a node with another gossip key cannot join", func(t *testing.T) {
 		n5 := newNode(t, "n5")
 		n5.Start(append(ours.nodeFlags("n5", gossipKey(t)), "-join", nodes[0].Gossip)...)
-		waitLog(t, nodes[0], "n1 to refuse n5's gossip", "no installed keys could decrypt the message")
+		waitLog(t, nodes[:1], "n1 to refuse n5's gossip", "no installed keys could decrypt the message")
 		ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 		defer cancel()
 		members, err := leader.Client.Members(ctx)
