@@ -283,4 +283,20 @@ func TestTLSCluster(t *testing.T) {
 			t.Fatalf("n5 says it joined gossip:\n%s", n5.RunLog())
 		}
 	})
+
+	t.Run("the leader killed, the others elect over TLS and take writes", func(t *testing.T) {
+		old := waitLeader(t, nodes)
+		old.Kill()
+		var rest []*Node
+		for _, n := range nodes {
+			if n != old {
+				rest = append(rest, n)
+			}
+		}
+		waitLeader(t, rest)
+		waitFor(t, electionTimeout, "a write after the election", func() (bool, string) {
+			_, err := create(rest[0], "tls", value(t, 43))
+			return err == nil, fmt.Sprint(err)
+		})
+	})
 }
