@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -187,18 +186,6 @@ func waitShelf(ctx context.Context, c *cluster, voters int) error {
 		}
 		return nil
 	})
-}
-
-// httpClient is one node's HTTP client for the load: keeps a connection
-// per writer alive.
-func httpClient(writers int) *http.Client {
-	return &http.Client{Transport: &http.Transport{
-		Proxy:               nil,
-		DialContext:         (&net.Dialer{Timeout: 3 * time.Second}).DialContext,
-		MaxIdleConns:        writers + 8,
-		MaxIdleConnsPerHost: writers + 8,
-		IdleConnTimeout:     time.Minute,
-	}}
 }
 
 // mkTemp makes the run's temporary directory.

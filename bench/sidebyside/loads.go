@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,8 +14,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/shelfdb/shelf/api"
-	"github.com/shelfdb/shelf/client"
 	"github.com/shelfdb/shelf/internal/loadgen"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -50,56 +47,15 @@ func etcdLoad(ctx context.Context, c *cluster, writers, n int, val []byte) (load
 // shelfLoad creates n records with value val in tree "bench" through the
 // HTTP API of the nodes of c, writer w through node w%3.
 func shelfLoad(ctx context.Context, c *cluster, writers, n int, val []byte) (loadgen.Summary, error) {
-	clis := make([]*api.Client, len(c.endpoints))
-	for i, ep := range c.endpoints {
-		clis[i] = api.NewClient(ep, httpClient(writers))
-	}
-	return loadgen.Run(ctx, loadgen.Config{Writers: writers, Total: n, OpTimeout: opTimeout}, func(ctx context.Context, w int) error {
-		_, err := clis[w%len(clis)].Create(ctx, "bench", api.WriteRequest{Data: val})
-		return err
-	})
+	return loadgen.Creates(ctx, loadgen.CreatesConfig{Servers: c.endpoints, Tree: "bench", Value: val, Writers: writers, Total: n})
 }
 
-// errNotAcked is a client create that returned pending: the cluster did
-// not acknowledge it in time.
-var errNotAcked = errors.New("create still pending in the outbox (not acknowledged)")
-
-// outboxLoad creates n records through embedded clients: clients
-// client.DBs, client i following node i%3, writer w creating through
-// client w%clients. A create counts when Create returns applied (not
-// pending): the cluster acknowledged it and the client's replica applied
-// it. The clients are opened and synced before the clock starts.
+// outboxLoad creates n records through embedded clients' outboxes (see
+// loadgen.Outbox): client i follows node i%3, writer w creates through
+// client w%clients.
 func outboxLoad(ctx context.Context, c *cluster, clients, writers, n int, val []byte, dir string) (loadgen.Summary, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return loadgen.Summary{}, err
-	}
-	dbs := make([]*client.DB, clients)
-	for i := range dbs {
-		d, err := os.MkdirTemp(dir, "client-")
-		if err != nil {
-			return loadgen.Summary{}, err
-		}
-		defer os.RemoveAll(d)
-		octx, cancel := context.WithTimeout(ctx, startTimeout)
-		db, err := client.Open(octx, client.Config{Dir: d, Servers: []string{c.endpoints[i%len(c.endpoints)]},
-			Name: fmt.Sprintf("bench-%d", i), HTTPClient: httpClient(writers), Logger: slog.New(slog.DiscardHandler)})
-		if err == nil {
-			err = db.WaitSynced(octx)
-			defer db.Close()
-		}
-		cancel()
-		if err != nil {
-			return loadgen.Summary{}, fmt.Errorf("client %d: %w", i, err)
-		}
-		dbs[i] = db
-	}
-	return loadgen.Run(ctx, loadgen.Config{Writers: writers, Total: n, OpTimeout: opTimeout}, func(ctx context.Context, w int) error {
-		res, err := dbs[w%len(dbs)].Tree("bench").Create(ctx, 0, val)
-		if err == nil && res.Pending {
-			err = errNotAcked
-		}
-		return err
-	})
+	return loadgen.Outbox(ctx, loadgen.OutboxConfig{Servers: c.endpoints, Dir: dir, Tree: "bench", Value: val,
+		Clients: clients, Writers: writers, Total: n})
 }
 
 // fsyncCount is what strace counted on each server of a system.
