@@ -6,6 +6,7 @@
 #   bench/run.sh                      # writers 1,16,64; 4000 writes; 3 reps
 #   bench/run.sh -strace -reps 1      # also fdatasyncs per write per node
 #   bench/run.sh -h                   # all flags
+#   bench/run.sh -serve               # only 3 kvnodes, for cmd/shelfbench (prints -s and -pids)
 #
 # Installs etcd-server and strace with apt-get when missing (needs root).
 set -euo pipefail

@@ -11,6 +11,9 @@
 //
 //	go run ./sidebyside -kvnode /path/to/kvnode [-etcd /usr/bin/etcd] [-writers 1,16,64] [-reps 3] [-strace]
 //
+// With -serve it starts only the three kvnodes, prints the -s and -pids
+// flags for cmd/shelfbench, and serves until Ctrl-C.
+//
 // bench/run.sh installs etcd and strace if missing, builds kvnode and runs
 // this. Only the six servers run beside this program; the load generator
 // is this process. Every server is stopped and the temporary directory
@@ -45,6 +48,7 @@ type options struct {
 	strace        bool
 	keep          bool
 	warmup        int
+	serve         bool
 }
 
 func main() {
@@ -75,6 +79,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.outboxClients, "outbox-clients", 3, "embedded clients of the outbox load, one per node round-robin")
 	fs.IntVar(&o.warmup, "warmup", 200, "writes (16 writers) on each system before measuring, not counted")
 	fs.BoolVar(&o.strace, "strace", false, "count fdatasync+fsync per write on each server during one extra 1-writer load (needs strace)")
+	fs.BoolVar(&o.serve, "serve", false, "start only the 3 kvnodes, print their -s and -pids for cmd/shelfbench, and serve until Ctrl-C (etcd is not needed)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (data and server logs) after the run")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: sidebyside -kvnode PATH [flags]\n\nRuns the same write load on 3 etcd members and 3 kvnodes on loopback, alternating, and prints the medians.\n\nFlags:\n")
@@ -101,7 +106,11 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	case o.size < 4:
 		return nil, errors.New("-size must be at least 4 bytes")
 	}
-	for _, b := range []string{o.etcd, o.kvnode} {
+	bins := []string{o.kvnode}
+	if !o.serve {
+		bins = append(bins, o.etcd)
+	}
+	for _, b := range bins {
 		if _, err := exec.LookPath(b); err != nil {
 			return nil, fmt.Errorf("server binary: %w", err)
 		}
@@ -132,6 +141,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	p := ports{}
 	logf := func(format string, a ...any) { fmt.Fprintf(stderr, "sidebyside: "+format+"\n", a...) }
 
+	if o.serve {
+		return serve(ctx, o, dir, p, stdout, logf)
+	}
 	logf("starting 3 etcd members (%s) and 3 kvnodes (%s) under %s", o.etcd, o.kvnode, dir)
 	etcd, err := startEtcd(ctx, o.etcd, filepath.Join(dir, "etcd"), p)
 	if err != nil {
@@ -233,6 +245,34 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	return nil
+}
+
+// serve runs the three kvnodes alone until ctx ends, for cmd/shelfbench.
+func serve(ctx context.Context, o *options, dir string, p ports, stdout io.Writer, logf func(string, ...any)) error {
+	logf("starting 3 kvnodes (%s) under %s", o.kvnode, dir)
+	shelf, err := startShelf(ctx, o.kvnode, filepath.Join(dir, "shelf"), p)
+	if err != nil {
+		return fmt.Errorf("shelf: %w", err)
+	}
+	defer shelf.stop()
+	var pids []string
+	for _, pid := range shelf.pids() {
+		pids = append(pids, strconv.Itoa(pid))
+	}
+	fmt.Fprintf(stdout, "-s %s -pids %s\n", strings.Join(shelf.endpoints, ","), strings.Join(pids, ","))
+	logf("serving; Ctrl-C stops the nodes and removes their data")
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+			if err := shelf.dead(); err != nil {
+				return err
+			}
+		}
+	}
 }
 
 // system is one of the two clusters with its write load.
