@@ -95,7 +95,7 @@ func TestModesAgainstACluster(t *testing.T) {
 		if !strings.Contains(out, "failed writes 0, events missing 0") {
 			t.Fatalf("want every write's event:\n%s", out)
 		}
-		for _, line := range []string{"commit -> event", "ack -> event", "send -> event"} {
+		for _, line := range []string{"stamp -> event", "ack -> event", "send -> event"} {
 			if !regexp.MustCompile(regexp.QuoteMeta(line) + ` +n=20 `).MatchString(out) {
 				t.Fatalf("want %q with 20 events:\n%s", line, out)
 			}
