@@ -344,6 +344,10 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if r.Preloads > 0 {
 		fmt.Fprintf(stdout, "preload %d records of %d B: %.0f records/s in %s (%d writers, %d per batch)\n",
 			r.Preloads, *size, float64(r.Preloads)/r.Preload.Elapsed.Seconds(), r.Preload.Elapsed.Round(time.Millisecond), *writers, *batch)
+		if r.Preload.Errors > 0 {
+			fmt.Fprintf(stdout, "preload: %d of %d batches failed (their records may or may not exist), first: %v\n",
+				r.Preload.Errors, r.Preload.Errors+r.Preload.Ops, r.Preload.FirstErr)
+		}
 	}
 	fmt.Fprintf(stdout, "sync: new replica open to synced in %s; tree %s holds %d records there (%.0f records/s)\n",
 		r.Elapsed.Round(time.Millisecond), c.tree, r.Records, float64(r.Records)/r.Elapsed.Seconds())
