@@ -54,7 +54,9 @@ func Creates(ctx context.Context, cfg CreatesConfig) (Summary, error) {
 	}
 	clis := make([]*api.Client, len(cfg.Servers))
 	for i, s := range cfg.Servers {
-		clis[i] = api.NewClient(s, HTTPClient(cfg.Writers))
+		hc := HTTPClient(cfg.Writers)
+		defer hc.CloseIdleConnections() // the next load opens its own
+		clis[i] = api.NewClient(s, hc)
 	}
 	return Run(ctx, Config{Writers: cfg.Writers, Total: cfg.Total}, func(ctx context.Context, w int) error {
 		_, err := clis[w%len(clis)].Create(ctx, cfg.Tree, api.WriteRequest{Data: cfg.Value})
@@ -147,7 +149,9 @@ func Preload(ctx context.Context, servers []string, tree string, val []byte, n, 
 	}
 	clis := make([]*api.Client, len(servers))
 	for i, s := range servers {
-		clis[i] = api.NewClient(s, HTTPClient(writers))
+		hc := HTTPClient(writers)
+		defer hc.CloseIdleConnections()
+		clis[i] = api.NewClient(s, hc)
 	}
 	batches := (n + batch - 1) / batch
 	var next atomic.Int64
@@ -441,7 +445,9 @@ func Events(ctx context.Context, cfg EventsConfig) (EventsResult, error) {
 	})
 	defer wg.Wait() // runs after the cancel below: the channel closes
 	defer cancel()
-	w := api.NewClient(cfg.Write, HTTPClient(64))
+	hc := HTTPClient(64)
+	defer hc.CloseIdleConnections()
+	w := api.NewClient(cfg.Write, hc)
 	var acked atomic.Int64
 	res.Failures, err = Paced(ctx, cfg.Rate, cfg.Total, func(ctx context.Context, i int) error {
 		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
