@@ -121,6 +121,9 @@ type Config struct {
 	// TuneGossip, when set, may adjust the memberlist configuration (for
 	// example faster failure detection in tests) before it is used.
 	TuneGossip func(*memberlist.Config)
+	// Observer, when set, receives apply and forwarding measurements
+	// (internal/metrics).
+	Observer Observer
 }
 
 // withDefaults validates c and fills in the defaults.

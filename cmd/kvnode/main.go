@@ -8,8 +8,12 @@
 // Every flag can also be given as an environment variable SHELF_<NAME>
 // (SHELF_ID, SHELF_DATA, SHELF_HTTP, SHELF_RAFT, SHELF_GOSSIP,
 // SHELF_BOOTSTRAP, SHELF_JOIN, SHELF_DEV, SHELF_LOG_LEVEL,
-// SHELF_ADVERTISE_HTTP); a flag on the command line wins over the
-// environment.
+// SHELF_ADVERTISE_HTTP, SHELF_PPROF); a flag on the command line wins over
+// the environment. "kvnode -version" prints the build and exits.
+//
+// Every node serves GET /metrics (Prometheus), /healthz, /readyz and
+// /v1/version next to the API; -pprof adds /debug/pprof/ (see
+// docs/operations.md, "Monitoring").
 //
 // A node restarted with its data directory needs neither -bootstrap nor
 // -join: it finds its peers from its raft configuration and the gossip
@@ -39,6 +43,8 @@ import (
 	"github.com/shelfdb/shelf/cluster"
 	"github.com/shelfdb/shelf/fsm"
 	"github.com/shelfdb/shelf/internal/httpapi"
+	"github.com/shelfdb/shelf/internal/metrics"
+	"github.com/shelfdb/shelf/internal/version"
 )
 
 // Defaults of the address flags.
@@ -86,6 +92,8 @@ type options struct {
 	logLevel           slog.Level
 	borrowTTL          time.Duration
 	expiryGrace        time.Duration
+	pprof              bool // serve /debug/pprof/
+	version            bool // print the version and exit
 }
 
 // parseFlags parses args, then fills unset flags from the environment.
@@ -109,6 +117,8 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*o
 	fs.StringVar(&logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
 	fs.DurationVar(&o.borrowTTL, "borrow-ttl", 0, "expiry of borrows that ask for none (`duration`; 0: never expire; set the same on every node)")
 	fs.DurationVar(&o.expiryGrace, "expiry-grace", cluster.DefaultExpiryGrace, "how long a new leader waits before it expires borrows (`duration`)")
+	fs.BoolVar(&o.pprof, "pprof", false, "serve Go profiles on /debug/pprof/ of the HTTP address (off by default: anyone who reaches the port may profile)")
+	fs.BoolVar(&o.version, "version", false, "print the version and exit")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage:\n  kvnode -dev\n  kvnode -id ID -data DIR [-http ADDR] [-raft ADDR] [-gossip ADDR] -bootstrap | -join ADDR[,ADDR...]\n\nFlags (each also read from SHELF_<NAME>, e.g. SHELF_DATA, SHELF_LOG_LEVEL):\n")
 		fs.PrintDefaults()
@@ -122,7 +132,10 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*o
 	if fs.NArg() > 0 {
 		return nil, usageError{fmt.Errorf("unexpected arguments %q", fs.Args())}
 	}
-	set := map[string]bool{}
+	if o.version {
+		return &o, nil
+	}
+	set := map[string]bool{"version": true} // -version has no SHELF_ variable
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	var envErrs []error
 	fs.VisitAll(func(f *flag.Flag) {
@@ -238,6 +251,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
+	if o.version {
+		fmt.Fprintf(stdout, "kvnode %s\n", version.Get())
+		return nil
+	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: o.logLevel}))
 
 	if err := os.MkdirAll(o.data, 0o700); err != nil {
@@ -253,6 +270,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	defer ln.Close()
 
+	// One node per process: raft's and memberlist's go-metrics (a
+	// process-wide global) go to this node's registry.
+	met := metrics.New()
+	if err := metrics.InstallRaftSink(met.Registry()); err != nil {
+		return err
+	}
 	node, err := cluster.New(cluster.Config{
 		NodeID:     o.id,
 		DataDir:    o.data,
@@ -265,6 +288,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 		DefaultBorrowTTL: o.borrowTTL,
 		ExpiryGrace:      noneIfZero(o.expiryGrace), // 0 on the command line: no grace
+		Observer:         met,
 	})
 	if err != nil {
 		if errors.Is(err, api.ErrWrongCluster) {
@@ -273,9 +297,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 
+	if err := met.WatchNode(node); err != nil {
+		_ = node.Shutdown()
+		return err
+	}
+	if o.pprof {
+		logger.Warn("kvnode: serving Go profiles on /debug/pprof/ (-pprof): anyone who reaches the HTTP address can profile this node")
+	}
+
 	stopping := make(chan struct{})
 	srv := &http.Server{
-		Handler:           httpapi.New(httpapi.Config{Node: node, Logger: logger, Stopping: stopping}),
+		Handler:           httpapi.New(httpapi.Config{Node: node, Logger: logger, Stopping: stopping, Metrics: met, Pprof: o.pprof}),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
@@ -283,7 +315,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	fmt.Fprintf(stdout, "kvnode: listening on http://%s\n", ln.Addr())
-	logger.Info("kvnode: serving", "http", ln.Addr().String(), "id", o.id, "data", o.data)
+	logger.Info("kvnode: serving", "http", ln.Addr().String(), "id", o.id, "data", o.data, "version", version.Get().String())
 
 	var runErr error
 	select {

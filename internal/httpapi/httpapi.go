@@ -26,6 +26,7 @@ import (
 
 	"github.com/shelfdb/shelf/api"
 	"github.com/shelfdb/shelf/cluster"
+	"github.com/shelfdb/shelf/internal/metrics"
 )
 
 // DefaultMaxBody is the default limit of a request body.
@@ -65,6 +66,14 @@ type Config struct {
 	// client=ID commits a sighting of that client (its last-seen time and
 	// replica index); DefaultClientSeenInterval if 0, never if negative.
 	ClientSeenInterval time.Duration
+	// Metrics, when set, is served on GET /metrics and counts every
+	// request by route and status. Optional.
+	Metrics *metrics.Metrics
+	// Pprof mounts net/http/pprof on /debug/pprof/ (kvnode -pprof).
+	Pprof bool
+	// ReadyMaxLag is how far behind the leader's commit index the node
+	// may be for GET /readyz to answer 200; cluster.DefaultReadyMaxLag if 0.
+	ReadyMaxLag uint64
 }
 
 type handler struct {
@@ -74,6 +83,7 @@ type handler struct {
 	stopping <-chan struct{}
 	seen     *seenTracker
 	mux      *http.ServeMux
+	ops      ops // the operations routes (ops.go)
 }
 
 // New returns the HTTP handler of the API.
@@ -91,11 +101,12 @@ func New(cfg Config) http.Handler {
 		cfg.ClientSeenInterval = DefaultClientSeenInterval
 	}
 	h := &handler{node: cfg.Node, log: cfg.Logger, maxBody: cfg.MaxBody, stopping: cfg.Stopping, mux: http.NewServeMux()}
+	h.ops = ops{metrics: cfg.Metrics, pprof: cfg.Pprof, maxLag: cfg.ReadyMaxLag}
 	if cfg.ClientSeenInterval > 0 {
 		h.seen = newSeenTracker(cfg.ClientSeenInterval, h.clientKnown, h.submitSeen)
 	}
 	h.routes()
-	return h
+	return h.instrumented()
 }
 
 // routes registers exactly the routes of docs/http-api.md. The routes
@@ -130,6 +141,7 @@ func (h *handler) routes() {
 	h.handle("POST "+cluster.InternalApplyPath, h.internalApply)
 	h.handle("POST "+cluster.InternalApplyBatchPath, h.internalApplyBatch)
 	h.handle("GET "+cluster.InternalReadIndexPath, h.internalReadIndex)
+	h.opsRoutes()
 }
 
 // handle registers fn; an error it returns is written as the answer.
