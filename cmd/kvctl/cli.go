@@ -66,6 +66,8 @@ Commands:
   hash                         the node's applied index and content hash (equal
                                hashes at equal index: the replicas converged)
   snapshot save FILE           save the state machine snapshot ("-": stdout)
+  version [-client]            kvctl's version and the answering node's (version,
+                               commit, Go, state machine rules); -client: kvctl's only
   help                         this text
 
 Flags (before or after the command):
@@ -136,6 +138,7 @@ var commands = map[string]func(*cli, context.Context, []string) error{
 	"watch":    (*cli).watch,
 	"hash":     (*cli).hash,
 	"snapshot": (*cli).snapshot,
+	"version":  (*cli).version,
 }
 
 func (c *cli) main(ctx context.Context, args []string) int {
