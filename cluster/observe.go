@@ -181,7 +181,10 @@ func (n *Node) Readiness(ctx context.Context, maxLag uint64) api.Readiness {
 		}
 		var ans ReadIndex
 		if err := n.call(ctx, http.MethodGet, addr, InternalReadIndexPath, nil, &ans); err != nil {
-			return notReady("cannot learn the leader's commit index: %v", err)
+			if ctx.Err() != nil {
+				return notReady("leader %s did not tell its commit index within %s", lh.Leader, readinessTimeout)
+			}
+			return notReady("cannot learn the commit index of leader %s: %v", lh.Leader, err)
 		}
 		r.LeaderCommitIndex = ans.Index
 	}
