@@ -1,7 +1,6 @@
 package metrics
 
 import (
-	"errors"
 	"fmt"
 	"sync"
 
@@ -18,20 +17,17 @@ const RaftMetricsPrefix = Namespace
 
 var (
 	raftSinkMu  sync.Mutex
-	raftSinkReg prometheus.Registerer
+	raftSinkReg prometheus.Registerer // the registry the global sink feeds
 )
-
-// ErrRaftSinkInstalled is returned by InstallRaftSink when the process's
-// sink already feeds another registry.
-var ErrRaftSinkInstalled = errors.New("metrics: the go-metrics sink of this process already feeds another registry")
 
 // InstallRaftSink makes the metrics that hashicorp/raft, raft-boltdb and
 // memberlist emit (through go-metrics' process-wide global) appear in
-// reg, via go-metrics' Prometheus sink. The global is one per process, so
-// call it once, for the process's only node (kvnode does); nodes of tests
-// that run several in one process go without raft's metrics. A second
-// call with the same registry does nothing; with another it fails with
-// ErrRaftSinkInstalled.
+// reg, via go-metrics' Prometheus sink. The global is one per process:
+// kvnode calls this once for its node. A later call with another registry
+// moves the global to it (the last one wins; the earlier registry keeps
+// the values it had), so of several nodes in one process (tests) only the
+// last one's registry shows raft's metrics. A second call with the same
+// registry does nothing.
 //
 // The go-metrics package is the one raft was built against
 // (github.com/hashicorp/go-metrics/compat: armon/go-metrics by default,
@@ -41,11 +37,8 @@ var ErrRaftSinkInstalled = errors.New("metrics: the go-metrics sink of this proc
 func InstallRaftSink(reg prometheus.Registerer) error {
 	raftSinkMu.Lock()
 	defer raftSinkMu.Unlock()
-	if raftSinkReg != nil {
-		if raftSinkReg == reg {
-			return nil
-		}
-		return ErrRaftSinkInstalled
+	if raftSinkReg == reg {
+		return nil
 	}
 	opts := gmprom.DefaultPrometheusOpts
 	opts.Registerer = reg
