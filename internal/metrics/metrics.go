@@ -54,6 +54,7 @@ type Metrics struct {
 	apply        prometheus.Histogram
 	applyCmds    prometheus.Counter
 	fwdTotal     *prometheus.CounterVec
+	fwdCounters  map[string]prometheus.Counter // route/result → its counter, resolved once
 	fwdDuration  prometheus.Histogram
 	httpTotal    *prometheus.CounterVec
 	httpDuration *prometheus.HistogramVec
@@ -117,6 +118,12 @@ func New() *Metrics {
 		Namespace: Namespace, Name: "log_stream_clients",
 		Help: "Distinct client ids that polled GET /v1/log on this node within the last minute.",
 	}, func() float64 { return float64(m.recentLogClients()) })
+	m.fwdCounters = map[string]prometheus.Counter{}
+	for _, route := range []string{"apply", "apply-batch"} {
+		for _, result := range []string{"ok", "error"} {
+			m.fwdCounters[route+"/"+result] = m.fwdTotal.WithLabelValues(route, result)
+		}
+	}
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -160,7 +167,7 @@ func (m *Metrics) ObserveForward(path string, d time.Duration, err error) {
 	if err != nil {
 		result = "error"
 	}
-	m.fwdTotal.WithLabelValues(route, result).Inc()
+	m.fwdCounters[route+"/"+result].Inc()
 	m.fwdDuration.Observe(d.Seconds())
 }
 
