@@ -2,6 +2,8 @@ package api
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"net/http"
 )
 
@@ -28,6 +30,12 @@ type VersionInfo struct {
 	ClusterID string `json:"cluster_id,omitempty"`
 }
 
+// Health answers GET /healthz with status 200: the node's process serves.
+type Health struct {
+	Status string `json:"status"` // "ok"
+	NodeID string `json:"node_id"`
+}
+
 // Readiness answers GET /readyz: whether the node is a member of a
 // cluster, knows a leader it heard from recently, and has applied the
 // leader's commit index within a small lag. The status is 200 when Ready,
@@ -52,4 +60,44 @@ type Readiness struct {
 // /v1/version).
 func (c *Client) Version(ctx context.Context) (VersionInfo, error) {
 	return call[VersionInfo](ctx, c, http.MethodGet, "/v1/version", nil, nil)
+}
+
+// Health asks the node whether its process serves (GET /healthz). A node
+// whose state machine stopped answers an *Error with code unavailable.
+func (c *Client) Health(ctx context.Context) (Health, error) {
+	return call[Health](ctx, c, http.MethodGet, "/healthz", nil, nil)
+}
+
+// Ready asks the node whether it is ready (GET /readyz). Both answers, 200
+// and 503, come back as a Readiness without error; the error is for no
+// answer or another one.
+func (c *Client) Ready(ctx context.Context) (Readiness, error) {
+	var rd Readiness
+	u := c.base + "/readyz"
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return rd, fmt.Errorf("GET %s: %w", u, err)
+	}
+	req.Header.Set("Accept", ContentCBOR)
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return rd, fmt.Errorf("%w: %w", ErrUnreachable, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusServiceUnavailable {
+		return rd, errorAnswer(http.MethodGet, u, resp)
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+	if err != nil {
+		return rd, fmt.Errorf("GET %s: read answer: %w", u, err)
+	}
+	if err := decodeBody(resp.Header.Get("Content-Type"), b, &rd); err != nil || rd.NodeID == "" {
+		// Not a node's readiness: a proxy's 503, or an API error.
+		var e Error
+		if decodeBody(resp.Header.Get("Content-Type"), b, &e) == nil && e.Code != "" {
+			return Readiness{}, &e
+		}
+		return Readiness{}, &statusError{msg: fmt.Sprintf("GET %s: %s: not a readiness answer", u, resp.Status), base: ErrUnavailable}
+	}
+	return rd, nil
 }

@@ -42,8 +42,9 @@ func scrape(t *testing.T, n *Node) metricstest.Families {
 // /metrics of every node scraped and parsed (Shelf's series, raft's and
 // memberlist's go-metrics, the Go collector), /healthz, /readyz (200 when
 // caught up, 503 with the reason on a node cut off from the others, 200
-// again once they are back), /v1/version against kvnode -version and
-// kvctl version, and /debug/pprof off by default.
+// again once they are back; kvctl health says the same), /v1/version
+// against kvnode -version and kvctl version, and /debug/pprof off by
+// default.
 func TestObservability(t *testing.T) {
 	skipShort(t)
 	const tree, writes = "obs", 20
@@ -192,6 +193,12 @@ func TestObservability(t *testing.T) {
 	if status, _, body := rawRequest(t, lone, http.MethodGet, "/healthz", "", nil); status != http.StatusOK {
 		t.Errorf("cut-off %s /healthz: %d %s, want 200 (the process serves)", lone.ID, status, body)
 	}
+	if code, _, stderr := kvctlOut(t, "-s", lone.HTTP, "health", "-ready"); code != 1 || !strings.Contains(stderr, "node "+lone.ID+" is not ready: ") {
+		t.Errorf("kvctl health -ready on the cut-off %s: exit %d, %q; want 1 and the reason", lone.ID, code, stderr)
+	}
+	if code, stdout, stderr := kvctlOut(t, "-s", lone.HTTP, "health"); code != 0 || stdout != lone.ID+": healthy\n" {
+		t.Errorf("kvctl health on the cut-off %s: exit %d, %q, %q; want 0", lone.ID, code, stdout, stderr)
+	}
 	// Once the leader has been silent past LeaderStaleAfter, the node says
 	// it has none.
 	waitFor(t, electionTimeout, lone.ID+" shelf_leader_ok to drop to 0 when cut off", func() (bool, string) {
@@ -205,5 +212,8 @@ func TestObservability(t *testing.T) {
 			status, rd := readyz(t, n)
 			return status == http.StatusOK && rd.Ready, fmt.Sprintf("%d %+v", status, rd)
 		})
+	}
+	if code, stdout, stderr := kvctlOut(t, "-s", lone.HTTP, "health", "-ready"); code != 0 || !strings.HasPrefix(stdout, lone.ID+": ready (leader ") {
+		t.Errorf("kvctl health -ready on %s after the others came back: exit %d, %q, %q", lone.ID, code, stdout, stderr)
 	}
 }

@@ -68,6 +68,9 @@ Commands:
   snapshot save FILE           save the state machine snapshot ("-": stdout)
   version [-client]            kvctl's version and the answering node's (version,
                                commit, Go, state machine rules); -client: kvctl's only
+  health [-ready]              exit 0 if the node serves (/healthz) or, with -ready,
+                               is a member that knows a leader and caught up
+                               (/readyz); else exit 1 with the reason (for probes)
   help                         this text
 
 Flags (before or after the command):
@@ -139,6 +142,7 @@ var commands = map[string]func(*cli, context.Context, []string) error{
 	"hash":     (*cli).hash,
 	"snapshot": (*cli).snapshot,
 	"version":  (*cli).version,
+	"health":   (*cli).health,
 }
 
 func (c *cli) main(ctx context.Context, args []string) int {

@@ -4,10 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"runtime"
 	"strings"
 	"testing"
 
+	"github.com/shelfdb/shelf/api"
 	"github.com/shelfdb/shelf/fsm"
 	"github.com/shelfdb/shelf/internal/testserver"
 	"github.com/shelfdb/shelf/internal/version"
@@ -63,5 +66,49 @@ func TestVersion(t *testing.T) {
 	out, errs, code = kvAt(ctx, t, dead, "", "version")
 	if code != exitUnreachable || !strings.HasPrefix(out, "client        "+v.String()) || !strings.Contains(errs, "server version: cannot reach server") {
 		t.Errorf("kvctl version, no server: exit %d, %q, %q", code, out, errs)
+	}
+}
+
+// TestHealth: kvctl health and health -ready against a node that leads,
+// a node that answers not ready, and no node.
+func TestHealth(t *testing.T) {
+	s := testserver.Start(t)
+	ctx := context.Background()
+
+	out, errs, code := kvAt(ctx, t, s.Addr, "", "health")
+	if code != exitOK || out != "s1: healthy\n" {
+		t.Errorf("kvctl health: exit %d, %q, %q", code, out, errs)
+	}
+	out, errs, code = kvAt(ctx, t, s.Addr, "", "health", "-ready")
+	if code != exitOK || !strings.HasPrefix(out, "s1: ready (leader s1, applied index ") || !strings.HasSuffix(out, ", 0 behind)\n") {
+		t.Errorf("kvctl health -ready: exit %d, %q, %q", code, out, errs)
+	}
+	out, errs, code = kvAt(ctx, t, s.Addr, "", "-o", "json", "health", "-ready")
+	var rd api.Readiness
+	if code != exitOK || json.Unmarshal([]byte(out), &rd) != nil || !rd.Ready || rd.NodeID != "s1" {
+		t.Errorf("kvctl -o json health -ready: exit %d, %q, %q", code, out, errs)
+	}
+
+	notReady := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", api.ContentJSON)
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_ = json.NewEncoder(w).Encode(api.Readiness{NodeID: "n3", Reason: "no leader known", MaxLag: 1000})
+	}))
+	defer notReady.Close()
+	out, errs, code = kvAt(ctx, t, notReady.URL, "", "health", "-ready")
+	if code != exitError || out != "" || errs != "kvctl: node n3 is not ready: no leader known\n" {
+		t.Errorf("kvctl health -ready, not ready: exit %d, %q, %q", code, out, errs)
+	}
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := ln.Addr().String()
+	ln.Close()
+	for _, args := range [][]string{{"health"}, {"health", "-ready"}} {
+		if _, errs, code := kvAt(ctx, t, dead, "", args...); code != exitUnreachable {
+			t.Errorf("kvctl %v, no server: exit %d, %q; want %d", args, code, errs, exitUnreachable)
+		}
 	}
 }

@@ -47,7 +47,7 @@ func (h *handler) healthz(w http.ResponseWriter, r *http.Request) error {
 	if err := h.node.FailedErr(); err != nil {
 		return api.Errorf(api.CodeUnavailable, "the state machine stopped: %v", err)
 	}
-	h.write(w, r, http.StatusOK, map[string]string{"status": "ok", "node_id": h.node.ID()})
+	h.write(w, r, http.StatusOK, api.Health{Status: "ok", NodeID: h.node.ID()})
 	return nil
 }
 
