@@ -217,3 +217,40 @@ func TestObservability(t *testing.T) {
 		t.Errorf("kvctl health -ready on %s after the others came back: exit %d, %q, %q", lone.ID, code, stdout, stderr)
 	}
 }
+
+// TestReadyzWithoutQuorum stops a three-node cluster and starts one node
+// alone: it serves (/healthz 200) but no leader can exist, so /readyz
+// answers 503 saying so; with a second node back there is a quorum, a
+// leader, and both are ready; the third is ready once it has caught up.
+func TestReadyzWithoutQuorum(t *testing.T) {
+	skipShort(t)
+	nodes := startCluster(t, 3)
+	res, err := create(nodes[0], "obs", value(t, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitApplied(t, nodes, res.Index)
+	stopAll(t, nodes)
+
+	alone := nodes[1]
+	alone.Start()
+	alone.WaitReady()
+	status, rd := readyz(t, alone)
+	if status != http.StatusServiceUnavailable || rd.Ready || rd.Leader != "" || rd.Reason != "no leader known" {
+		t.Errorf("%s alone: /readyz %d %+v, want 503 \"no leader known\"", alone.ID, status, rd)
+	}
+	if status, _, body := rawRequest(t, alone, http.MethodGet, "/healthz", "", nil); status != http.StatusOK {
+		t.Errorf("%s alone: /healthz %d %s, want 200", alone.ID, status, body)
+	}
+
+	nodes[2].Start()
+	nodes[2].WaitReady()
+	nodes[0].Start()
+	nodes[0].WaitReady()
+	for _, n := range nodes {
+		waitFor(t, electionTimeout, n.ID+" /readyz to answer 200 after the restart", func() (bool, string) {
+			status, rd := readyz(t, n)
+			return status == http.StatusOK && rd.Ready && rd.AppliedIndex >= res.Index, fmt.Sprintf("%d %+v", status, rd)
+		})
+	}
+}
