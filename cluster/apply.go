@@ -84,7 +84,7 @@ func (n *Node) Apply(ctx context.Context, cmd *fsm.Command) (*fsm.Result, error)
 		},
 		func(ctx context.Context, addr string) error {
 			var r fsm.Result
-			if err := n.call(ctx, http.MethodPost, addr, InternalApplyPath, cmd, &r); err != nil {
+			if err := n.forward(ctx, addr, InternalApplyPath, cmd, &r); err != nil {
 				return err
 			}
 			res = &r
@@ -130,6 +130,7 @@ func (n *Node) applyLocal(ctx context.Context, cmd *fsm.Command) (*fsm.Result, e
 // failure later returns the results known so far with an unavailable
 // error: the rest may or may not be applied.
 func (n *Node) applyLocalMany(ctx context.Context, cmds []*fsm.Command) ([]*fsm.Result, error) {
+	defer n.observeApply(time.Now(), len(cmds))
 	timeout := n.cfg.ApplyTimeout
 	if d, ok := ctx.Deadline(); ok {
 		timeout = max(time.Until(d), time.Millisecond)
@@ -243,7 +244,7 @@ func (n *Node) ApplyMany(ctx context.Context, cmds []*fsm.Command) ([]*fsm.Resul
 		},
 		func(ctx context.Context, addr string) error {
 			var r []*fsm.Result
-			if err := n.call(ctx, http.MethodPost, addr, InternalApplyBatchPath, send, &r); err != nil {
+			if err := n.forward(ctx, addr, InternalApplyBatchPath, send, &r); err != nil {
 				return err
 			}
 			if len(r) != len(send) {

@@ -132,6 +132,9 @@ type Config struct {
 	// TuneGossip, when set, may adjust the memberlist configuration (for
 	// example faster failure detection in tests) before it is used.
 	TuneGossip func(*memberlist.Config)
+	// Observer, when set, receives apply and forwarding measurements
+	// (internal/metrics).
+	Observer Observer
 }
 
 // PeerTLS holds the TLS configurations of the links between nodes.
