@@ -206,15 +206,16 @@ func TestThreeNodes(t *testing.T) {
 		}
 	}
 
-	// A write through a follower is forwarded, and the follower has
-	// applied it when the call returns.
+	// A write through a follower is forwarded; the follower answers once
+	// the leader applied it, and a read through the same follower (the
+	// default linearizable read) sees it.
 	_, followers := leaderOf(t, nodes...)
 	f := followers[0]
 	wr, err := f.client().Create(ctx, "parts", api.WriteRequest{Data: value(t, map[string]any{"name": "R1", "qty": 3})})
 	if err != nil {
 		t.Fatalf("create through follower %s: %v", f.ID(), err)
 	}
-	if rec, err := f.FSM().Get("parts", wr.Key); err != nil {
+	if rec, err := f.client().Get(ctx, "parts", wr.Key); err != nil {
 		t.Fatalf("follower does not read its own write: %v", err)
 	} else if rec.Index != wr.Index {
 		t.Errorf("record index %d, write index %d", rec.Index, wr.Index)
@@ -239,7 +240,7 @@ func TestThreeNodes(t *testing.T) {
 	}
 
 	// A batch through a follower: forwarded whole, applied in order, one
-	// result per command, and applied on the follower when it returns.
+	// result per command; the follower has it once it applied the index.
 	batch := []*fsm.Command{
 		{Op: fsm.OpCreate, Tree: "parts", Data: value(t, "b1")},
 		{Op: fsm.OpUpdate, Tree: "parts", Key: wr.Key, Client: "nobody", Data: value(t, 2)},
@@ -251,6 +252,9 @@ func TestThreeNodes(t *testing.T) {
 	}
 	if results[0].Err != nil || results[1].Err == nil || results[2].Err != nil || results[2].Index <= results[0].Index {
 		t.Fatalf("batch results %+v %+v %+v", results[0], results[1], results[2])
+	}
+	if err := f.FSM().WaitApplied(ctx, results[2].Index); err != nil {
+		t.Fatal(err)
 	}
 	if _, err := f.FSM().Get("parts", results[2].Key); err != nil {
 		t.Fatalf("follower does not read the batch: %v", err)
