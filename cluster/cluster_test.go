@@ -483,6 +483,8 @@ func TestConfigErrors(t *testing.T) {
 		{"unspecified raft", cluster.Config{NodeID: "x", DataDir: dir, RaftAddr: "0.0.0.0:7002", GossipAddr: "127.0.0.1:0"}, "raft address"},
 		{"bad gossip", cluster.Config{NodeID: "x", DataDir: dir, RaftAddr: "127.0.0.1:0", GossipAddr: "nope"}, "gossip address"},
 		{"neither bootstrap nor join", cluster.Config{NodeID: "x", DataDir: dir, RaftAddr: "127.0.0.1:0", GossipAddr: "127.0.0.1:0", Logger: testlog.New(t)}, "Bootstrap"},
+		{"unknown log store", cluster.Config{NodeID: "x", DataDir: dir, RaftAddr: "127.0.0.1:0", GossipAddr: "127.0.0.1:0", LogStore: "leveldb"}, "unknown LogStore"},
+		{"too many entries per append", cluster.Config{NodeID: "x", DataDir: dir, RaftAddr: "127.0.0.1:0", GossipAddr: "127.0.0.1:0", MaxAppendEntries: 4096}, "MaxAppendEntries"},
 	}
 	for _, c := range cases {
 		_, err := cluster.New(c.cfg)
@@ -648,4 +650,40 @@ func TestRemovedMemberStaysOutAcrossLeaders(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestLogStoreKindIsKept starts a single node on each log store, stops it,
+// and starts it again with the other kind: it must refuse with
+// ErrOtherLogStore rather than start a second, empty log beside the real
+// one; with its own kind it starts again and keeps its data.
+func TestLogStoreKindIsKept(t *testing.T) {
+	ctx := context.Background()
+	for _, kind := range []string{cluster.LogStoreBolt, cluster.LogStoreWAL} {
+		t.Run(kind, func(t *testing.T) {
+			dir := t.TempDir()
+			cfg := testConfig(t, "n1", dir)
+			cfg.Bootstrap, cfg.LogStore = true, kind
+			n := mustStart(t, cfg)
+			waitCluster(t, n)
+			wr, err := n.client().Create(ctx, "parts", api.WriteRequest{Data: value(t, "kept")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			n.stop(t)
+
+			other := cfg
+			other.LogStore = cluster.LogStoreWAL
+			if kind == cluster.LogStoreWAL {
+				other.LogStore = cluster.LogStoreBolt
+			}
+			if _, err := startNode(t, other); !errors.Is(err, cluster.ErrOtherLogStore) {
+				t.Fatalf("started with LogStore %q on a %q data dir: err %v, want ErrOtherLogStore", other.LogStore, kind, err)
+			}
+			back := mustStart(t, cfg)
+			waitCluster(t, back)
+			if rec, err := back.client().Get(ctx, "parts", wr.Key); err != nil || rec.Index != wr.Index {
+				t.Fatalf("after restart: %+v %v", rec, err)
+			}
+		})
+	}
 }

@@ -86,6 +86,7 @@ type options struct {
 	logLevel           slog.Level
 	borrowTTL          time.Duration
 	expiryGrace        time.Duration
+	raftLog            string
 }
 
 // parseFlags parses args, then fills unset flags from the environment.
@@ -108,6 +109,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*o
 	fs.BoolVar(&o.dev, "dev", false, "development mode: one bootstrapped node \"dev\", data in ./shelf-data")
 	fs.StringVar(&logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
 	fs.DurationVar(&o.borrowTTL, "borrow-ttl", 0, "expiry of borrows that ask for none (`duration`; 0: never expire; set the same on every node)")
+	fs.StringVar(&o.raftLog, "raft-log", cluster.LogStoreBolt, "raft log `store`: bolt (raft.db) or wal (raft-wal); a data directory keeps the kind it was created with")
 	fs.DurationVar(&o.expiryGrace, "expiry-grace", cluster.DefaultExpiryGrace, "how long a new leader waits before it expires borrows (`duration`)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage:\n  kvnode -dev\n  kvnode -id ID -data DIR [-http ADDR] [-raft ADDR] [-gossip ADDR] -bootstrap | -join ADDR[,ADDR...]\n\nFlags (each also read from SHELF_<NAME>, e.g. SHELF_DATA, SHELF_LOG_LEVEL):\n")
@@ -169,6 +171,9 @@ func (o *options) validate() error {
 	}
 	if o.id == "" {
 		errs = append(errs, errors.New("-id is required (or -dev)"))
+	}
+	if o.raftLog != cluster.LogStoreBolt && o.raftLog != cluster.LogStoreWAL {
+		errs = append(errs, fmt.Errorf("-raft-log %q: want %s or %s", o.raftLog, cluster.LogStoreBolt, cluster.LogStoreWAL))
 	}
 	if o.borrowTTL < 0 || o.expiryGrace < 0 {
 		errs = append(errs, errors.New("-borrow-ttl and -expiry-grace must not be negative"))
@@ -264,6 +269,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Logger:     logger,
 
 		DefaultBorrowTTL: o.borrowTTL,
+		LogStore:         o.raftLog,
 		ExpiryGrace:      noneIfZero(o.expiryGrace), // 0 on the command line: no grace
 	})
 	if err != nil {
