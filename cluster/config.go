@@ -21,7 +21,7 @@ const (
 	DefaultReconcileInterval = 2 * time.Second
 	DefaultSnapshotRetain    = 2
 	DefaultEventBuffer       = 100_000
-	DefaultMaxAppendEntries  = 256
+	DefaultMaxAppendEntries  = 512
 	DefaultExpiryInterval    = 500 * time.Millisecond
 	DefaultExpiryGrace       = 5 * time.Second
 	// DefaultStaleFactor times raft's heartbeat timeout is the default
