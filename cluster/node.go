@@ -57,9 +57,10 @@ type Node struct {
 	log *slog.Logger
 
 	fsm    *fsm.FSM
-	events *eventBuffer // the latest events of fsm, for Events
-	reads  *readIndexer // the leader's read index (linearizable reads)
-	store  logStore     // raft.db (raft-boltdb) or raft-wal/, per Config.LogStore
+	events *eventBuffer  // the latest events of fsm, for Events
+	reads  *readIndexer  // the leader's read index (linearizable reads)
+	store  logStore      // raft.db (raft-boltdb) or raft-wal/, per Config.LogStore
+	logs   raft.LogStore // store behind a cache of the newest entries: raft's and the log stream's reads
 	snaps  *raft.FileSnapshotStore
 	trans  *raft.NetworkTransport
 	raft   *raft.Raft
@@ -183,7 +184,15 @@ func (n *Node) openStores() error {
 	if err := n.openLogStore(); err != nil {
 		return err
 	}
-	var err error
+	// The leader reads every entry back to replicate it, and the log
+	// stream reads the newest entries for clients: keep the newest
+	// MaxAppendEntries entries in memory (at most that many record values)
+	// instead of reading and decoding them from the store again.
+	logs, err := raft.NewLogCache(n.cfg.MaxAppendEntries, n.store)
+	if err != nil {
+		return fmt.Errorf("cluster: raft log cache: %w", err)
+	}
+	n.logs = logs
 	n.snaps, err = raft.NewFileSnapshotStoreWithLogger(n.cfg.DataDir, n.cfg.SnapshotRetain, newHCLogger(n.log, "raft-snapshots"))
 	if err != nil {
 		return fmt.Errorf("cluster: open snapshot store: %w", err)
@@ -457,7 +466,7 @@ func (n *Node) startRaft() (bool, error) {
 		}
 	}
 
-	n.raft, err = raft.NewRaft(rc, &raftFSM{f: n.fsm, events: n.events, changed: n.fsmChanged, failed: n.fail}, n.store, n.store, n.snaps, raftTransport(n.trans))
+	n.raft, err = raft.NewRaft(rc, &raftFSM{f: n.fsm, events: n.events, changed: n.fsmChanged, failed: n.fail}, n.logs, n.store, n.snaps, raftTransport(n.trans))
 	if err != nil {
 		return false, fmt.Errorf("cluster: start raft: %w", err)
 	}
