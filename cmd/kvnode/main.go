@@ -107,6 +107,7 @@ type options struct {
 	gossipKey []byte
 	pprof     bool // serve /debug/pprof/
 	version   bool // print the version and exit
+	raftLog   string
 }
 
 // parseFlags parses args, then fills unset flags from the environment.
@@ -130,6 +131,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*o
 	fs.BoolVar(&o.dev, "dev", false, "development mode: one bootstrapped node \"dev\", data in ./shelf-data")
 	fs.StringVar(&logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
 	fs.DurationVar(&o.borrowTTL, "borrow-ttl", 0, "expiry of borrows that ask for none (`duration`; 0: never expire; set the same on every node)")
+	fs.StringVar(&o.raftLog, "raft-log", cluster.LogStoreBolt, "raft log `store`: bolt (raft.db) or wal (raft-wal); a data directory keeps the kind it was created with")
 	fs.DurationVar(&o.expiryGrace, "expiry-grace", cluster.DefaultExpiryGrace, "how long a new leader waits before it expires borrows (`duration`)")
 	fs.StringVar(&o.tls.Cert, "tls-cert", "", "node certificate `file` (PEM; kvctl certs issue --node): serve HTTPS and raft over TLS")
 	fs.StringVar(&o.tls.Key, "tls-key", "", "private key `file` of -tls-cert")
@@ -208,6 +210,9 @@ func (o *options) validate() error {
 	}
 	if o.id == "" {
 		errs = append(errs, errors.New("-id is required (or -dev)"))
+	}
+	if o.raftLog != cluster.LogStoreBolt && o.raftLog != cluster.LogStoreWAL {
+		errs = append(errs, fmt.Errorf("-raft-log %q: want %s or %s", o.raftLog, cluster.LogStoreBolt, cluster.LogStoreWAL))
 	}
 	if o.borrowTTL < 0 || o.expiryGrace < 0 {
 		errs = append(errs, errors.New("-borrow-ttl and -expiry-grace must not be negative"))
@@ -336,6 +341,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		GossipKey:  o.gossipKey,
 
 		DefaultBorrowTTL: o.borrowTTL,
+		LogStore:         o.raftLog,
 		ExpiryGrace:      noneIfZero(o.expiryGrace), // 0 on the command line: no grace
 		Observer:         met,
 	})
