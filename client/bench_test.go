@@ -5,12 +5,14 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -63,18 +65,23 @@ func benchServer(b *testing.B) (*cluster.Node, string) {
 	return n, ln.Addr().String()
 }
 
-// fill creates n records in tree through raft, many at a time, so that
-// the leader batches them.
-func fill(b *testing.B, node *cluster.Node, tree string, n int) {
+// fill creates n records of value in tree through raft, 256 to a batch
+// from four writers.
+func fill(b *testing.B, node *cluster.Node, tree string, n int, value []byte) {
 	b.Helper()
+	const batch = 256
 	var wg sync.WaitGroup
 	work := make(chan int)
-	for range 256 {
+	for range 4 {
 		wg.Go(func() {
-			for range work {
-				res, err := node.Apply(context.Background(), &fsm.Command{Op: fsm.OpCreate, Tree: tree, Data: benchValue})
-				if err == nil {
-					err = res.Error()
+			for k := range work {
+				cmds := make([]*fsm.Command, k)
+				for i := range cmds {
+					cmds[i] = &fsm.Command{Op: fsm.OpCreate, Tree: tree, Data: value}
+				}
+				res, err := node.ApplyMany(context.Background(), cmds)
+				for i := 0; err == nil && i < len(res); i++ {
+					err = res[i].Error()
 				}
 				if err != nil {
 					b.Error(err)
@@ -83,12 +90,22 @@ func fill(b *testing.B, node *cluster.Node, tree string, n int) {
 			}
 		})
 	}
-	for i := range n {
-		work <- i
+	for done := 0; done < n; done += batch {
+		work <- min(batch, n-done)
 	}
 	close(work)
 	wg.Wait()
 }
+
+// bigValue is a part of about 200 bytes, the record size of the issue's
+// full sync target.
+var bigValue = func() []byte {
+	b, err := api.Marshal(benchPart{Name: "R1", Qty: 10, Desc: strings.Repeat("resistor 10k 0603 1% ", 8), Cost: 0.002})
+	if err != nil {
+		panic(err)
+	}
+	return b
+}()
 
 func benchOpen(b *testing.B, addr string) *client.DB {
 	b.Helper()
@@ -116,7 +133,7 @@ const localGetRecords = 2000
 func BenchmarkTypedGet(b *testing.B) {
 	node, addr := benchServer(b)
 	const n = localGetRecords
-	fill(b, node, "parts", n)
+	fill(b, node, "parts", n, benchValue)
 	db := benchOpen(b, addr)
 	keys := make([]api.Key, 0, n)
 	for r := range db.Tree("parts").All() {
@@ -200,22 +217,37 @@ func BenchmarkFloorGet(b *testing.B) {
 }
 
 // BenchmarkFullSync measures a new client catching up with a cluster of
-// N records: "snapshot" is a fresh replica (snapshot download and
-// restore), "stream" a replica that follows the log while the records
-// are written (apply throughput of the log stream).
+// N records of about 200 bytes: "snapshot" is a fresh replica
+// (client.Open on an empty directory until WaitSynced: snapshot download
+// and restore), "stream" a replica that follows the log while the records
+// are written (apply throughput of the log stream). SHELF_BENCH_1M adds
+// N = 1,000,000 (the target: <= 3 s); SHELF_BENCH_LOG=1 prints
+// the client's log (the restore's phases).
 func BenchmarkFullSync(b *testing.B) {
 	sizes := []int{100_000}
 	if os.Getenv("SHELF_BENCH_1M") != "" {
 		sizes = append(sizes, 1_000_000)
 	}
+	logger := discard()
+	if os.Getenv("SHELF_BENCH_LOG") != "" {
+		logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
 	for _, n := range sizes {
 		b.Run(fmt.Sprintf("snapshot/records=%d", n), func(b *testing.B) {
 			node, addr := benchServer(b)
-			fill(b, node, "parts", n)
+			fill(b, node, "parts", n, bigValue)
+			ctx := context.Background()
 			b.ResetTimer()
 			for b.Loop() {
 				start := time.Now()
-				db := benchOpen(b, addr)
+				db, err := client.Open(ctx, client.Config{Dir: b.TempDir(), Servers: []string{addr}, Name: "bench", PollWait: time.Second, Logger: logger})
+				if err == nil {
+					err = db.WaitSynced(ctx)
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.ReportMetric(time.Since(start).Seconds(), "s/sync")
 				b.ReportMetric(float64(n)/time.Since(start).Seconds(), "records/s")
 				db.Close()
 			}
@@ -227,7 +259,7 @@ func BenchmarkFullSync(b *testing.B) {
 				db := benchOpen(b, addr)
 				b.StartTimer()
 				start := time.Now()
-				fill(b, node, "parts", n)
+				fill(b, node, "parts", n, bigValue)
 				if err := db.WaitSynced(context.Background()); err != nil {
 					b.Fatal(err)
 				}
