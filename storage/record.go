@@ -3,6 +3,8 @@ package storage
 import (
 	"fmt"
 	"math"
+	"sync"
+	"sync/atomic"
 
 	"github.com/shelfdb/shelf/api"
 )
@@ -116,7 +118,48 @@ func (c *cborReader) str() string {
 		c.b = c.b[1:]
 		return ""
 	}
-	return string(c.bytesOf(3))
+	return intern(c.bytesOf(3))
+}
+
+// The strings of stored records are client ids, few and repeated in
+// every record: reads share one copy of each instead of allocating it a
+// record. The table is replaced, never changed (reads take no lock), and
+// stops growing at maxInterned.
+var (
+	interned    atomic.Pointer[map[string]string]
+	internMu    sync.Mutex
+	maxInterned = 4096
+)
+
+func intern(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	if m := interned.Load(); m != nil {
+		if s, ok := (*m)[string(b)]; ok {
+			return s
+		}
+	}
+	s := string(b)
+	internMu.Lock()
+	defer internMu.Unlock()
+	old := interned.Load()
+	if old != nil && len(*old) >= maxInterned {
+		return s
+	}
+	m := make(map[string]string, 1)
+	if old != nil {
+		if t, ok := (*old)[s]; ok {
+			return t
+		}
+		m = make(map[string]string, len(*old)+1)
+		for k, v := range *old {
+			m[k] = v
+		}
+	}
+	m[s] = s
+	interned.Store(&m)
+	return s
 }
 
 // decodeRecordFast reads raw as a definite CBOR map of Record's fields
