@@ -49,6 +49,9 @@ func (f *FSM) Snapshot() (*Snapshot, error) {
 // Index returns the applied index the snapshot was taken at.
 func (s *Snapshot) Index() uint64 { return s.index }
 
+// Size returns the length of the snapshot stream WriteTo writes.
+func (s *Snapshot) Size() int64 { return snapshotHeaderSize + s.tx.Size() + sha256.Size }
+
 // WriteTo writes the snapshot stream to w.
 func (s *Snapshot) WriteTo(w io.Writer) (int64, error) {
 	var hdr [snapshotHeaderSize]byte
