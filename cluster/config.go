@@ -112,8 +112,11 @@ type Config struct {
 	// expiryLoop for the rule.
 	ExpiryInterval time.Duration
 	ExpiryGrace    time.Duration
-	// NoSync skips fsync in the state machine and the raft log. Tests only:
-	// a crash may lose acknowledged writes.
+	// NoSync skips the fsyncs of the raft log. Tests only: a crash may
+	// lose acknowledged writes. The state machine (fsm.db) never fsyncs
+	// its commits, whatever NoSync says: the raft log is the durable
+	// record, fsm.db is fsync'ed when the node stops cleanly and rebuilt
+	// from the snapshots and the log after a crash of the machine.
 	NoSync bool
 	// HTTPClient forwards requests to the leader; a client with sensible
 	// timeouts when nil.
@@ -121,6 +124,10 @@ type Config struct {
 	// TuneGossip, when set, may adjust the memberlist configuration (for
 	// example faster failure detection in tests) before it is used.
 	TuneGossip func(*memberlist.Config)
+
+	// bootID replaces the kernel's boot id for fsm.Config.BootID (tests
+	// simulate a reboot with it).
+	bootID string
 }
 
 // withDefaults validates c and fills in the defaults.

@@ -134,7 +134,8 @@ func (f *FSM) Restore(r io.Reader) error {
 	if err := os.Rename(tmp, f.cfg.Path); err != nil {
 		return fmt.Errorf("fsm: restore: %w", err)
 	}
-	if f.db, err = storage.Open(f.cfg.Path, storage.Options{NoSync: f.cfg.NoSync}); err != nil {
+	// Verified in full as tmp above.
+	if f.db, err = storage.Open(f.cfg.Path, storage.Options{NoSync: f.cfg.NoSync, Shallow: true}); err != nil {
 		return fmt.Errorf("fsm: restore: reopen: %w", err)
 	}
 	if err := f.loadMeta(); err != nil {
