@@ -132,9 +132,10 @@ func Open(cfg Config) (*FSM, error) {
 			return nil, err
 		}
 	}
-	// After a clean close only the cheap checks run: the full one reads
-	// every page in use, seconds at a million records.
-	db, err := storage.Open(cfg.Path, storage.Options{NoSync: cfg.NoSync, Shallow: last == closeClean})
+	// After a clean close, with the file as it was left, only the cheap
+	// checks run: the full one reads every page in use, seconds at a
+	// million records.
+	db, err := storage.Open(cfg.Path, storage.Options{NoSync: cfg.NoSync, Shallow: last == closeUntouched})
 	if err != nil {
 		return nil, err
 	}
@@ -181,7 +182,8 @@ func (f *FSM) Close() error {
 	if err := f.db.Close(); err != nil {
 		return fmt.Errorf("fsm: close %s: %w", f.cfg.Path, err)
 	}
-	return writeMarker(f.cfg.Path, marker{State: markerClean, BootID: f.cfg.BootID, PID: os.Getpid(), Time: time.Now().UTC()})
+	stamp, _ := fileStamp(f.cfg.Path)
+	return writeMarker(f.cfg.Path, marker{State: markerClean, BootID: f.cfg.BootID, PID: os.Getpid(), Time: time.Now().UTC(), Stamp: stamp})
 }
 
 // Path returns the state file's path.

@@ -34,6 +34,14 @@ type marker struct {
 	BootID string    `json:"boot_id,omitempty"` // kernel boot id when opened ("" unknown)
 	PID    int       `json:"pid,omitempty"`
 	Time   time.Time `json:"time"`
+	// Stamp is the state file's fileStamp when it was closed cleanly: the
+	// same stamp at the next open means nothing touched it since.
+	Stamp string `json:"stamp,omitempty"`
+}
+
+// stampOf formats a fileStamp.
+func stampOf(dev, ino uint64, size, ctime, mtime int64) string {
+	return fmt.Sprintf("%d:%d:%d:%d:%d", dev, ino, size, ctime, mtime)
 }
 
 // bootIDFile is where Linux keeps the id of the running boot.
@@ -56,9 +64,10 @@ func MarkerPath(path string) string { return path + markerSuffix }
 type lastClose int
 
 const (
-	closeUnknown  lastClose = iota // no file, or no marker: written with an fsync per commit
-	closeClean                     // closed cleanly after an fsync
-	closeSameBoot                  // not closed, but the machine has not restarted since
+	closeUnknown   lastClose = iota // no file, or no marker: written with an fsync per commit
+	closeClean                      // closed cleanly after an fsync, touched since
+	closeUntouched                  // closed cleanly after an fsync, not touched since
+	closeSameBoot                   // not closed, but the machine has not restarted since
 )
 
 // checkMarker decides whether the state file at path can be trusted after
@@ -85,6 +94,9 @@ func checkMarker(path, boot string) (lastClose, error) {
 	}
 	switch {
 	case m.State == markerClean:
+		if stamp, ok := fileStamp(path); ok && m.Stamp == stamp {
+			return closeUntouched, nil
+		}
 		return closeClean, nil
 	case m.State != markerOpen:
 		return closeUnknown, fmt.Errorf("%w: %s: its marker %s has unknown state %q", ErrUntrusted, path, MarkerPath(path), m.State)

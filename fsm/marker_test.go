@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -50,6 +51,27 @@ func TestMarker(t *testing.T) {
 		defer f.Close()
 		if got := f.AppliedIndex(); got != 5 {
 			t.Errorf("applied index %d after reopen, want 5", got)
+		}
+	})
+	t.Run("a cleanly closed file touched since is checked in full", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "fsm.db")
+		f := openMarked(t, path, "boot-a", true)
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+		last, err := checkMarker(path, "boot-a")
+		if err != nil || (last != closeUntouched && runtime.GOOS == "linux") {
+			t.Fatalf("untouched after Close: %v, %v", last, err)
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, b, 0o600); err != nil { // same bytes, written again
+			t.Fatal(err)
+		}
+		if last, err := checkMarker(path, "boot-a"); err != nil || last != closeClean {
+			t.Errorf("rewritten after Close: %v, %v; want closeClean (full check)", last, err)
 		}
 	})
 	t.Run("unclean stop on the same boot is trusted", func(t *testing.T) {
