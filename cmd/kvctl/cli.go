@@ -328,7 +328,7 @@ func (c *cli) write(ctx context.Context, send func(ctx context.Context) error) e
 	for attempt := 1; ; attempt++ {
 		err := send(ctx)
 		if err == nil || attempt == writeAttempts || !(errors.Is(err, api.ErrUnreachable) ||
-			errors.Is(err, api.ErrUnavailable) || errors.Is(err, api.ErrNoLeader)) {
+			errors.Is(err, api.ErrUnavailable) || errors.Is(err, api.ErrNoLeader)) || ctx.Err() != nil {
 			return err
 		}
 		fmt.Fprintf(c.stderr, "kvctl: %v; sending again in %s with idempotency key %s (attempt %d of %d)\n", err, wait, c.idemKey, attempt+1, writeAttempts)

@@ -79,7 +79,7 @@ func completionSpec() compSpec {
 			if b, ok := f.Value.(interface{ IsBoolFlag() bool }); !ok || !b.IsBoolFlag() {
 				valued["--"+f.Name], valued["-"+f.Name] = true, true
 			}
-			if global[f.Name] == (global != nil) {
+			if global == nil || !global[f.Name] {
 				if only == nil || slices.Contains(only, f.Name) {
 					s.flags[key] = append(s.flags[key], "--"+f.Name)
 				}
