@@ -96,8 +96,8 @@ Flags (before or after the command):
                  with json, errors go to stderr as {"error":{"code":C,"message":M}}
   --timeout D    bound on all the network waits of a command, such as 10s or 1m
                  (env SHELF_TIMEOUT, default 10s; 0: none); then "timed out after
-                 D waiting for ..." and exit 5. watch: bounds each wait for a node
-                 on top of its 30s long polls, not the watch
+                 D waiting for ..." and exit 5. Not bounded: watch (each wait
+                 for a node is: 30s long poll plus D) and snapshot save
   -consistency C linearizable (default): a read reflects every write acknowledged
                  before it, whichever node answers; stale: the node's own state as
                  it is, faster, possibly behind (env SHELF_CONSISTENCY)
@@ -134,7 +134,8 @@ type cli struct {
 	helpFS    *flag.FlagSet   // the flags of the command whose help was asked for
 	helpPos   []string        // the arguments before its -h (a subcommand)
 	deadline  commandDeadline // --timeout
-	unbounded bool            // the command bounds its own waits (watch)
+	wrote     bool            // a write was sent (with c.idemKey)
+	unbounded bool            // --timeout does not bound the command (unboundedCommands)
 }
 
 // usageError is a bad command line; line is the command's synopsis.
@@ -213,7 +214,7 @@ func (c *cli) main(ctx context.Context, args []string) int {
 		if !ok {
 			return c.fail(ctx, unknownCommand(args[0]))
 		}
-		c.cmd = args[0]
+		c.cmd, c.unbounded = args[0], unboundedCommands[args[0]]
 		err = cmd(c, ctx, args[1:])
 	}
 	return c.fail(ctx, err)
@@ -233,6 +234,9 @@ func (c *cli) fail(ctx context.Context, err error) int {
 		err = context.Cause(ctx)
 	}
 	code, kind := classify(err)
+	if code == exitUnreachable && c.wrote {
+		err = fmt.Errorf("%w; the write may have been applied: run kvctl again with --idempotency-key %s to apply it at most once", err, c.idemKey)
+	}
 	var ue *usageError
 	usage := ""
 	if errors.As(err, &ue) {
@@ -321,6 +325,7 @@ func (c *cli) write(ctx context.Context, send func(ctx context.Context) error) e
 		c.idemKey = api.NewIdempotencyKey()
 	}
 	ctx = api.WithIdempotencyKey(ctx, c.idemKey)
+	c.wrote = true
 	wait := c.retryWait
 	if wait <= 0 {
 		wait = 250 * time.Millisecond

@@ -113,7 +113,8 @@ func TestTimeout(t *testing.T) {
 	// so the failover never gets to send it elsewhere.
 	f := newFake(t, 0)
 	_, errs, code = kvEnv(t, map[string]string{"SHELF_HTTP": addr + "," + host(f)}, "--timeout", "300ms", "put", "parts", "{}")
-	if code != exitUnreachable || !strings.HasPrefix(errs, "kvctl: timed out after 300ms waiting for "+addr+" to answer POST /v1/trees/parts/records") {
+	if code != exitUnreachable || !strings.HasPrefix(errs, "kvctl: timed out after 300ms waiting for "+addr+" to answer POST /v1/trees/parts/records (--timeout); "+
+		"the write may have been applied: run kvctl again with --idempotency-key ") {
 		t.Fatalf("put on a hanging node: code %d, stderr %q", code, errs)
 	}
 	if _, errs, code = kvEnv(t, map[string]string{"SHELF_TIMEOUT": "soon"}, "status"); code != exitUsage || !strings.HasPrefix(errs, `kvctl: SHELF_TIMEOUT "soon": want a duration`) {

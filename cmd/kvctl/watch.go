@@ -22,7 +22,6 @@ var watchRetry = struct{ first, max time.Duration }{100 * time.Millisecond, 2 * 
 
 func (c *cli) watch(ctx context.Context, args []string) error {
 	const line = "watch [TREE] [-from N|now]"
-	c.unbounded = true // a watch runs until interrupted; each wait is bounded below
 	fs := c.flagSet("watch")
 	fromFlag := fs.String("from", "now", "start after this log index, or now")
 	pos, err := c.parse(fs, line, args, 0, 1)
