@@ -98,7 +98,7 @@ var commandHelp = map[string]helpEntry{
 
 // help runs "kvctl help [COMMAND [SUB]]".
 func (c *cli) help(ctx context.Context, args []string) error {
-	if len(args) == 0 {
+	if len(args) == 0 || (len(args) == 1 && args[0] == "help") {
 		_, err := io.WriteString(c.stdout, usageText)
 		return err
 	}

@@ -226,6 +226,41 @@ func TestWatchMovesToAnotherNode(t *testing.T) {
 	}
 }
 
+// A node that stops answering (a hung process, a partition) is left after
+// the long poll plus --timeout, for the next node.
+func TestWatchLeavesAHungNode(t *testing.T) {
+	hung, live := hangingServer(t), newFake(t, 0)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	live.events = []eventStep{
+		{page: api.EventPage{Next: 8, Events: []api.Event{{Index: 8, Type: api.EventCreated, Tree: "parts", Key: api.Key{ID: 8, Rev: 1}, Time: now}}}},
+		{cancel: cancel},
+	}
+	watchWait = 50 * time.Millisecond
+	t.Cleanup(func() { watchWait = 30 * time.Second })
+	out, errs, code := kvCtx(ctx, t, nil, "", "-s", hung+","+host(live), "--timeout", "100ms", "watch", "-from", "7", "-o", "json")
+	if code != 0 || !strings.HasPrefix(out, `{"index":8,`) {
+		t.Fatalf("watch: code %d, stdout %q, stderr %q", code, out, errs)
+	}
+	if !strings.Contains(errs, "timed out after 150ms waiting for the next events from http://"+hung+" (--timeout); trying the nodes again (resuming after index 7)\n") ||
+		!strings.Contains(errs, "now watching "+live.srv.URL+" (was http://"+hung+"), resuming after index 7\n") {
+		t.Fatalf("watch stderr:\n%s", errs)
+	}
+	if live.calls[0] != "GET /v1/events?from=7&wait=50ms" {
+		t.Fatalf("calls to the live node %q", live.calls)
+	}
+}
+
+// With no node answering for --timeout, watch gives up (exit 5).
+func TestWatchGivesUp(t *testing.T) {
+	watchRetry.first = time.Millisecond
+	t.Cleanup(func() { watchRetry.first = 100 * time.Millisecond })
+	_, errs, code := kv(t, nil, "", "-s", deadAddr(t)+","+deadAddr(t), "--timeout", "200ms", "watch")
+	if code != exitUnreachable || !strings.Contains(errs, "kvctl: watch: no node answered for 200ms (--timeout): cannot reach server") {
+		t.Fatalf("watch with no node: code %d, stderr %q", code, errs)
+	}
+}
+
 func TestCompleteTrees(t *testing.T) {
 	f := newFake(t, 0)
 	if out, errs, code := kv(t, f, "", "__complete", "trees"); code != 0 || out != "parts\n" {

@@ -13,8 +13,9 @@ import (
 	"github.com/shelfdb/shelf/api"
 )
 
-// watchWait is how long one event request waits for news.
-const watchWait = 30 * time.Second
+// watchWait is how long one event request waits for news (a variable for
+// the tests).
+var watchWait = 30 * time.Second
 
 // watchRetry is the first and the longest pause between attempts to
 // reach a node again while watching.
