@@ -344,12 +344,23 @@ func (c *cli) write(ctx context.Context, send func(ctx context.Context) error) e
 			return err
 		}
 		fmt.Fprintf(c.stderr, "kvctl: %v; sending again in %s with idempotency key %s (attempt %d of %d)\n", err, wait, c.idemKey, attempt+1, writeAttempts)
-		select {
-		case <-ctx.Done():
+		if !pause(ctx, wait) {
 			return err
-		case <-time.After(wait):
 		}
 		wait *= 2
+	}
+}
+
+// pause waits d, or until ctx ends: then it returns false. The waits
+// between attempts (write, watch) go through it.
+func pause(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
 	}
 }
 

@@ -42,9 +42,9 @@ func (c *cli) watch(ctx context.Context, args []string) error {
 	names := &clientNames{c: c}
 	enc := json.NewEncoder(c.stdout)
 	var (
-		last      uint64    // index of the last event printed
-		lostSince time.Time // when the nodes stopped answering; zero while one does
-		pause     = watchRetry.first
+		last      uint64             // index of the last event printed
+		lostSince time.Time          // when the nodes stopped answering; zero while one does
+		wait      = watchRetry.first // before the next attempt
 		node      = c.node()
 	)
 	for {
@@ -71,15 +71,13 @@ func (c *cli) watch(ctx context.Context, args []string) error {
 			} else if c.deadline.after > 0 && time.Since(lostSince) >= c.deadline.after {
 				return fmt.Errorf("watch: no node answered for %s (--timeout): %w", c.deadline.after, err)
 			}
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-time.After(pause):
+			if !pause(ctx, wait) {
+				return nil // interrupted
 			}
-			pause = min(2*pause, watchRetry.max)
+			wait = min(2*wait, watchRetry.max)
 			continue
 		}
-		lostSince, pause = time.Time{}, watchRetry.first
+		lostSince, wait = time.Time{}, watchRetry.first
 		if n := c.node(); n != node {
 			fmt.Fprintf(c.stderr, "kvctl: watch: now watching %s (was %s), %s\n", n, node, resumeAt(from))
 			node = n
