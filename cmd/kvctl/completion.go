@@ -63,7 +63,7 @@ type compSpec struct {
 	commands   []string
 	subs       map[string][]string // command -> subcommands
 	flags      map[string][]string // "" (global), command or "command sub" -> "--flag"s
-	valueFlags []string            // flags that take a value (the next word)
+	valueFlags []string            // case patterns of "$cmd $flag" for flags that take a value (the next word)
 	trees      map[string]bool     // command or "command sub" whose first argument is a tree
 }
 
@@ -73,15 +73,20 @@ type compSpec struct {
 func completionSpec() compSpec {
 	s := compSpec{subs: map[string][]string{}, flags: map[string][]string{}, trees: map[string]bool{}}
 	s.commands = append(slices.Sorted(maps.Keys(commands)), "help")
-	valued := map[string]bool{}
+	valued := map[string]bool{} // "COMMAND FLAG" ("" for a global flag)
 	addFlags := func(key string, fs *flag.FlagSet, only []string, global map[string]bool) {
+		name, _, _ := strings.Cut(key, " ")
 		fs.VisitAll(func(f *flag.Flag) {
-			if b, ok := f.Value.(interface{ IsBoolFlag() bool }); !ok || !b.IsBoolFlag() {
-				valued["--"+f.Name], valued["-"+f.Name] = true, true
+			if b, ok := f.Value.(interface{ IsBoolFlag() bool }); (!ok || !b.IsBoolFlag()) && !global[f.Name] {
+				valued[name+" "+f.Name] = true
 			}
 			if global == nil || !global[f.Name] {
 				if only == nil || slices.Contains(only, f.Name) {
-					s.flags[key] = append(s.flags[key], "--"+f.Name)
+					name := "--" + f.Name
+					if len(f.Name) == 1 {
+						name = "-" + f.Name // -s, -o
+					}
+					s.flags[key] = append(s.flags[key], name)
 				}
 			}
 		})
@@ -126,7 +131,17 @@ func completionSpec() compSpec {
 		}
 		addFlags(key, c.helpFS, h.flags, global)
 	}
-	s.valueFlags = slices.Sorted(maps.Keys(valued))
+	// Case patterns of "$cmd $word": a global flag after any command (or
+	// none), a command's flag after it (--client takes a value in leases,
+	// none in version).
+	for _, k := range slices.Sorted(maps.Keys(valued)) {
+		cmd, f, _ := strings.Cut(k, " ")
+		prefix := `*" `
+		if cmd != "" {
+			prefix = `"` + cmd + " "
+		}
+		s.valueFlags = append(s.valueFlags, prefix+"-"+f+`"`, prefix+"--"+f+`"`)
+	}
 	return s
 }
 
@@ -176,8 +191,10 @@ _kvctl() {
         w=${COMP_WORDS[i]}
         case $w in
         -s|--s) node=(-s "${COMP_WORDS[i+1]}"); ((i++)); continue;;
+        esac
+        case "$cmd $w" in
         %s) ((i++)); continue;;
-        -*) continue;;
+        *" -"*) continue;;
         esac
         if [[ -z $cmd ]]; then
             cmd=$w
@@ -189,9 +206,9 @@ _kvctl() {
     done
     local key=$cmd
     [[ -n $sub ]] && key="$cmd $sub"
-    case $prev in
-    -o|--o) COMPREPLY=($(compgen -W "table json" -- "$cur")); return;;
-    -consistency|--consistency) COMPREPLY=($(compgen -W "linearizable stale" -- "$cur")); return;;
+    case "$cmd $prev" in
+    *" -o"|*" --o") COMPREPLY=($(compgen -W "table json" -- "$cur")); return;;
+    *" -consistency"|*" --consistency") COMPREPLY=($(compgen -W "linearizable stale" -- "$cur")); return;;
     %s) COMPREPLY=($(compgen -f -- "$cur")); return;;
     esac
     if [[ $cur == -* ]]; then
@@ -249,8 +266,10 @@ _kvctl() {
         w=${words[i]}
         case $w in
         -s|--s) node=(-s "${words[i+1]}"); ((i++)); continue;;
+        esac
+        case "$cmd $w" in
         %s) ((i++)); continue;;
-        -*) continue;;
+        *" -"*) continue;;
         esac
         if [[ -z $cmd ]]; then
             cmd=$w
@@ -262,9 +281,9 @@ _kvctl() {
     done
     local key=$cmd
     [[ -n $sub ]] && key="$cmd $sub"
-    case $prev in
-    -o|--o) compadd -- table json; return;;
-    -consistency|--consistency) compadd -- linearizable stale; return;;
+    case "$cmd $prev" in
+    *" -o"|*" --o") compadd -- table json; return;;
+    *" -consistency"|*" --consistency") compadd -- linearizable stale; return;;
     %s) _files; return;;
     esac
     if [[ $cur == -* ]]; then

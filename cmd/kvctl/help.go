@@ -15,7 +15,7 @@ import (
 type helpEntry struct {
 	usage    []string // synopses, without "kvctl "
 	about    string   // what it does
-	flags    []string // the command flags it takes (nil: every one of its flag set)
+	flags    []string // the command flags it takes (nil: every one of its flag set; empty: none)
 	examples []string // command lines, without "kvctl "
 }
 
@@ -60,7 +60,7 @@ var commandHelp = map[string]helpEntry{
 		examples: []string{"leases take parts 12 --to laptop --ttl 2h --reason handover"}},
 	"leases history": {usage: []string{leasesHistoryLine},
 		about:    "A record's borrow history: time, action (borrowed, renewed, returned, forced, expired, taken, released, deleted, client_removed), holder, new holder, reason, expiry.",
-		flags:    leasesFlags["history"],
+		flags:    []string{},
 		examples: []string{"leases history parts 12"}},
 	"ranges": {usage: []string{"ranges [CLIENT]"},
 		about:    "Granted key ranges (of every client, or of one, by name or id), how much of each is used, and whether it is retired (its client was removed).",

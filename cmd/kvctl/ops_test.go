@@ -289,7 +289,11 @@ var completionCases = []struct {
 	{"kvctl members ", []string{"remove", "!parts"}},
 	{"kvctl completion ", []string{"bash", "zsh"}},
 	{"kvctl help ", []string{"put", "watch"}},
-	{"kvctl list parts -", []string{"--limit", "--all", "--s"}},
+	{"kvctl list parts -", []string{"--limit", "--all", "-s", "--timeout", "!--s"}},
+	{"kvctl leases history parts --", []string{"--timeout", "!--client", "!--to"}},
+	{"kvctl version --client ", []string{"!parts"}},
+	{"kvctl -s h:1 version --client get ", []string{"!parts"}},
+	{"kvctl leases return --client ws-7 ", []string{"parts"}},
 }
 
 // checkCompletion runs the completion script in shell with the cases, kvctl
