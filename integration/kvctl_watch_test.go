@@ -15,9 +15,10 @@ import (
 	"github.com/shelfdb/shelf/api"
 )
 
-// kvctl watch with -s n1,n2,n3 follows the events on n1. When n1 is
-// killed it goes on at another node after the last event it printed:
-// every record of the tree shows up once, in index order, with no gap.
+// kvctl watch with -s leader,b,c follows the events on the leader. When
+// the leader is killed it goes on at another node (after the election)
+// after the last event it printed: every record of the tree shows up
+// once, in index order, with no gap.
 func TestKvctlWatchMovesToAnotherNode(t *testing.T) {
 	skipShort(t)
 	nodes := startCluster(t, 3)
@@ -25,6 +26,10 @@ func TestKvctlWatchMovesToAnotherNode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The watched node first; it is the leader, so its kill also costs
+	// the cluster an election while the watch looks for another node.
+	leader := waitLeader(t, nodes)
+	nodes = append([]*Node{leader}, slices.DeleteFunc(slices.Clone(nodes), func(n *Node) bool { return n == leader })...)
 
 	addrs := nodes[0].HTTP + "," + nodes[1].HTTP + "," + nodes[2].HTTP
 	cmd := exec.Command(kvctlBin, "-s", addrs, "--timeout", "30s", "watch", "parts", "-from", fmt.Sprint(first.Index-1), "-o", "json")
