@@ -46,8 +46,8 @@ const (
 	MaxEventLimit     = 10000
 )
 
-// DefaultClientSeenInterval is how often at most a client's log stream
-// requests are recorded as a sighting (fsm.OpClientSeen).
+// DefaultClientSeenInterval is how often at most a node looks up whether
+// a client it sees following the log is still registered.
 const DefaultClientSeenInterval = 30 * time.Second
 
 // Config configures the handler.
@@ -63,8 +63,11 @@ type Config struct {
 	// wait for them. Optional.
 	Stopping <-chan struct{}
 	// ClientSeenInterval is how often at most a GET /v1/log with
-	// client=ID commits a sighting of that client (its last-seen time and
-	// replica index); DefaultClientSeenInterval if 0, never if negative.
+	// client=ID looks up the client's registration: the node keeps a
+	// sighting (last-seen time, replica index; in memory, never through
+	// raft) of registered clients only, and drops a removed one within
+	// this interval. DefaultClientSeenInterval if 0; no sightings kept if
+	// negative.
 	ClientSeenInterval time.Duration
 	// Peer, when set, decides whether a request comes from another node
 	// of the cluster (with TLS: it presents a node certificate of the
@@ -110,7 +113,7 @@ func New(cfg Config) http.Handler {
 	h := &handler{node: cfg.Node, log: cfg.Logger, maxBody: cfg.MaxBody, stopping: cfg.Stopping, peer: cfg.Peer, mux: http.NewServeMux()}
 	h.ops = ops{metrics: cfg.Metrics, pprof: cfg.Pprof, maxLag: cfg.ReadyMaxLag}
 	if cfg.ClientSeenInterval > 0 {
-		h.seen = newSeenTracker(cfg.ClientSeenInterval, h.clientKnown, h.submitSeen)
+		h.seen = newSeenTracker(cfg.ClientSeenInterval, h.clientKnown)
 	}
 	h.routes()
 	return h.instrumented()
@@ -149,6 +152,7 @@ func (h *handler) routes() {
 	h.handle("POST "+cluster.InternalApplyBatchPath, h.internalApplyBatch)
 	h.handle("GET "+cluster.InternalReadIndexPath, h.internalReadIndex)
 	h.opsRoutes()
+	h.handle("GET "+cluster.InternalSightingsPath, h.internalSightings)
 }
 
 // handle registers fn; an error it returns is written as the answer.
