@@ -159,4 +159,3 @@ func (n *Node) closeStores() {
 		_ = n.fsm.Close()
 	}
 }
-
