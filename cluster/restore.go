@@ -186,7 +186,11 @@ func writeRaftSnapshot(dir string, store *raftboltdb.BoltStore, f *fsm.FSM, inde
 		return err
 	}
 	defer s.Release()
-	sink, err := snaps.Create(raft.SnapshotVersionMax, index, term, conf, index, nil)
+	// The transport only encodes the legacy peer list of the snapshot's
+	// meta: the in-memory one encodes an address as the TCP one does.
+	_, trans := raft.NewInmemTransport("")
+	defer trans.Close()
+	sink, err := snaps.Create(raft.SnapshotVersionMax, index, term, conf, index, trans)
 	if err != nil {
 		return fmt.Errorf("create raft snapshot: %w", err)
 	}

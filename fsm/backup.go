@@ -1,7 +1,11 @@
 package fsm
 
 import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
 	"fmt"
+	"io"
 
 	"github.com/shelfdb/shelf/api"
 	"github.com/shelfdb/shelf/storage"
@@ -69,4 +73,34 @@ func (f *FSM) Info() (SnapshotInfo, error) {
 		})
 	})
 	return in, err
+}
+
+// VerifySnapshot reads a whole snapshot stream and checks its header, its
+// size and its SHA-256, without keeping anything; it returns the applied
+// index and payload size of the header. Bytes after the checksum are an
+// error (a file that is not one snapshot).
+func VerifySnapshot(r io.Reader) (index, size uint64, err error) {
+	br := bufio.NewReaderSize(r, 1<<16)
+	if index, size, err = ReadSnapshotHeader(br); err != nil {
+		return 0, 0, err
+	}
+	h := sha256.New()
+	n, err := io.Copy(h, io.LimitReader(br, int64(size)))
+	if err != nil {
+		return 0, 0, fmt.Errorf("%w: payload: %v", ErrBadSnapshot, err)
+	}
+	if uint64(n) != size {
+		return 0, 0, fmt.Errorf("%w: payload truncated at %d of %d bytes", ErrBadSnapshot, n, size)
+	}
+	var sum [sha256.Size]byte
+	if _, err := io.ReadFull(br, sum[:]); err != nil {
+		return 0, 0, fmt.Errorf("%w: checksum missing: %v", ErrBadSnapshot, err)
+	}
+	if !bytes.Equal(sum[:], h.Sum(nil)) {
+		return 0, 0, fmt.Errorf("%w: checksum mismatch", ErrBadSnapshot)
+	}
+	if _, err := br.ReadByte(); err != io.EOF {
+		return 0, 0, fmt.Errorf("%w: data after the checksum", ErrBadSnapshot)
+	}
+	return index, size, nil
 }
