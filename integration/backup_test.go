@@ -176,9 +176,28 @@ func TestBackupDuringWritesRestoresSameContent(t *testing.T) {
 	if saved.Index != final || orig.Index != final {
 		t.Fatalf("quiet snapshot at index %d, original at %d (hash at %d)", saved.Index, final, orig.Index)
 	}
-	r2, _ := restoreNode(t, "r2", quiet, "--keep-cluster-id")
+	// This time with kvnode -restore, which restores and starts.
+	r2 := newNode(t, "r2")
+	r2.Start("-restore", quiet, "-keep-cluster-id")
+	r2.WaitReady()
+	waitLeader(t, []*Node{r2})
 	if h := nodeHash(t, r2); !sameHash(h, orig) {
 		t.Fatalf("restored node: hash %s at %d; original cluster: %s at %d", h.Hash, h.Index, orig.Hash, orig.Index)
+	}
+	// -restore left in place is refused at the next start (the directory
+	// is not new); without it the node starts from its data.
+	if err := r2.Stop(); err != nil {
+		t.Errorf("node %s: stop: %v", r2.ID, err)
+	}
+	r2.Start("-restore", quiet, "-keep-cluster-id")
+	if err, exited := r2.WaitExit(readyTimeout); !exited || err == nil || !strings.Contains(r2.RunLog(), "if this node was restored already, start it without -restore") {
+		t.Fatalf("kvnode -restore over its restored data: exited %v (%v), log:\n%s", exited, err, r2.RunLog())
+	}
+	r2.Start()
+	r2.WaitReady()
+	waitLeader(t, []*Node{r2})
+	if h := nodeHash(t, r2); !sameHash(h, orig) {
+		t.Fatalf("restored node after a restart: hash %s at %d; original cluster: %s at %d", h.Hash, h.Index, orig.Hash, orig.Index)
 	}
 }
 
