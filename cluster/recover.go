@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"slices"
 
 	"github.com/hashicorp/raft"
@@ -55,6 +57,9 @@ func Recover(cfg RecoverConfig) (res RecoverResult, err error) {
 	}
 	if err := checkHostPort("raft", cfg.RaftAddr, true); err != nil {
 		return res, fmt.Errorf("cluster: recover: %w", err)
+	}
+	if _, err := os.Stat(filepath.Join(cfg.DataDir, raftDBFile)); err != nil {
+		return res, fmt.Errorf("cluster: recover: %s has no raft state (%v): is it the survivor's data directory?", cfg.DataDir, err)
 	}
 	n := &Node{cfg: Config{DataDir: cfg.DataDir, NodeID: cfg.NodeID, Logger: cfg.Logger, SnapshotRetain: DefaultSnapshotRetain}, log: cfg.Logger}
 	hasState, err := n.openRecoverStores()
