@@ -1,6 +1,11 @@
 package cluster_test
 
 import (
+	"bytes"
+	"fmt"
+	"time"
+
+	"github.com/shelfdb/shelf/fsm"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -79,3 +84,51 @@ func TestRecoverRefusesRunningOrEmptyNode(t *testing.T) {
 
 // discard is a logger that drops everything.
 func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+func TestRestoredNodeElectsItselfAndCorrectsItsRaftAddress(t *testing.T) {
+	base, keys := nodeDir(t, 1)
+	// A backup of that node's state, as kvctl snapshot save makes it.
+	src, err := fsm.Open(fsm.Config{Path: filepath.Join(base, "fsm.db"), Logger: discard()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var backup bytes.Buffer
+	s, err := src.Snapshot()
+	if err == nil {
+		_, err = s.WriteTo(&backup)
+		s.Release()
+	}
+	old := src.ClusterID()
+	src.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	dir := filepath.Join(t.TempDir(), "restored")
+	// The restore is told another raft address than the node will have
+	// (its port is picked at start): the node corrects it as leader.
+	res, err := cluster.Restore(cluster.RestoreConfig{DataDir: dir, NodeID: "r1", RaftAddr: "127.0.0.1:1", Logger: discard()}, &backup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.FromClusterID != old || res.ClusterID == old {
+		t.Fatalf("restore: %+v, backup of cluster %s", res, old)
+	}
+	n := mustStart(t, testConfig(t, "r1", dir))
+	if got := waitCluster(t, n); got != res.ClusterID {
+		t.Fatalf("cluster %s, restore said %s", got, res.ClusterID)
+	}
+	for _, k := range keys {
+		if _, err := n.FSM().Get("t", k); err != nil {
+			t.Fatalf("%v after restore: %v", k, err)
+		}
+	}
+	waitFor(t, 10*time.Second, "the raft address in the configuration to be corrected", func() error {
+		for _, m := range n.Members() {
+			if m.ID == "r1" && m.RaftAddr == n.RaftAddr() && m.Suffrage == "Voter" {
+				return nil
+			}
+		}
+		return fmt.Errorf("members %+v, raft address %s", n.Members(), n.RaftAddr())
+	})
+}
