@@ -9,7 +9,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/shelfdb/shelf/fsm"
 )
@@ -142,4 +144,43 @@ func TestSnapshotRestoreOffline(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(data, "fsm.db")); err != nil {
 		t.Fatalf("a refused restore touched the directory: %v", err)
 	}
+}
+
+func TestSnapshotProgress(t *testing.T) {
+	var out syncWriter
+	start := time.Date(2026, 12, 4, 9, 0, 0, 0, time.UTC)
+	now := start
+	var mu sync.Mutex
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	p := newProgress(&out, clock)
+	_, _ = p.Write(make([]byte, 3<<20))
+	mu.Lock()
+	now = start.Add(2 * time.Second)
+	mu.Unlock()
+	p.stop()
+	p.stop() // a second stop is harmless
+	if got := out.String(); !strings.HasSuffix(got, "\rsaving snapshot: 3.0 MiB (1.5 MiB/s)   \n") {
+		t.Fatalf("progress line %q", got)
+	}
+	if isTerminal(&out) {
+		t.Fatal("a buffer taken for a terminal")
+	}
+}
+
+// syncWriter is a buffer safe for the progress goroutine and the test.
+type syncWriter struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (w *syncWriter) Write(b []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.Write(b)
+}
+
+func (w *syncWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
 }
