@@ -304,17 +304,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: o.logLevel}))
 
+	if o.restore != "" {
+		// Before anything is made in the data directory: a failed restore
+		// leaves it as it was.
+		if err := restoreData(o, logger); err != nil {
+			return err
+		}
+	}
 	if err := os.MkdirAll(o.data, 0o700); err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
 	if fi, err := os.Stat(o.data); err != nil || !fi.IsDir() {
 		return fmt.Errorf("data directory %s is not a directory", o.data)
-	}
-
-	if o.restore != "" {
-		if err := restoreData(o, logger); err != nil {
-			return err
-		}
 	}
 
 	var certs *tlsconf.Node
