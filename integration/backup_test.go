@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -230,6 +231,25 @@ func TestRestoreIsANewClusterThatNodesJoin(t *testing.T) {
 	kvctlJSON(t, &saved, "-s", a.HTTP, "snapshot", "save", file)
 	if err := a.Stop(); err != nil {
 		t.Errorf("node %s: stop: %v", a.ID, err)
+	}
+
+	// A damaged backup: kvnode -restore refuses it and writes nothing.
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 0x10
+	damaged := file + ".damaged"
+	if err := os.WriteFile(damaged, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bad := newNode(t, "bad")
+	bad.Start("-restore", damaged)
+	if err, exited := bad.WaitExit(readyTimeout); !exited || err == nil || !strings.Contains(bad.RunLog(), "checksum mismatch") {
+		t.Fatalf("kvnode -restore of a damaged file: exited %v (%v), log:\n%s", exited, err, bad.RunLog())
+	}
+	if _, err := os.Stat(bad.Dir); !os.IsNotExist(err) {
+		t.Fatalf("a refused restore left %s: %v", bad.Dir, err)
 	}
 
 	// A new cluster id by default; two fresh nodes join the restored node
