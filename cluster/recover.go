@@ -76,8 +76,10 @@ func Recover(cfg RecoverConfig) (res RecoverResult, err error) {
 		return res, fmt.Errorf("cluster: recover: list snapshots: %w", err)
 	}
 	var conf raft.Configuration
+	var snapIndex uint64
 	if len(snaps) > 0 {
 		res.Index, res.Term, conf = snaps[0].Index, snaps[0].Term, snaps[0].Configuration
+		snapIndex = res.Index
 	}
 	first, err := n.store.FirstIndex()
 	if err != nil {
@@ -102,7 +104,7 @@ func Recover(cfg RecoverConfig) (res RecoverResult, err error) {
 		if err := n.store.GetLog(idx, l); err != nil {
 			return res, fmt.Errorf("cluster: recover: raft log entry %d: %w", idx, err)
 		}
-		if l.Type == raft.LogConfiguration {
+		if l.Type == raft.LogConfiguration && l.Index > snapIndex {
 			conf = raft.DecodeConfiguration(l.Data)
 		}
 		if l.Index > res.Index {
