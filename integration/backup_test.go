@@ -288,6 +288,15 @@ func TestRestoreIsANewClusterThatNodesJoin(t *testing.T) {
 		t.Fatalf("restored cluster's nodes differ: %+v", hashes)
 	}
 
+	// A node of the old cluster, with its data, cannot join the restored one.
+	a.Start("-join", r.Gossip)
+	if err, exited := a.WaitExit(electionTimeout); !exited || err == nil || !strings.Contains(a.RunLog(), res.ClusterID) {
+		t.Fatalf("old node %s joining the restored cluster: exited %v (%v), log:\n%s", a.ID, exited, err, a.RunLog())
+	}
+	if st, err := r.Status(); err != nil || !slices.Equal(voters(st), ids(all)) {
+		t.Fatalf("restored cluster after the old node tried to join: %+v %v", st, err)
+	}
+
 	// The client pinned to the old cluster is refused, and told why.
 	cfg.Servers = []string{r.HTTP}
 	db = openClient(t, cfg, false)
