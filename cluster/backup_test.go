@@ -3,6 +3,7 @@ package cluster_test
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/shelfdb/shelf/fsm"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/shelfdb/shelf/api"
 	"github.com/shelfdb/shelf/cluster"
 )
 
@@ -74,7 +76,7 @@ func TestRecoverRefusesRunningOrEmptyNode(t *testing.T) {
 	}
 	empty := t.TempDir()
 	_, err = cluster.Recover(cluster.RecoverConfig{DataDir: empty, NodeID: "s1", RaftAddr: "127.0.0.1:7002", Logger: discard()})
-	if err == nil || !strings.Contains(err.Error(), "no raft state") {
+	if err == nil || !strings.Contains(err.Error(), "has no raft log") {
 		t.Fatalf("recover of an empty directory: %v", err)
 	}
 	if entries, _ := os.ReadDir(empty); len(entries) != 0 {
@@ -104,17 +106,27 @@ func TestRestoredNodeElectsItselfAndCorrectsItsRaftAddress(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	for _, store := range []string{cluster.LogStoreBolt, cluster.LogStoreWAL} {
+		t.Run(store, func(t *testing.T) {
+			testRestoredNode(t, bytes.NewReader(backup.Bytes()), old, keys, store)
+		})
+	}
+}
+
+func testRestoredNode(t *testing.T, backup io.Reader, old string, keys []api.Key, store string) {
 	dir := filepath.Join(t.TempDir(), "restored")
 	// The restore is told another raft address than the node will have
 	// (its port is picked at start): the node corrects it as leader.
-	res, err := cluster.Restore(cluster.RestoreConfig{DataDir: dir, NodeID: "r1", RaftAddr: "127.0.0.1:1", Logger: discard()}, &backup)
+	res, err := cluster.Restore(cluster.RestoreConfig{DataDir: dir, NodeID: "r1", RaftAddr: "127.0.0.1:1", LogStore: store, Logger: discard()}, backup)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if res.FromClusterID != old || res.ClusterID == old {
 		t.Fatalf("restore: %+v, backup of cluster %s", res, old)
 	}
-	n := mustStart(t, testConfig(t, "r1", dir))
+	cfg := testConfig(t, "r1", dir)
+	cfg.LogStore = store
+	n := mustStart(t, cfg)
 	if got := waitCluster(t, n); got != res.ClusterID {
 		t.Fatalf("cluster %s, restore said %s", got, res.ClusterID)
 	}

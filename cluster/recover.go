@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"slices"
 
@@ -58,10 +57,18 @@ func Recover(cfg RecoverConfig) (res RecoverResult, err error) {
 	if err := checkHostPort("raft", cfg.RaftAddr, true); err != nil {
 		return res, fmt.Errorf("cluster: recover: %w", err)
 	}
-	if _, err := os.Stat(filepath.Join(cfg.DataDir, raftDBFile)); err != nil {
-		return res, fmt.Errorf("cluster: recover: %s has no raft state (%v): is it the survivor's data directory?", cfg.DataDir, err)
+	// The log store is of the kind the directory holds.
+	kind := ""
+	switch {
+	case exists(filepath.Join(cfg.DataDir, walDir)):
+		kind = LogStoreWAL
+	case exists(filepath.Join(cfg.DataDir, raftDBFile)):
+		kind = LogStoreBolt
+	default:
+		return res, fmt.Errorf("cluster: recover: %s has no raft log (%s or %s): is it the survivor's data directory?", cfg.DataDir, raftDBFile, walDir)
 	}
-	n := &Node{cfg: Config{DataDir: cfg.DataDir, NodeID: cfg.NodeID, Logger: cfg.Logger, SnapshotRetain: DefaultSnapshotRetain}, log: cfg.Logger}
+	n := &Node{cfg: Config{DataDir: cfg.DataDir, NodeID: cfg.NodeID, Logger: cfg.Logger, LogStore: kind,
+		SnapshotRetain: DefaultSnapshotRetain, MaxAppendEntries: DefaultMaxAppendEntries}, log: cfg.Logger}
 	hasState, err := n.openRecoverStores()
 	defer n.closeStores()
 	if err != nil {

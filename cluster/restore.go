@@ -8,13 +8,10 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/google/uuid"
 	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"github.com/shelfdb/shelf/fsm"
-	bolt "go.etcd.io/bbolt"
 )
 
 // ErrDataDirNotEmpty is returned by Restore for a data directory that
@@ -34,6 +31,9 @@ type RestoreConfig struct {
 	// restored cluster's raft configuration.
 	NodeID   string
 	RaftAddr string
+	// LogStore is the raft log store the node will run with (kvnode
+	// -raft-log): LogStoreBolt (the default when empty) or LogStoreWAL.
+	LogStore string
 	// KeepClusterID keeps the backup's cluster id. By default the restored
 	// cluster gets a new id, so that replicas and nodes of the old cluster
 	// are refused instead of mixing two histories.
@@ -74,6 +74,13 @@ func Restore(cfg RestoreConfig, r io.Reader) (res RestoreResult, err error) {
 	if err := checkHostPort("raft", cfg.RaftAddr, true); err != nil {
 		return res, fmt.Errorf("cluster: restore: %w", err)
 	}
+	switch cfg.LogStore {
+	case "":
+		cfg.LogStore = LogStoreBolt
+	case LogStoreBolt, LogStoreWAL:
+	default:
+		return res, fmt.Errorf("cluster: restore: unknown log store %q: want %q or %q", cfg.LogStore, LogStoreBolt, LogStoreWAL)
+	}
 	created, err := prepareEmptyDir(cfg.DataDir)
 	if err != nil {
 		return res, err
@@ -109,7 +116,7 @@ func Restore(cfg RestoreConfig, r io.Reader) (res RestoreResult, err error) {
 	conf := raft.Configuration{Servers: []raft.Server{{
 		Suffrage: raft.Voter, ID: raft.ServerID(cfg.NodeID), Address: raft.ServerAddress(cfg.RaftAddr),
 	}}}
-	if err := writeRaftState(cfg.DataDir, f, res.Index, restoredTerm, conf, cfg.Logger); err != nil {
+	if err := writeRaftState(cfg, f, res.Index, restoredTerm, conf); err != nil {
 		return res, fmt.Errorf("cluster: restore: %w", err)
 	}
 	cfg.Logger.Info("cluster: restored a backup into a new data directory", "dir", cfg.DataDir, "index", res.Index,
@@ -148,28 +155,31 @@ func cleanDir(dir string, created bool) {
 	}
 }
 
-// writeRaftState writes a raft snapshot of f (whose applied index must be
-// index) with configuration conf into dir's snapshot store, and makes
-// sure raft.db's current term is at least term.
-func writeRaftState(dir string, f *fsm.FSM, index, term uint64, conf raft.Configuration, log *slog.Logger) error {
-	store, err := raftboltdb.New(raftboltdb.Options{
-		Path:        filepath.Join(dir, raftDBFile),
-		BoltOptions: &bolt.Options{Timeout: 2 * time.Second},
-	})
-	if err != nil {
-		return fmt.Errorf("raft log %s: %w", filepath.Join(dir, raftDBFile), err)
+// writeRaftState opens the raft log store of the kind cfg.LogStore names
+// in cfg.DataDir and writes the raft state with writeRaftSnapshot.
+func writeRaftState(cfg RestoreConfig, f *fsm.FSM, index, term uint64, conf raft.Configuration) error {
+	n := &Node{cfg: Config{DataDir: cfg.DataDir, NodeID: cfg.NodeID, LogStore: cfg.LogStore, Logger: cfg.Logger}, log: cfg.Logger}
+	if err := n.openLogStore(); err != nil {
+		return err
 	}
-	defer store.Close()
-	return writeRaftSnapshot(dir, store, f, index, term, conf, log)
+	err := writeRaftSnapshot(cfg.DataDir, n.store, f, index, term, conf, cfg.Logger)
+	if cerr := n.store.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("close the raft log: %w", cerr)
+	}
+	return err
 }
 
-// writeRaftSnapshot is writeRaftState on an open raft store.
-func writeRaftSnapshot(dir string, store *raftboltdb.BoltStore, f *fsm.FSM, index, term uint64, conf raft.Configuration, log *slog.Logger) error {
+// writeRaftSnapshot writes a raft snapshot of f (whose applied index must
+// be index) with configuration conf into dir's snapshot store, and makes
+// sure the stable store's current term is at least term.
+func writeRaftSnapshot(dir string, store raft.StableStore, f *fsm.FSM, index, term uint64, conf raft.Configuration, log *slog.Logger) error {
 	if got := f.AppliedIndex(); got != index {
 		return fmt.Errorf("state machine at index %d, raft snapshot at %d", got, index)
 	}
 	cur, err := store.GetUint64([]byte("CurrentTerm"))
-	if err != nil && !errors.Is(err, raftboltdb.ErrKeyNotFound) {
+	// As raft itself reads it: raft-boltdb answers "not found" for a key
+	// never set, raft-wal zero.
+	if err != nil && err.Error() != "not found" {
 		return fmt.Errorf("raft log: read term: %w", err)
 	}
 	if cur < term {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -17,8 +18,11 @@ import (
 
 // The synopses of the snapshot commands and of recover.
 const (
-	snapshotLine = "snapshot save FILE [-q] | snapshot inspect FILE | snapshot restore FILE --data DIR --id ID [--raft ADDR] [--keep-cluster-id]"
-	recoverLine  = "recover --data DIR --id ID [--raft ADDR]"
+	snapshotSaveLine    = "snapshot save FILE [-q]"
+	snapshotInspectLine = "snapshot inspect FILE"
+	snapshotRestoreLine = "snapshot restore FILE --data DIR --id ID [--raft ADDR] [--raft-log bolt|wal] [--keep-cluster-id]"
+	snapshotLine        = snapshotSaveLine + " | " + snapshotInspectLine + " | " + snapshotRestoreLine
+	recoverLine         = "recover --data DIR --id ID [--raft ADDR]"
 	// defaultRaftAddr is kvnode's default -raft.
 	defaultRaftAddr = "127.0.0.1:7002"
 	// progressEvery is how often save reports progress on a terminal.
@@ -31,10 +35,21 @@ func (c *cli) snapshot(ctx context.Context, args []string) error {
 	data := fs.String("data", "", "restore: the new node's data directory (absent or empty)")
 	id := fs.String("id", "", "restore: the new node's id (its kvnode -id)")
 	raftAddr := fs.String("raft", defaultRaftAddr, "restore: the new node's raft address (its kvnode -raft)")
+	raftLog := fs.String("raft-log", cluster.LogStoreBolt, "restore: the new node's raft log store, as its kvnode -raft-log: bolt or wal")
 	keep := fs.Bool("keep-cluster-id", false, "restore: keep the backup's cluster id (default: a new one)")
 	pos, err := c.parse(fs, snapshotLine, args, 2, 2)
 	if err != nil {
 		return err
+	}
+	if sub := pos[0]; sub != "restore" {
+		for _, f := range []string{"data", "id", "raft", "raft-log", "keep-cluster-id"} {
+			if flagSet(fs, f) {
+				return usagef(snapshotLine, "snapshot %s: --%s goes with snapshot restore", sub, f)
+			}
+		}
+	}
+	if pos[0] != "save" && *quiet {
+		return usagef(snapshotLine, "snapshot %s: -q goes with snapshot save", pos[0])
 	}
 	switch pos[0] {
 	case "save":
@@ -45,9 +60,24 @@ func (c *cli) snapshot(ctx context.Context, args []string) error {
 		if *data == "" || *id == "" {
 			return usagef(snapshotLine, "snapshot restore: --data and --id are required")
 		}
-		return c.snapshotRestore(pos[1], cluster.RestoreConfig{DataDir: *data, NodeID: *id, RaftAddr: *raftAddr, KeepClusterID: *keep})
+		return c.snapshotRestore(pos[1], cluster.RestoreConfig{DataDir: *data, NodeID: *id, RaftAddr: *raftAddr, LogStore: *raftLog, KeepClusterID: *keep})
 	}
 	return usagef(snapshotLine, "snapshot: unknown subcommand %q", pos[0])
+}
+
+// snapshotFlags are the command flags of each snapshot subcommand (for its
+// help and completion).
+var snapshotFlags = map[string][]string{
+	"save":    {"q"},
+	"inspect": {},
+	"restore": {"data", "id", "raft", "raft-log", "keep-cluster-id"},
+}
+
+// flagSet reports whether flag name was given on the command line.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
 
 // snapshotSave downloads a snapshot to file (atomically, through a

@@ -24,6 +24,11 @@
 // node certificate of the cluster CA (-tls-ca). -tls-client-ca makes the
 // API require a client certificate of that CA as well. -gossip-key
 // encrypts gossip. kvctl certs makes the CA, certificates and key.
+// SHELF_PPROF is read too. "kvnode -version" prints the build and exits.
+//
+// Every node serves GET /metrics (Prometheus), /healthz, /readyz and
+// /v1/version next to the API; -pprof adds /debug/pprof/ (see
+// docs/operations.md, "Monitoring").
 //
 // A node restarted with its data directory needs neither -bootstrap nor
 // -join: it finds its peers from its raft configuration and the gossip
@@ -53,7 +58,9 @@ import (
 	"github.com/shelfdb/shelf/cluster"
 	"github.com/shelfdb/shelf/fsm"
 	"github.com/shelfdb/shelf/internal/httpapi"
+	"github.com/shelfdb/shelf/internal/metrics"
 	"github.com/shelfdb/shelf/internal/tlsconf"
+	"github.com/shelfdb/shelf/internal/version"
 )
 
 // Defaults of the address flags.
@@ -104,6 +111,9 @@ type options struct {
 
 	tls       tlsconf.NodeFiles // all empty: no TLS
 	gossipKey []byte
+	pprof     bool // serve /debug/pprof/
+	version   bool // print the version and exit
+	raftLog   string
 
 	restore       string // -restore: a snapshot file to seed -data from
 	keepClusterID bool   // -keep-cluster-id
@@ -130,12 +140,15 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*o
 	fs.BoolVar(&o.dev, "dev", false, "development mode: one bootstrapped node \"dev\", data in ./shelf-data")
 	fs.StringVar(&logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
 	fs.DurationVar(&o.borrowTTL, "borrow-ttl", 0, "expiry of borrows that ask for none (`duration`; 0: never expire; set the same on every node)")
+	fs.StringVar(&o.raftLog, "raft-log", cluster.LogStoreBolt, "raft log `store`: bolt (raft.db) or wal (raft-wal); a data directory keeps the kind it was created with")
 	fs.DurationVar(&o.expiryGrace, "expiry-grace", cluster.DefaultExpiryGrace, "how long a new leader waits before it expires borrows (`duration`)")
 	fs.StringVar(&o.tls.Cert, "tls-cert", "", "node certificate `file` (PEM; kvctl certs issue --node): serve HTTPS and raft over TLS")
 	fs.StringVar(&o.tls.Key, "tls-key", "", "private key `file` of -tls-cert")
 	fs.StringVar(&o.tls.CA, "tls-ca", "", "cluster CA `file`: peers (raft, internal routes) must present a node certificate it signed")
 	fs.StringVar(&o.tls.ClientCA, "tls-client-ca", "", "require clients of the HTTP API to present a certificate signed by this CA `file` (may be the -tls-ca file)")
 	fs.StringVar(&gossipKey, "gossip-key", "", "gossip encryption `key`, base64 of 16, 24 or 32 bytes, the same on every node (kvctl certs gossip-key)")
+	fs.BoolVar(&o.pprof, "pprof", false, "serve Go profiles on /debug/pprof/ of the HTTP address (off by default: anyone who reaches the port may profile)")
+	fs.BoolVar(&o.version, "version", false, "print the version and exit")
 	fs.StringVar(&o.restore, "restore", "", "seed the new, empty -data directory from this snapshot `file` (kvctl snapshot save) as a new single-node cluster, then start; once only")
 	fs.BoolVar(&o.keepClusterID, "keep-cluster-id", false, "with -restore: keep the backup's cluster id (default: a new one, which clients of the old cluster refuse)")
 	fs.Usage = func() {
@@ -151,7 +164,10 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*o
 	if fs.NArg() > 0 {
 		return nil, usageError{fmt.Errorf("unexpected arguments %q", fs.Args())}
 	}
-	set := map[string]bool{}
+	if o.version {
+		return &o, nil
+	}
+	set := map[string]bool{"version": true} // -version has no SHELF_ variable
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	var envErrs []error
 	fs.VisitAll(func(f *flag.Flag) {
@@ -205,6 +221,9 @@ func (o *options) validate() error {
 	}
 	if o.id == "" {
 		errs = append(errs, errors.New("-id is required (or -dev)"))
+	}
+	if o.raftLog != cluster.LogStoreBolt && o.raftLog != cluster.LogStoreWAL {
+		errs = append(errs, fmt.Errorf("-raft-log %q: want %s or %s", o.raftLog, cluster.LogStoreBolt, cluster.LogStoreWAL))
 	}
 	if o.borrowTTL < 0 || o.expiryGrace < 0 {
 		errs = append(errs, errors.New("-borrow-ttl and -expiry-grace must not be negative"))
@@ -284,7 +303,7 @@ func restoreData(o *options, logger *slog.Logger) error {
 		return fmt.Errorf("-restore: %w", err)
 	}
 	defer f.Close()
-	res, err := cluster.Restore(cluster.RestoreConfig{DataDir: o.data, NodeID: o.id, RaftAddr: o.raft, KeepClusterID: o.keepClusterID, Logger: logger}, f)
+	res, err := cluster.Restore(cluster.RestoreConfig{DataDir: o.data, NodeID: o.id, RaftAddr: o.raft, LogStore: o.raftLog, KeepClusterID: o.keepClusterID, Logger: logger}, f)
 	if errors.Is(err, cluster.ErrDataDirNotEmpty) {
 		return fmt.Errorf("-restore %s: %w; -restore only seeds a new data directory: if this node was restored already, start it without -restore", o.restore, err)
 	}
@@ -301,6 +320,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	o, err := parseFlags(args, getenv, stderr)
 	if err != nil {
 		return err
+	}
+	if o.version {
+		fmt.Fprintf(stdout, "kvnode %s\n", version.Get())
+		return nil
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: o.logLevel}))
 
@@ -342,6 +365,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		scheme = "https"
 	}
 
+	// One node per process: raft's and memberlist's go-metrics (a
+	// process-wide global) go to this node's registry.
+	met := metrics.New()
+	if err := metrics.InstallRaftSink(met.Registry()); err != nil {
+		return err
+	}
 	node, err := cluster.New(cluster.Config{
 		NodeID:     o.id,
 		DataDir:    o.data,
@@ -355,7 +384,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		GossipKey:  o.gossipKey,
 
 		DefaultBorrowTTL: o.borrowTTL,
+		LogStore:         o.raftLog,
 		ExpiryGrace:      noneIfZero(o.expiryGrace), // 0 on the command line: no grace
+		Observer:         met,
 	})
 	if err != nil {
 		if errors.Is(err, api.ErrWrongCluster) {
@@ -364,9 +395,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 
+	if err := met.WatchNode(node); err != nil {
+		_ = node.Shutdown()
+		return err
+	}
+	if o.pprof {
+		logger.Warn("kvnode: serving Go profiles on /debug/pprof/ (-pprof): anyone who reaches the HTTP address can profile this node")
+	}
+
 	stopping := make(chan struct{})
 	srv := &http.Server{
-		Handler:           httpapi.New(httpapi.Config{Node: node, Logger: logger, Stopping: stopping, Peer: peerCheck}),
+		Handler:           httpapi.New(httpapi.Config{Node: node, Logger: logger, Stopping: stopping, Peer: peerCheck, Metrics: met, Pprof: o.pprof}),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
@@ -381,7 +420,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		go func() { serveErr <- srv.Serve(ln) }()
 	}
 	fmt.Fprintf(stdout, "kvnode: listening on %s://%s\n", scheme, ln.Addr())
-	logger.Info("kvnode: serving", "http", ln.Addr().String(), "scheme", scheme, "id", o.id, "data", o.data)
+	logger.Info("kvnode: serving", "http", ln.Addr().String(), "scheme", scheme, "id", o.id, "data", o.data, "version", version.Get().String())
 
 	var runErr error
 	select {
