@@ -197,7 +197,7 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	db.cluster = db.local.get(keyCluster)
 	if rc := db.replica.ClusterID(); rc != "" && db.cluster != "" && rc != db.cluster {
 		db.Close()
-		return nil, fmt.Errorf("%w: the replica in %s holds cluster %s, this client is pinned to %s", ErrWrongCluster, cfg.Dir, rc, db.cluster)
+		return nil, fmt.Errorf("%w: the replica in %s holds cluster %s, this client is pinned to %s; %s", ErrWrongCluster, cfg.Dir, rc, db.cluster, wrongClusterAdvice(cfg.Dir))
 	} else if db.cluster == "" {
 		db.cluster = rc
 	}
@@ -322,6 +322,14 @@ func (db *DB) registerOnce(ctx context.Context) error {
 	return err
 }
 
+// wrongClusterAdvice says why a client meets another cluster than its own
+// and what to do, for the errors wrapping ErrWrongCluster.
+func wrongClusterAdvice(dir string) string {
+	return fmt.Sprintf("if the cluster was restored from a backup (which gives it a new cluster id unless kept) or replaced, "+
+		"this client's data in %s belongs to the old cluster: close the client, move %s aside and open it again "+
+		"to register with the new cluster (borrows and queued writes of the old one are not carried over)", dir, dir)
+}
+
 // pin checks id against the pinned cluster, pinning it if none is.
 func (db *DB) pin(id string) error {
 	if id == "" {
@@ -334,7 +342,7 @@ func (db *DB) pin(id string) error {
 		return db.local.put(keyCluster, id)
 	}
 	if db.cluster != id {
-		return api.Errorf(api.CodeWrongCluster, "server belongs to cluster %s, this client's replica to cluster %s", id, db.cluster)
+		return api.Errorf(api.CodeWrongCluster, "server belongs to cluster %s, this client's replica to cluster %s; %s", id, db.cluster, wrongClusterAdvice(db.cfg.Dir))
 	}
 	return nil
 }

@@ -184,7 +184,7 @@ func (db *DB) resync(c *api.Client) error {
 		return fmt.Errorf("client: snapshot from %s: %w", c.BaseURL(), err)
 	}
 	if got := db.replica.ClusterID(); got != db.ClusterID() {
-		return api.Errorf(api.CodeWrongCluster, "snapshot from %s holds cluster %s, this client is pinned to %s", c.BaseURL(), got, db.ClusterID())
+		return api.Errorf(api.CodeWrongCluster, "snapshot from %s holds cluster %s, this client is pinned to %s; %s", c.BaseURL(), got, db.ClusterID(), wrongClusterAdvice(db.cfg.Dir))
 	}
 	db.log.Info("client: replica loaded from snapshot", "server", c.BaseURL(), "from", before, "to", db.replica.AppliedIndex())
 	db.events.publish(Event{Event: api.Event{Index: db.replica.AppliedIndex(), Type: EventResynced, Time: time.Now().UTC()}})

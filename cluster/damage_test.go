@@ -374,7 +374,7 @@ func TestDamagedPeersFileIgnored(t *testing.T) {
 	for _, data := range []string{"", "{not json", `{"a": 1}`, `["no port", 7]`, `["no port"]`, "\x00\x01\x02"} {
 		t.Run(fmt.Sprintf("%q", data), func(t *testing.T) {
 			dir := copyDir(t, base)
-			if err := os.WriteFile(filepath.Join(dir, "peers.json"), []byte(data), 0o600); err != nil {
+			if err := os.WriteFile(filepath.Join(dir, "gossip-peers.json"), []byte(data), 0o600); err != nil {
 				t.Fatal(err)
 			}
 			cfg, logs := damagedConfig(t, dir)

@@ -47,7 +47,12 @@ const raftShutdownTimeout = 30 * time.Second
 const (
 	raftDBFile = "raft.db"
 	fsmDBFile  = "fsm.db"
-	peersFile  = "peers.json"
+	// peersFile caches the gossip addresses of the known peers. It is not
+	// raft's peers.json (a recovery file for a lost quorum; see Recover),
+	// the name this file had before: oldPeersFile is read once if
+	// peersFile is missing, then removed.
+	peersFile    = "gossip-peers.json"
+	oldPeersFile = "peers.json"
 )
 
 // Node is one running Shelf server: its state machine, raft and gossip.
@@ -687,6 +692,13 @@ func (n *Node) refreshMeta() {
 func (n *Node) loadPeers() []string {
 	path := filepath.Join(n.cfg.DataDir, peersFile)
 	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		old := filepath.Join(n.cfg.DataDir, oldPeersFile)
+		if b, err = os.ReadFile(old); err == nil {
+			n.log.Info("cluster: read the gossip peers from their old file name; saving them as "+peersFile, "file", old)
+			n.migratePeers(old, b)
+		}
+	}
 	if err != nil {
 		if !errors.Is(err, os.ErrNotExist) {
 			n.log.Warn("cluster: ignoring unreadable peers file (a cache of gossip addresses)", "file", path, "err", err)
@@ -707,6 +719,24 @@ func (n *Node) loadPeers() []string {
 		good = append(good, a)
 	}
 	return n.withoutSelf(good)
+}
+
+// migratePeers writes b, read from the peers file's old name old, under
+// the new name and removes the old file, so that it is not taken for a raft
+// recovery file.
+func (n *Node) migratePeers(old string, b []byte) {
+	path := filepath.Join(n.cfg.DataDir, peersFile)
+	if err := os.WriteFile(path+".tmp", b, 0o600); err != nil {
+		n.log.Warn("cluster: saving peers failed", "err", err)
+		return
+	}
+	if err := os.Rename(path+".tmp", path); err != nil {
+		n.log.Warn("cluster: saving peers failed", "err", err)
+		return
+	}
+	if err := os.Remove(old); err != nil {
+		n.log.Warn("cluster: removing the old peers file failed", "file", old, "err", err)
+	}
 }
 
 // savePeers writes the gossip addresses of the known peers, so that a

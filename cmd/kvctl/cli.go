@@ -69,7 +69,20 @@ Commands:
                                moves to another -s node when its node goes away
   hash                         the node's applied index and content hash (equal
                                hashes at equal index: the replicas converged)
-  snapshot save FILE           save the state machine snapshot ("-": stdout)
+  snapshot save FILE [-q]      save a snapshot of the state while writes go on
+                               (through a temporary file, checksum verified before
+                               it gets its name; "-": stdout); progress on a
+                               terminal unless -q
+  snapshot inspect FILE        check a snapshot file and show its index, cluster id,
+                               content hash, clients, borrows, records per tree
+  snapshot restore FILE --data DIR --id ID [--raft ADDR] [--raft-log bolt|wal] [--keep-cluster-id]
+                               seed a new single-node cluster in DIR (absent or
+                               empty) from FILE, checksum verified, with a new
+                               cluster id unless --keep-cluster-id; then start
+                               kvnode -id ID -data DIR -raft ADDR (no -bootstrap)
+  recover --data DIR --id ID [--raft ADDR]
+                               quorum lost: make the stopped survivor in DIR the
+                               only voter (docs/operations.md, "Quorum loss")
   certs init --dir DIR         make an office CA (DIR/ca.crt, DIR/ca.key)
   certs issue --ca DIR NAME (--node --hosts H[,H...] | --client) [--out DIR]
                                make a node certificate (server and client auth,
@@ -175,6 +188,7 @@ var commands = map[string]func(*cli, context.Context, []string) error{
 	"watch":    (*cli).watch,
 	"hash":     (*cli).hash,
 	"snapshot": (*cli).snapshot,
+	"recover":  (*cli).recover,
 	"certs":    (*cli).certs,
 	"version":  (*cli).version,
 	"health":   (*cli).health,

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -208,9 +209,10 @@ func newFake(t *testing.T, nrec int) *fakeAPI {
 		}
 		f.reply(w, http.StatusOK, rs)
 	})
+	snap := snapshotBytes(t)
 	mux.HandleFunc("GET /v1/snapshot", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/octet-stream")
-		_, _ = w.Write([]byte("SNAPSHOT-BYTES"))
+		_, _ = w.Write(snap)
 	})
 	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()
@@ -526,11 +528,11 @@ func TestRangesClientsSnapshot(t *testing.T) {
 	}
 	file := filepath.Join(t.TempDir(), "snap.db")
 	out, _, code = kv(t, f, "", "snapshot", "save", file)
-	if b, err := os.ReadFile(file); code != 0 || err != nil || string(b) != "SNAPSHOT-BYTES" {
+	if b, err := os.ReadFile(file); code != 0 || err != nil || !bytes.Equal(b, snapshotBytes(t)) {
 		t.Fatalf("snapshot save: %d %v %q", code, err, b)
 	}
-	if out != "saved snapshot to "+file+" (14 bytes)\n" {
-		t.Fatalf("snapshot output %q", out)
+	if want := fmt.Sprintf("saved snapshot at index 0 to %s (%d bytes in ", file, len(snapshotBytes(t))); !strings.HasPrefix(out, want) || !strings.HasSuffix(out, "s, checksum verified)\n") {
+		t.Fatalf("snapshot output %q, want %q...", out, want)
 	}
 	entries, _ := os.ReadDir(filepath.Dir(file))
 	if len(entries) != 1 {
@@ -575,7 +577,9 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"clients", "drop", "c1"}, exitUsage, "kvctl: clients: unknown subcommand \"drop\"\nusage: kvctl clients | clients remove NAME|ID [--reason R]\n"},
 		{[]string{"clients", "remove"}, exitUsage, "kvctl: clients remove: want the client's name or ID\n"},
 		{[]string{"clients", "--reason", "x"}, exitUsage, "kvctl: clients: --reason goes with clients remove\n"},
-		{[]string{"snapshot", "restore", "f"}, exitUsage, "kvctl: snapshot: unknown subcommand \"restore\"\n"},
+		{[]string{"snapshot", "frob", "f"}, exitUsage, "kvctl: snapshot: unknown subcommand \"frob\"\n"},
+		{[]string{"snapshot", "restore", "f"}, exitUsage, "kvctl: snapshot restore: --data and --id are required\n"},
+		{[]string{"recover", "--data", "d"}, exitUsage, "kvctl: recover: --data and --id are required\n"},
 		{[]string{"watch", "-from", "x"}, exitUsage, "kvctl: watch: -from \"x\": want a log index or now\nusage: kvctl watch [TREE] [-from N|now]\n"},
 		{[]string{"watch", "a", "b"}, exitUsage, "kvctl: watch: unexpected arguments [\"b\"]\n"},
 		{[]string{"hash", "x"}, exitUsage, "kvctl: hash: unexpected arguments [\"x\"]\n"},
@@ -608,7 +612,7 @@ func TestHelp(t *testing.T) {
 		}
 	}
 	for _, sub := range []string{"members remove ID", "leader transfer [ID]", "leases return TREE", "leases take TREE ID[/REV] --to CLIENT", "leases history TREE ID[/REV]",
-		"clients remove NAME|ID [--reason R]", "snapshot save FILE", "put TREE JSON|-", "schema TREE [VERSION]", "-limit N", "-all", "watch [TREE] [-from N|now]"} {
+		"clients remove NAME|ID [--reason R]", "snapshot save FILE", "snapshot restore FILE --data DIR --id ID", "recover --data DIR --id ID", "put TREE JSON|-", "schema TREE [VERSION]", "-limit N", "-all", "watch [TREE] [-from N|now]"} {
 		if !strings.Contains(usageText, sub) {
 			t.Errorf("usage lacks %q", sub)
 		}

@@ -9,8 +9,14 @@
 // (SHELF_ID, SHELF_DATA, SHELF_HTTP, SHELF_RAFT, SHELF_GOSSIP,
 // SHELF_BOOTSTRAP, SHELF_JOIN, SHELF_DEV, SHELF_LOG_LEVEL,
 // SHELF_ADVERTISE_HTTP, SHELF_TLS_CERT, SHELF_TLS_KEY, SHELF_TLS_CA,
-// SHELF_TLS_CLIENT_CA, SHELF_GOSSIP_KEY); a flag on the command line wins
-// over the environment.
+// SHELF_TLS_CLIENT_CA, SHELF_GOSSIP_KEY, SHELF_RESTORE,
+// SHELF_KEEP_CLUSTER_ID); a flag on the command line wins over the
+// environment.
+//
+// Backup and restore (docs/operations.md): kvctl snapshot save takes a
+// backup; kvnode -restore FILE -id ID -data NEWDIR ... seeds a new, empty
+// data directory from it as a new single-node cluster (a new cluster id
+// unless -keep-cluster-id) and starts; other nodes then -join it.
 //
 // TLS (docs/operations.md): with -tls-cert, -tls-key and -tls-ca the HTTP
 // API serves HTTPS only, raft runs over mutually authenticated TLS, and
@@ -108,6 +114,9 @@ type options struct {
 	pprof     bool // serve /debug/pprof/
 	version   bool // print the version and exit
 	raftLog   string
+
+	restore       string // -restore: a snapshot file to seed -data from
+	keepClusterID bool   // -keep-cluster-id
 }
 
 // parseFlags parses args, then fills unset flags from the environment.
@@ -140,6 +149,8 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*o
 	fs.StringVar(&gossipKey, "gossip-key", "", "gossip encryption `key`, base64 of 16, 24 or 32 bytes, the same on every node (kvctl certs gossip-key)")
 	fs.BoolVar(&o.pprof, "pprof", false, "serve Go profiles on /debug/pprof/ of the HTTP address (off by default: anyone who reaches the port may profile)")
 	fs.BoolVar(&o.version, "version", false, "print the version and exit")
+	fs.StringVar(&o.restore, "restore", "", "seed the new, empty -data directory from this snapshot `file` (kvctl snapshot save) as a new single-node cluster, then start; once only")
+	fs.BoolVar(&o.keepClusterID, "keep-cluster-id", false, "with -restore: keep the backup's cluster id (default: a new one, which clients of the old cluster refuse)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage:\n  kvnode -dev\n  kvnode -id ID -data DIR [-http ADDR] [-raft ADDR] [-gossip ADDR] -bootstrap | -join ADDR[,ADDR...]\n\nFlags (each also read from SHELF_<NAME>, e.g. SHELF_DATA, SHELF_LOG_LEVEL):\n")
 		fs.PrintDefaults()
@@ -220,6 +231,12 @@ func (o *options) validate() error {
 	if o.data == "" {
 		errs = append(errs, errors.New("-data is required (or -dev)"))
 	}
+	if o.restore != "" && (o.dev || o.bootstrap || len(o.join) > 0) {
+		errs = append(errs, errors.New("-restore starts a new cluster from a backup: it excludes -dev, -bootstrap and -join"))
+	}
+	if o.keepClusterID && o.restore == "" {
+		errs = append(errs, errors.New("-keep-cluster-id goes with -restore"))
+	}
 	if o.bootstrap && len(o.join) > 0 && !o.dev {
 		errs = append(errs, errors.New("-bootstrap and -join exclude each other: bootstrap the first node, join the others"))
 	}
@@ -279,6 +296,25 @@ func advertised(o *options, ln net.Listener) string {
 	return addr
 }
 
+// restoreData seeds the data directory from the -restore file.
+func restoreData(o *options, logger *slog.Logger) error {
+	f, err := os.Open(o.restore)
+	if err != nil {
+		return fmt.Errorf("-restore: %w", err)
+	}
+	defer f.Close()
+	res, err := cluster.Restore(cluster.RestoreConfig{DataDir: o.data, NodeID: o.id, RaftAddr: o.raft, LogStore: o.raftLog, KeepClusterID: o.keepClusterID, Logger: logger}, f)
+	if errors.Is(err, cluster.ErrDataDirNotEmpty) {
+		return fmt.Errorf("-restore %s: %w; -restore only seeds a new data directory: if this node was restored already, start it without -restore", o.restore, err)
+	}
+	if err != nil {
+		return fmt.Errorf("-restore %s: %w", o.restore, err)
+	}
+	logger.Info("kvnode: restored the data directory from a backup; start this node without -restore from now on",
+		"file", o.restore, "index", res.Index, "cluster", res.ClusterID, "from_cluster", res.FromClusterID)
+	return nil
+}
+
 // run runs a node until ctx ends.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	o, err := parseFlags(args, getenv, stderr)
@@ -291,6 +327,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: o.logLevel}))
 
+	if o.restore != "" {
+		// Before anything is made in the data directory: a failed restore
+		// leaves it as it was.
+		if err := restoreData(o, logger); err != nil {
+			return err
+		}
+	}
 	if err := os.MkdirAll(o.data, 0o700); err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
