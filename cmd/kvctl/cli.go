@@ -25,6 +25,7 @@ const (
 	exitNotFound    = 3 // not_found, tree_not_found, unknown_*
 	exitConflict    = 4 // borrowed, not_borrowed, released, exists, ...
 	exitUnreachable = 5 // no answer from the server
+	exitDenied      = 6 // unauthenticated or forbidden (auth on)
 )
 
 const usageText = `Usage: kvctl [-s HTTP_ADDR[,HTTP_ADDR...]] [-o table|json] <command> [args]
@@ -72,6 +73,13 @@ Commands:
                                for the IPs and names in --hosts) or a client
                                certificate (CN=NAME): NAME.crt, NAME.key
   certs gossip-key             print a new -gossip-key
+  tokens create NAME --role reader|writer|admin [--client CLIENT]
+                               make an API token (admin); prints the secret, once.
+                               A writer token acts as one client: --client (id or
+                               name), or the first client it registers
+  tokens [list]                API tokens: name, role, bound client, created (never
+                               the secrets)
+  tokens revoke NAME           delete a token: its requests are refused from now on
   help                         this text
 
 Flags (before or after the command):
@@ -86,6 +94,11 @@ Flags (before or after the command):
   --cert FILE, --key FILE
                  client certificate and key, for nodes that require one
                  (-tls-client-ca) (env SHELF_CERT, SHELF_KEY)
+  --token TOKEN  API token for nodes with auth on (kvnode -auth), sent as
+                 Authorization: Bearer (env SHELF_TOKEN)
+  --token-file FILE
+                 file holding the token, e.g. DATA/admin.token of the bootstrap
+                 node (env SHELF_TOKEN_FILE); --token wins
   -o FORMAT      table for people, json for scripts (env SHELF_OUTPUT, default table)
   -consistency C linearizable (default): a read reflects every write acknowledged
                  before it, whichever node answers; stale: the node's own state as
@@ -99,7 +112,8 @@ Flags (before or after the command):
                  again with the same K to retry a write that failed for good;
                  the cluster keeps a key at least 24h (see docs/http-api.md)
 
-Exit codes: 0 ok, 1 error, 2 usage, 3 not found, 4 conflict, 5 cannot reach the server.
+Exit codes: 0 ok, 1 error, 2 usage, 3 not found, 4 conflict, 5 cannot reach the server,
+6 refused (no valid token, or its role does not allow the command).
 `
 
 // cli is one invocation: its streams, settings and the API client.
@@ -115,6 +129,7 @@ type cli struct {
 	client                    *api.Client
 	retryWait                 time.Duration // first wait before a write is sent again (0: 250ms)
 	tls                       tlsOptions    // --cacert, --cert, --key
+	tok                       tokenOptions  // --token, --token-file
 }
 
 // usageError is a bad command line; line is the command's synopsis.
@@ -150,6 +165,7 @@ var commands = map[string]func(*cli, context.Context, []string) error{
 	"hash":     (*cli).hash,
 	"snapshot": (*cli).snapshot,
 	"certs":    (*cli).certs,
+	"tokens":   (*cli).tokens,
 }
 
 func (c *cli) main(ctx context.Context, args []string) int {
@@ -163,6 +179,7 @@ func (c *cli) main(ctx context.Context, args []string) int {
 	}
 	c.consistency = c.getenv("SHELF_CONSISTENCY")
 	c.tlsEnv()
+	c.tokenEnv()
 	fs := c.flagSet("kvctl")
 	err := fs.Parse(args)
 	if err != nil && !errors.Is(err, flag.ErrHelp) {
@@ -223,6 +240,8 @@ func (c *cli) fail(ctx context.Context, err error) int {
 	var ae *api.Error
 	if errors.As(err, &ae) {
 		switch ae.Code {
+		case api.CodeUnauthenticated, api.CodeForbidden:
+			return exitDenied
 		case api.CodeNotFound, api.CodeTreeNotFound, api.CodeUnknownClient,
 			api.CodeUnknownSchema, api.CodeUnknownMember:
 			return exitNotFound
@@ -244,6 +263,7 @@ func (c *cli) flagSet(name string) *flag.FlagSet {
 	fs.StringVar(&c.consistency, "consistency", c.consistency, "reads: linearizable (default) or stale")
 	fs.StringVar(&c.idemKey, "idempotency-key", c.idemKey, "idempotency key of a write")
 	c.tlsFlags(fs)
+	c.tokenFlags(fs)
 	return fs
 }
 
@@ -325,6 +345,9 @@ func (c *cli) checkFlags(line string) error {
 	if _, err := splitAddrs(c.addr); err != nil {
 		return usagef(line, "%v", err)
 	}
+	if err := c.loadToken(); err != nil {
+		return err
+	}
 	return c.loadTLS()
 }
 
@@ -343,7 +366,7 @@ func (c *cli) api() *api.Client {
 		addr := c.withScheme(c.addr)
 		addrs, err := splitAddrs(addr)
 		if err != nil || len(addrs) == 1 {
-			c.client = api.NewClient(addr, hc).WithConsistency(api.Consistency(c.consistency)) // checkFlags reported a bad -s already
+			c.client = api.NewClient(addr, hc).WithConsistency(api.Consistency(c.consistency)).WithToken(c.tok.loaded) // checkFlags reported a bad -s already
 			return c.client
 		}
 		next := hc.Transport
@@ -352,7 +375,7 @@ func (c *cli) api() *api.Client {
 		}
 		fo := *hc
 		fo.Transport = &failover{next: next, nodes: addrs}
-		c.client = api.NewClient(addrs[0], &fo).WithConsistency(api.Consistency(c.consistency))
+		c.client = api.NewClient(addrs[0], &fo).WithConsistency(api.Consistency(c.consistency)).WithToken(c.tok.loaded)
 	}
 	return c.client
 }
