@@ -100,7 +100,7 @@ func TestAuthCluster(t *testing.T) {
 		}
 		readerTok = ct.Token
 		code, stdout, stderr = kvctlOut(t, "-s", all, "--token", writerTok, "tokens", "create", "x", "--role", "admin")
-		if code != 6 || !strings.Contains(stderr, "needs a admin token") {
+		if code != 6 || !strings.Contains(stderr, "needs role admin") {
 			t.Errorf("a writer creating a token: exit %d, %q, %q", code, stdout, stderr)
 		}
 		code, stdout, _ = kvctlOut(t, "-s", all, "--token-file", tokenFile, "-o", "json", "tokens", "list")

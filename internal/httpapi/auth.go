@@ -123,7 +123,7 @@ func (h *handler) authorize(r *http.Request, pattern string, acc access) (*http.
 	}
 	c.token = ti
 	if ti.Role.Rank() < acc.role().Rank() {
-		err := api.Errorf(api.CodeForbidden, "forbidden: %s %s needs a %s token; token %q is a %s", r.Method, pattern, acc.role(), ti.Name, ti.Role)
+		err := api.Errorf(api.CodeForbidden, "forbidden: %s %s needs role %s; token %q has role %s", r.Method, pattern, acc.role(), ti.Name, ti.Role)
 		h.audit.refused(c, err)
 		return nil, err
 	}
@@ -150,7 +150,7 @@ func (h *handler) mayAct(ctx context.Context, cmd *fsm.Command) error {
 	var err *api.Error
 	switch {
 	case ti.Role != api.RoleWriter || adminOps[cmd.Op]:
-		err = api.Errorf(api.CodeForbidden, "forbidden: %s needs an admin token; token %q is a %s", cmd.Op, ti.Name, ti.Role)
+		err = api.Errorf(api.CodeForbidden, "forbidden: %s needs role admin; token %q has role %s", cmd.Op, ti.Name, ti.Role)
 	case cmd.Op == fsm.OpRegisterClient && ti.Client != "":
 		err = api.Errorf(api.CodeForbidden, "forbidden: token %q already acts as client %s: a writer token registers one client (create another token for another client)", ti.Name, ti.Client)
 	case cmd.Op == fsm.OpRegisterClient:
