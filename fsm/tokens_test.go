@@ -59,7 +59,15 @@ func TestTokenLifecycle(t *testing.T) {
 func TestWriterTokenBindsOnRegister(t *testing.T) {
 	h, _, _ := setup(t)
 	h.ok(Command{Op: OpCreateToken, Name: "ws7", Role: "writer", Hash: api.TokenHash("s")})
-	h.ok(Command{Op: OpRegisterClient, Client: "c7", Name: "ws-7", Token: "ws7"})
+	reg := Command{Op: OpRegisterClient, Client: "c7", Name: "ws-7", Token: "ws7", Session: "idem-1", Seq: 1, ReqHash: "h1"}
+	h.ok(reg)
+	// The registration sent again with its idempotency key (the answer
+	// was lost) gets its first answer, not a refusal of a second client.
+	again := reg
+	again.Client = "c7-retry"
+	if r := h.send(again); !r.Repeat || r.Client == nil || r.Client.ID != "c7" {
+		t.Fatalf("repeat of the registration: %+v", r)
+	}
 	if ti, _ := h.f.TokenByHash(api.TokenHash("s")); ti.Client != "c7" {
 		t.Fatalf("token after register: %+v", ti)
 	}

@@ -60,6 +60,7 @@ func (a access) role() api.Role {
 type caller struct {
 	auth    bool          // enforcement is on
 	token   api.TokenInfo // the token (or certificate's token) used; zero with auth off
+	hash    string        // of the bearer token ("" for a certificate's)
 	method  string
 	pattern string
 	remote  string
@@ -85,27 +86,29 @@ func bearer(r *http.Request) (string, bool) {
 	return strings.TrimSpace(tok), true
 }
 
-// authenticate finds the token of a request: the bearer token, else the
-// token named like the common name of a verified client certificate.
-func (h *handler) authenticate(r *http.Request) (api.TokenInfo, *api.Error) {
+// authenticate finds the token of a request, and the hash of a bearer
+// token: the bearer token, else the token named like the common name of a
+// verified client certificate.
+func (h *handler) authenticate(r *http.Request) (api.TokenInfo, string, *api.Error) {
 	tok, given := bearer(r)
 	switch {
 	case given && tok == "":
-		return api.TokenInfo{}, api.Errorf(api.CodeUnauthenticated, "unauthenticated: malformed Authorization header: want \"Bearer TOKEN\"")
+		return api.TokenInfo{}, "", api.Errorf(api.CodeUnauthenticated, "unauthenticated: malformed Authorization header: want \"Bearer TOKEN\"")
 	case given:
-		if ti, ok := h.node.FSM().TokenByHash(api.TokenHash(tok)); ok {
-			return ti, nil
+		hash := api.TokenHash(tok)
+		if ti, ok := h.node.FSM().TokenByHash(hash); ok {
+			return ti, hash, nil
 		}
-		return api.TokenInfo{}, api.Errorf(api.CodeUnauthenticated, "unauthenticated: unknown or revoked token")
+		return api.TokenInfo{}, "", api.Errorf(api.CodeUnauthenticated, "unauthenticated: unknown or revoked token")
 	}
 	if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
 		cn := r.TLS.VerifiedChains[0][0].Subject.CommonName
 		if ti, ok := h.node.FSM().TokenNamed(cn); ok {
-			return ti, nil
+			return ti, "", nil
 		}
-		return api.TokenInfo{}, api.Errorf(api.CodeUnauthenticated, "unauthenticated: client certificate %q names no token (create one with kvctl tokens create %s --role ROLE)", cn, cn)
+		return api.TokenInfo{}, "", api.Errorf(api.CodeUnauthenticated, "unauthenticated: client certificate %q names no token (create one with kvctl tokens create %s --role ROLE)", cn, cn)
 	}
-	return api.TokenInfo{}, api.Errorf(api.CodeUnauthenticated, "unauthenticated: this node requires a token: send Authorization: Bearer TOKEN (kvctl --token, SHELF_TOKEN, client.Config.Token)")
+	return api.TokenInfo{}, "", api.Errorf(api.CodeUnauthenticated, "unauthenticated: this node requires a token: send Authorization: Bearer TOKEN (kvctl --token, SHELF_TOKEN, client.Config.Token)")
 }
 
 // authorize decides a request to a route of access acc: nil to serve it
@@ -116,12 +119,12 @@ func (h *handler) authorize(r *http.Request, pattern string, acc access) (*http.
 	if !h.auth || acc == accessOpen || acc == accessPeer {
 		return r.WithContext(context.WithValue(r.Context(), callerCtx{}, c)), nil
 	}
-	ti, err := h.authenticate(r)
+	ti, hash, err := h.authenticate(r)
 	if err != nil {
 		h.audit.refused(c, err)
 		return nil, err
 	}
-	c.token = ti
+	c.token, c.hash = ti, hash
 	if ti.Role.Rank() < acc.role().Rank() {
 		err := api.Errorf(api.CodeForbidden, "forbidden: %s %s needs role %s; token %q has role %s", r.Method, pattern, acc.role(), ti.Name, ti.Role)
 		h.audit.refused(c, err)
@@ -139,35 +142,52 @@ var adminOps = map[fsm.Op]bool{
 // mayAct checks that the request's caller may submit cmd: a writer acts
 // only as the client its token is bound to (the command's client and its
 // session), and registers at most one client, to which its token is then
-// bound (cmd.Token). Admins, and every caller with auth off, may submit
-// anything the route allows.
+// bound (cmd.Token; the state machine refuses a second one, so that a
+// registration sent again with its Idempotency-Key still gets its first
+// answer). Admins, and every caller with auth off, may submit anything
+// the route allows. A writer refused because its token is not bound (yet)
+// to the client it names is checked once more after this node caught up
+// with the leader: the binding may have been committed through another
+// node a moment ago.
 func (h *handler) mayAct(ctx context.Context, cmd *fsm.Command) error {
 	c := callerOf(ctx)
 	if c == nil || !c.auth || c.token.Role == api.RoleAdmin {
 		return nil
 	}
-	ti := c.token
-	var err *api.Error
-	switch {
-	case ti.Role != api.RoleWriter || adminOps[cmd.Op]:
-		err = api.Errorf(api.CodeForbidden, "forbidden: %s needs role admin; token %q has role %s", cmd.Op, ti.Name, ti.Role)
-	case cmd.Op == fsm.OpRegisterClient && ti.Client != "":
-		err = api.Errorf(api.CodeForbidden, "forbidden: token %q already acts as client %s: a writer token registers one client (create another token for another client)", ti.Name, ti.Client)
-	case cmd.Op == fsm.OpRegisterClient:
-		cmd.Token = ti.Name // the token is bound to the new client
-		return nil
-	case cmd.Op == fsm.OpRegisterSchema && cmd.Client == "":
-		return nil
-	case ti.Client == "":
-		err = api.Errorf(api.CodeForbidden, "forbidden: token %q is not bound to a client yet: register one first (POST /v1/clients) or create the token with --client", ti.Name)
-	case cmd.Client != ti.Client:
-		err = api.Errorf(api.CodeForbidden, "forbidden: token %q acts as client %s, not as %q", ti.Name, ti.Client, cmd.Client)
-	case cmd.Session != "" && cmd.ReqHash == "" && cmd.Session != ti.Client:
-		err = api.Errorf(api.CodeForbidden, "forbidden: token %q acts as client %s, not in session %q", ti.Name, ti.Client, cmd.Session)
+	err := writerMay(c.token, cmd, idemOf(ctx) != nil)
+	if err != nil && c.token.Role == api.RoleWriter && c.token.Client != cmd.Client && c.hash != "" {
+		if h.node.ReadBarrier(ctx) == nil {
+			if ti, ok := h.node.FSM().TokenByHash(c.hash); ok {
+				c.token = ti
+				err = writerMay(ti, cmd, idemOf(ctx) != nil)
+			}
+		}
 	}
 	if err != nil {
 		h.audit.refused(c, err)
 		return err
+	}
+	return nil
+}
+
+// writerMay is mayAct's rule for a token that is not an admin's.
+func writerMay(ti api.TokenInfo, cmd *fsm.Command, idempotent bool) *api.Error {
+	switch {
+	case ti.Role != api.RoleWriter || adminOps[cmd.Op]:
+		return api.Errorf(api.CodeForbidden, "forbidden: %s needs role admin; token %q has role %s", cmd.Op, ti.Name, ti.Role)
+	case cmd.Op == fsm.OpRegisterClient && ti.Client != "" && !idempotent:
+		return api.Errorf(api.CodeForbidden, "forbidden: token %q already acts as client %s: a writer token registers one client (create another token for another client)", ti.Name, ti.Client)
+	case cmd.Op == fsm.OpRegisterClient:
+		cmd.Token = ti.Name // the state machine binds the token to the new client
+		return nil
+	case cmd.Op == fsm.OpRegisterSchema && cmd.Client == "":
+		return nil
+	case ti.Client == "":
+		return api.Errorf(api.CodeForbidden, "forbidden: token %q is not bound to a client yet: register one first (POST /v1/clients) or create the token with --client", ti.Name)
+	case cmd.Client != ti.Client:
+		return api.Errorf(api.CodeForbidden, "forbidden: token %q acts as client %s, not as %q", ti.Name, ti.Client, cmd.Client)
+	case cmd.Session != "" && cmd.ReqHash == "" && cmd.Session != ti.Client:
+		return api.Errorf(api.CodeForbidden, "forbidden: token %q acts as client %s, not in session %q", ti.Name, ti.Client, cmd.Session)
 	}
 	return nil
 }
