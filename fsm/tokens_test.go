@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/shelfdb/shelf/api"
@@ -89,4 +90,26 @@ func TestTokensNeedRules3(t *testing.T) {
 	}
 	h.ok(Command{Op: OpSetRules, Rules: 3})
 	h.ok(Command{Op: OpCreateToken, Name: "ops", Role: "admin", Hash: api.TokenHash("s")})
+}
+
+// BenchmarkTokenLookup is what authentication costs a request: hashing
+// the bearer token and finding the hash among 1000 tokens.
+func BenchmarkTokenLookup(b *testing.B) {
+	h := newHarness(b)
+	h.ok(Command{Op: OpSetCluster, Cluster: "c1"})
+	var secret string
+	for i := range 1000 {
+		s, err := api.NewToken()
+		if err != nil {
+			b.Fatal(err)
+		}
+		h.ok(Command{Op: OpCreateToken, Name: fmt.Sprintf("t%d", i), Role: "reader", Hash: api.TokenHash(s)})
+		secret = s
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		if _, ok := h.f.TokenByHash(api.TokenHash(secret)); !ok {
+			b.Fatal("not found")
+		}
+	}
 }
