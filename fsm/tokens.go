@@ -40,6 +40,7 @@ func (s *storedToken) info(name string) api.TokenInfo {
 // are authenticated against: by hash, and by name.
 type tokenCache struct {
 	byHash map[string]api.TokenInfo
+	byName map[string]api.TokenInfo
 	list   []api.TokenInfo // by name
 }
 
@@ -149,7 +150,7 @@ func (t *txn) bindToken() (*api.Error, error) {
 
 // loadTokens rebuilds the token cache from the state.
 func loadTokens(tx *bolt.Tx) (*tokenCache, error) {
-	tc := &tokenCache{byHash: map[string]api.TokenInfo{}}
+	tc := &tokenCache{byHash: map[string]api.TokenInfo{}, byName: map[string]api.TokenInfo{}}
 	b := tx.Bucket(storage.BucketTokens)
 	if b == nil {
 		return tc, nil
@@ -161,6 +162,7 @@ func loadTokens(tx *bolt.Tx) (*tokenCache, error) {
 		}
 		ti := s.info(string(k))
 		tc.byHash[s.Hash] = ti
+		tc.byName[ti.Name] = ti
 		tc.list = append(tc.list, ti)
 		return nil
 	})
@@ -172,6 +174,13 @@ func loadTokens(tx *bolt.Tx) (*tokenCache, error) {
 // from memory: it is asked on every authenticated request.
 func (f *FSM) TokenByHash(hash string) (api.TokenInfo, bool) {
 	ti, ok := f.tokens.Load().byHash[hash]
+	return ti, ok
+}
+
+// TokenNamed returns the token called name, from memory (a client
+// certificate's common name is looked up this way).
+func (f *FSM) TokenNamed(name string) (api.TokenInfo, bool) {
+	ti, ok := f.tokens.Load().byName[name]
 	return ti, ok
 }
 
