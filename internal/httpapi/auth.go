@@ -73,6 +73,15 @@ func callerOf(ctx context.Context) *caller {
 	return c
 }
 
+// handleHTTP registers a plain http.Handler (metrics, pprof) behind the
+// same checks as every route.
+func (h *handler) handleHTTP(pattern string, acc access, next http.Handler) {
+	h.handle(pattern, acc, func(w http.ResponseWriter, r *http.Request) error {
+		next.ServeHTTP(w, r)
+		return nil
+	})
+}
+
 // bearer returns the token of an Authorization: Bearer header.
 func bearer(r *http.Request) (string, bool) {
 	h := r.Header.Get("Authorization")
@@ -126,7 +135,7 @@ func (h *handler) authorize(r *http.Request, pattern string, acc access) (*http.
 	}
 	c.token, c.hash = ti, hash
 	if ti.Role.Rank() < acc.role().Rank() {
-		err := api.Errorf(api.CodeForbidden, "forbidden: %s %s needs role %s; token %q has role %s", r.Method, pattern, acc.role(), ti.Name, ti.Role)
+		err := api.Errorf(api.CodeForbidden, "forbidden: %s needs role %s; token %q has role %s", pattern, acc.role(), ti.Name, ti.Role)
 		h.audit.refused(c, err)
 		return nil, err
 	}

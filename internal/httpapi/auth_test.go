@@ -16,16 +16,18 @@ import (
 	"github.com/shelfdb/shelf/cluster"
 	"github.com/shelfdb/shelf/fsm"
 	"github.com/shelfdb/shelf/internal/httpapi"
+	"github.com/shelfdb/shelf/internal/metrics"
 )
 
 // authEnv is a node with auth on (cluster token "cluster-a" for its
 // peers), clients A and B, and a token per caller kind.
 type authEnv struct {
 	*env
-	tokens map[string]string // caller -> bearer token ("" none)
-	a, b   string            // client ids
-	rec    api.Key           // a record of A, borrowed by A
-	logs   *recordingHandler
+	tokens  map[string]string // caller -> bearer token ("" none)
+	a, b    string            // client ids
+	rec     api.Key           // a record of A, borrowed by A
+	logs    *recordingHandler
+	metrics *metrics.Metrics
 }
 
 // recordingHandler keeps the log records at warn and above.
@@ -64,12 +66,14 @@ next:
 
 func newAuthEnv(t *testing.T) *authEnv {
 	rec := &recordingHandler{}
+	m := metrics.New()
 	e := newEnvWith(t, func(_ *cluster.Config, h *httpapi.Config) {
+		h.Metrics, h.Pprof = m, true
 		h.Auth = true
 		h.Peer = httpapi.ClusterTokenPeer("cluster-a")
 		h.Logger = slog.New(rec)
 	})
-	ae := &authEnv{env: e, tokens: map[string]string{"none": ""}, logs: rec}
+	ae := &authEnv{env: e, tokens: map[string]string{"none": ""}, logs: rec, metrics: m}
 	ctx := context.Background()
 	apply := func(c *fsm.Command) *fsm.Result {
 		t.Helper()
@@ -197,6 +201,17 @@ func TestRouteRoleTable(t *testing.T) {
 		"POST " + cluster.InternalApplyPath:                     {cluster.InternalApplyPath, api.ContentCBOR, internalCmd},
 		"POST " + cluster.InternalApplyBatchPath:                {cluster.InternalApplyBatchPath, api.ContentCBOR, internalBatch},
 		"GET " + cluster.InternalReadIndexPath:                  {cluster.InternalReadIndexPath, "", nil},
+		"GET " + cluster.InternalSightingsPath:                  {cluster.InternalSightingsPath, "", nil},
+		"GET /healthz":                                          {"/healthz", "", nil},
+		"GET /readyz":                                           {"/readyz", "", nil},
+		"GET /v1/version":                                       {"/v1/version", "", nil},
+		"GET /metrics":                                          {"/metrics", "", nil},
+		"GET /debug/pprof/":                                     {"/debug/pprof/", "", nil},
+		"GET /debug/pprof/cmdline":                              {"/debug/pprof/cmdline", "", nil},
+		"GET /debug/pprof/profile":                              {"/debug/pprof/profile?seconds=1", "", nil},
+		"GET /debug/pprof/symbol":                               {"/debug/pprof/symbol", "", nil},
+		"POST /debug/pprof/symbol":                              {"/debug/pprof/symbol", "text/plain", []byte("0x1")},
+		"GET /debug/pprof/trace":                                {"/debug/pprof/trace?seconds=0.1", "", nil},
 	}
 	// Explicit exceptions to what the route's role gives: every writer
 	// token here is bound already, so it registers no other client; any
@@ -231,7 +246,7 @@ func TestRouteRoleTable(t *testing.T) {
 		return "ok"
 	}
 
-	table := httpapi.Routes(httpapi.New(httpapi.Config{Node: ae.node}))
+	table := httpapi.Routes(httpapi.Config{Node: ae.node, Metrics: ae.metrics, Pprof: true})
 	if len(table) < len(requests) {
 		t.Errorf("route table has %d routes, the test %d requests", len(table), len(requests))
 	}
