@@ -24,9 +24,16 @@ func (h *handler) createToken(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if _, err := h.apply(r.Context(), &fsm.Command{
+	res, err := h.apply(r.Context(), &fsm.Command{
 		Op: fsm.OpCreateToken, Name: req.Name, Role: string(req.Role), Client: req.Client, Hash: api.TokenHash(secret),
-	}); err != nil {
+	})
+	if err != nil {
+		return err
+	}
+	// A follower answers once the leader applied the create; the token
+	// works here (and is shown with its creation time) once this node
+	// has applied it too.
+	if err := h.node.WaitIndex(r.Context(), res.Index); err != nil {
 		return err
 	}
 	ti, ok := h.node.FSM().TokenByHash(api.TokenHash(secret))
@@ -48,8 +55,12 @@ func (h *handler) tokens(w http.ResponseWriter, r *http.Request) error {
 // each node applies the revoke.
 func (h *handler) revokeToken(w http.ResponseWriter, r *http.Request) error {
 	name := r.PathValue("name")
-	if _, err := h.apply(r.Context(), &fsm.Command{Op: fsm.OpRevokeToken, Name: name}); err != nil {
+	res, err := h.apply(r.Context(), &fsm.Command{Op: fsm.OpRevokeToken, Name: name})
+	if err != nil {
 		return err
+	}
+	if err := h.node.WaitIndex(r.Context(), res.Index); err != nil {
+		return err // revoked in the cluster; this node has not applied it yet
 	}
 	h.log.Info("httpapi: token revoked", "name", name, "by", callerName(r))
 	w.WriteHeader(http.StatusNoContent)
