@@ -202,6 +202,18 @@ func TestAuthCluster(t *testing.T) {
 		}
 	})
 
+	t.Run("operator commands a follower passes to the leader", func(t *testing.T) {
+		code, stdout, stderr := kvctlOut(t, "-s", follower.HTTP, "--token-file", tokenFile, "members", "remove", "nosuch")
+		if code != 3 || !strings.Contains(stderr, "nosuch") {
+			t.Errorf("members remove through a follower: exit %d %q %q, want 3 (no such member: the leader served it)", code, stdout, stderr)
+		}
+		code, stdout, stderr = kvctlOut(t, "-s", follower.HTTP, "--token-file", tokenFile, "leader", "transfer")
+		if code != 0 {
+			t.Errorf("leader transfer through a follower: exit %d %q %q", code, stdout, stderr)
+		}
+		waitConverged(t, nodes)
+	})
+
 	t.Run("revoke", func(t *testing.T) {
 		code, stdout, stderr := kvctlOut(t, "-s", all, "--token-file", tokenFile, "tokens", "revoke", "ws7")
 		if code != 0 {

@@ -123,9 +123,13 @@ func (h *handler) authenticate(r *http.Request) (api.TokenInfo, string, *api.Err
 // authorize decides a request to a route of access acc: nil to serve it
 // (with the caller in the returned request's context), or the refusal,
 // already audited.
-func (h *handler) authorize(r *http.Request, pattern string, acc access) (*http.Request, *api.Error) {
-	c := &caller{auth: h.auth, method: r.Method, pattern: pattern, remote: r.RemoteAddr}
-	if !h.auth || acc == accessOpen || acc == accessPeer {
+//
+// member says that a cluster member (Config.Peer) forwarded the request:
+// the member authorized its caller already (kvctl members remove sent to
+// a follower reaches the leader this way), so it is served as is.
+func (h *handler) authorize(r *http.Request, pattern string, acc access, member bool) (*http.Request, *api.Error) {
+	c := &caller{auth: h.auth && !member, method: r.Method, pattern: pattern, remote: r.RemoteAddr}
+	if !c.auth || acc == accessOpen || acc == accessPeer {
 		return r.WithContext(context.WithValue(r.Context(), callerCtx{}, c)), nil
 	}
 	ti, hash, err := h.authenticate(r)

@@ -349,3 +349,31 @@ func TestRefusalsAreAudited(t *testing.T) {
 		t.Fatalf("%d audit records for 200 refusals", n)
 	}
 }
+
+// A request a member forwards (a follower passes members remove and
+// leader transfer to the leader) was authorized by that member and is
+// served without a token; a forwarded header from anyone else changes
+// nothing.
+func TestForwardedFromAMember(t *testing.T) {
+	ae := newAuthEnv(t)
+	send := func(clusterToken string) int {
+		req, err := http.NewRequest(http.MethodDelete, ae.srv.URL+"/v1/members/nosuch", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set(cluster.ForwardedHeader, "h2")
+		req.Header.Set(httpapi.ClusterTokenHeader, clusterToken)
+		resp, err := ae.srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := send("cluster-a"); got != http.StatusNotFound {
+		t.Errorf("members remove forwarded by a member: %d, want 404 (served: no such member)", got)
+	}
+	if got := send("cluster-b"); got != http.StatusUnauthorized {
+		t.Errorf("members remove with a forwarded header from another cluster's node: %d, want 401", got)
+	}
+}

@@ -205,7 +205,7 @@ func (h *handler) handle(pattern string, acc access, fn func(http.ResponseWriter
 				forwarded = false // a forged forwarded header: served as a client's own request
 			}
 		}
-		ar, aerr := h.authorize(r, pattern, acc)
+		ar, aerr := h.authorize(r, pattern, acc, forwarded && h.peer != nil)
 		if aerr != nil {
 			if aerr.Code == api.CodeUnauthenticated {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="shelf"`)
