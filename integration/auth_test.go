@@ -297,3 +297,44 @@ func TestDevNode(t *testing.T) {
 		})
 	}
 }
+
+// TestAuthWithTLS: a kvnode with TLS, client certificates required and
+// -auth (no cluster token: the node certificates recognise members). The
+// admin token works over HTTPS with any client certificate of the CA; a
+// client certificate whose common name names a token acts with that
+// token's role without a bearer token; one that names none gets 401.
+func TestAuthWithTLS(t *testing.T) {
+	skipShort(t)
+	ours := newOffice(t, filepath.Join(t.TempDir(), "office"))
+	ours.issue(t, "n1", true)
+	ours.issue(t, "ops", false)
+	ours.issue(t, "dash", false)
+	n := newNode(t, "n1")
+	n.scheme, n.hc = "https", tlsHTTP(t, ours.files("ops"))
+	n.Client = n.newClient()
+	n.Start(append(ours.nodeFlags("n1", gossipKey(t)), "-bootstrap", "-auth")...)
+	tokenFile := filepath.Join(n.Dir, "admin.token")
+	waitFor(t, readyTimeout, tokenFile, func() (bool, string) {
+		if err, exited := n.WaitExit(0); exited {
+			t.Fatalf("n1 exited: %v\n%s", err, n.tail(logTailLines))
+		}
+		_, err := os.Stat(tokenFile)
+		return err == nil, fmt.Sprint(err)
+	})
+	tls := []string{"-s", n.HTTP, "--cacert", ours.ca(), "--cert", ours.cert("ops"), "--key", ours.key("ops")}
+	if code, out, errs := kvctlOut(t, append(tls, "--token-file", tokenFile, "tokens", "create", "dash", "--role", "reader")...); code != 0 {
+		t.Fatalf("tokens create dash over TLS: exit %d %q %q", code, out, errs)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+	defer cancel()
+	dash := api.NewClient("https://"+n.HTTP, tlsHTTP(t, ours.files("dash")))
+	if _, err := dash.Trees(ctx); err != nil {
+		t.Fatalf("certificate dash (token dash, reader): trees: %v", err)
+	}
+	if _, err := dash.Create(ctx, "parts", api.WriteRequest{Data: value(t, 1)}); !errors.Is(err, api.ErrForbidden) {
+		t.Fatalf("certificate dash: create: %v, want forbidden", err)
+	}
+	if _, err := n.Client.Trees(ctx); !errors.Is(err, api.ErrUnauthenticated) || !strings.Contains(err.Error(), `"ops" names no token`) {
+		t.Fatalf("certificate ops (no token of that name): %v, want unauthenticated naming it", err)
+	}
+}
