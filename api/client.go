@@ -36,6 +36,7 @@ type Client struct {
 	base        string
 	hc          *http.Client
 	consistency Consistency // reads' default; "" is the server's (Linearizable)
+	token       string      // sent as Authorization: Bearer, if set
 }
 
 // NewClient returns a client for the node at baseURL, "http://host:port" or
@@ -60,8 +61,34 @@ func (c *Client) WithConsistency(cons Consistency) *Client {
 	return &cc
 }
 
+// WithToken returns a copy of c that sends token (an API token, from
+// kvctl tokens create) as Authorization: Bearer on every request, the log
+// stream and snapshots included. "" sends none.
+func (c *Client) WithToken(token string) *Client {
+	cc := *c
+	cc.token = CleanToken(token)
+	return &cc
+}
+
 // BaseURL returns the node's base URL as the client uses it.
 func (c *Client) BaseURL() string { return c.base }
+
+// CreateToken creates an API token (admin). The answer holds the secret:
+// it is shown this once, the cluster keeps only its hash.
+func (c *Client) CreateToken(ctx context.Context, req CreateTokenRequest) (CreatedToken, error) {
+	return call[CreatedToken](ctx, c, http.MethodPost, "/v1/tokens", nil, &req)
+}
+
+// Tokens lists the API tokens, without secrets (admin).
+func (c *Client) Tokens(ctx context.Context) ([]TokenInfo, error) {
+	return call[[]TokenInfo](ctx, c, http.MethodGet, "/v1/tokens", nil, nil)
+}
+
+// RevokeToken deletes the token called name (admin): requests with it
+// are refused from then on.
+func (c *Client) RevokeToken(ctx context.Context, name string) error {
+	return c.do(ctx, http.MethodDelete, urlPath("v1", "tokens", name), nil, nil, nil)
+}
 
 // Status returns the node's view of the cluster.
 func (c *Client) Status(ctx context.Context) (Status, error) {
@@ -400,6 +427,9 @@ func (c *Client) do(ctx context.Context, method, p string, q url.Values, in, out
 		return fmt.Errorf("%s %s: %w", method, u, err)
 	}
 	req.Header.Set("Accept", ContentCBOR)
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
 	if in != nil {
 		req.Header.Set("Content-Type", ContentCBOR)
 	}

@@ -100,6 +100,11 @@ type Config struct {
 	TLS *tls.Config
 	// Logger receives the client's logs (default slog.Default()).
 	Logger *slog.Logger
+	// Token is the API token sent on every request (the log stream and
+	// snapshots included) to clusters with auth on: a writer token (kvctl
+	// tokens create NAME --role writer), bound to the client it
+	// registers first, or a reader token for a read-only replica.
+	Token string
 }
 
 // DB is an open client: a local replica kept in sync with a cluster.
@@ -356,7 +361,7 @@ func (db *DB) api(server string) *api.Client {
 		if db.cfg.TLS != nil && !strings.Contains(base, "://") {
 			base = "https://" + base
 		}
-		c = api.NewClient(base, db.cfg.HTTPClient)
+		c = api.NewClient(base, db.cfg.HTTPClient).WithToken(db.cfg.Token)
 		db.clients[server] = c
 	}
 	return c

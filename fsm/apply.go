@@ -112,6 +112,7 @@ func (f *FSM) applyCommand(tx *bolt.Tx, index uint64, data []byte) (*Result, err
 	}
 	if r.Err == nil {
 		r.Events = t.events
+		r.tokens = c.Op == OpCreateToken || c.Op == OpRevokeToken || (c.Op == OpRegisterClient && c.Token != "")
 	}
 	if ses != nil {
 		if err := t.recordSeq(ses, r); err != nil {
@@ -171,6 +172,16 @@ func (t *txn) dispatch() (*Result, error) {
 		return t.readmitMember()
 	case OpSetRules:
 		return t.setRules()
+	case OpCreateToken:
+		if err := t.needRules(3, "create-token"); err != nil {
+			return reject(err)
+		}
+		return t.createToken()
+	case OpRevokeToken:
+		if err := t.needRules(3, "revoke-token"); err != nil {
+			return reject(err)
+		}
+		return t.revokeToken()
 	}
 	return reject(api.Errorf(api.CodeInvalid, "unknown op %d", t.c.Op))
 }
@@ -212,6 +223,11 @@ func (t *txn) client(id string) (*api.ClientInfo, *api.Error, error) {
 
 func (t *txn) registerClient() (*Result, error) {
 	c := t.c
+	if c.Token != "" {
+		if rej, err := t.bindToken(); rej != nil || err != nil {
+			return &Result{Err: rej}, err
+		}
+	}
 	var cl api.ClientInfo
 	found, err := storage.Get(t.clients, []byte(c.Client), &cl)
 	if err != nil {

@@ -31,6 +31,8 @@ const (
 	OpRemoveMember                 // operator removed a server (Member, as it ran: Start) from the raft configuration
 	OpReadmitMember                // a removed server (Member) restarted and is a member again
 	OpSetRules                     // the cluster moves to rules version Rules (see RulesVersion)
+	OpCreateToken                  // operator creates API token Name (Role, Hash; Client for a bound writer), rules 3
+	OpRevokeToken                  // operator revokes API token Name, rules 3
 	opMax
 )
 
@@ -41,6 +43,7 @@ var opNames = [...]string{
 	OpSetState: "set-state", OpRevise: "revise", OpRegisterSchema: "register-schema",
 	OpClientSeen: "client-seen", OpExpire: "expire", OpTakeOver: "take-over", OpRemoveClient: "remove-client",
 	OpRemoveMember: "remove-member", OpReadmitMember: "readmit-member", OpSetRules: "set-rules",
+	OpCreateToken: "create-token", OpRevokeToken: "revoke-token",
 }
 
 // ParseOp returns the op named name (as String gives it).
@@ -79,7 +82,9 @@ type Command struct {
 	State   int64   `codec:"st,omitempty"`  // OpSetState
 	Reason  string  `codec:"r,omitempty"`   // OpForceReturn, OpTakeOver, OpRemoveClient
 	TTL     int64   `codec:"ttl,omitempty"` // OpBorrow, OpTakeOver: expiry in ns after Time (leader clock); 0 = never
-	Hash    string  `codec:"h,omitempty"`   // OpRegisterSchema: definition hash
+	Hash    string  `codec:"h,omitempty"`   // OpRegisterSchema: definition hash; OpCreateToken: SHA-256 (hex) of the token
+	Role    string  `codec:"ro,omitempty"`  // OpCreateToken: reader, writer or admin
+	Token   string  `codec:"tk,omitempty"`  // OpRegisterClient (rules 3): the name of the unbound writer token that registers, bound to the new client
 	Applied uint64  `codec:"ap,omitempty"`  // OpClientSeen: the replica's applied index
 	Member  string  `codec:"mb,omitempty"`  // OpRemoveMember, OpReadmitMember: the server's node id
 	Start   string  `codec:"ms,omitempty"`  // OpRemoveMember: the start token the server gossiped when removed ("" if unknown)
@@ -129,6 +134,7 @@ type Result struct {
 	Repeat bool `codec:"rep,omitempty"`
 
 	cluster string // OpSetCluster applied: the new cluster id
+	tokens  bool   // the command changed the tokens
 }
 
 // Error returns the rejection as an error, or nil.

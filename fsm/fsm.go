@@ -77,6 +77,7 @@ type FSM struct {
 	applied atomic.Uint64
 	rules   atomic.Uint32
 	cluster atomic.Pointer[string]
+	tokens  atomic.Pointer[tokenCache]
 
 	waitMu sync.Mutex
 	waitCh chan struct{} // closed and replaced whenever applied grows
@@ -157,6 +158,11 @@ func (f *FSM) loadMeta() error {
 		f.rules.Store(rulesOf(tx))
 		id := string(meta.Get(storage.MetaCluster))
 		f.cluster.Store(&id)
+		tc, err := loadTokens(tx)
+		if err != nil {
+			return fmt.Errorf("fsm: reading the tokens: %w", err)
+		}
+		f.tokens.Store(tc)
 		return nil
 	})
 }
@@ -256,6 +262,7 @@ func (f *FSM) TryApplyBatch(entries []Entry) ([]*Result, error) {
 
 	var last uint64
 	var newCluster *string
+	var newTokens *tokenCache
 	var rules uint32
 	err := f.db.Update(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(storage.BucketMeta)
@@ -283,6 +290,16 @@ func (f *FSM) TryApplyBatch(entries []Entry) ([]*Result, error) {
 				c := r.cluster
 				newCluster = &c
 			}
+			if r.Err == nil && r.tokens {
+				newTokens = &tokenCache{} // loaded below, once for the batch
+			}
+		}
+		if newTokens != nil {
+			tc, err := loadTokens(tx)
+			if err != nil {
+				return fmt.Errorf("reading the tokens: %w", err)
+			}
+			newTokens = tc
 		}
 		rules = rulesOf(tx)
 		if applied == last {
@@ -302,6 +319,9 @@ func (f *FSM) TryApplyBatch(entries []Entry) ([]*Result, error) {
 	}
 	if newCluster != nil {
 		f.cluster.Store(newCluster)
+	}
+	if newTokens != nil {
+		f.tokens.Store(newTokens)
 	}
 	f.rules.Store(rules)
 	if last > f.applied.Load() {

@@ -21,7 +21,9 @@ import (
 //	1  the rules before they were versioned (a state without the key)
 //	2  exactly-once sessions (Command.Session, Seq, ReqHash), the
 //	   replicated list of removed members, the expiry index
-const RulesVersion uint32 = 2
+//	3  API tokens and roles (OpCreateToken, OpRevokeToken, the tokens
+//	   bucket, Command.Token binding a writer token on register-client)
+const RulesVersion uint32 = 3
 
 // ErrNeedsUpgrade stops a replica whose code is older than the rules the
 // cluster runs: it must not apply the log with older rules. Upgrade it

@@ -73,6 +73,10 @@ func validate(c *Command, maxRecord int, strict bool) *api.Error {
 		return api.Errorf(api.CodeInvalid, "%s: tree name longer than %d bytes", op, MaxTreeName)
 	case c.TTL < 0:
 		return api.Errorf(api.CodeInvalid, "%s: negative ttl", op)
+	case len(c.Token) > MaxTokenName:
+		return api.Errorf(api.CodeInvalid, "%s: token name longer than %d bytes", op, MaxTokenName)
+	case len(c.Role) > 16:
+		return api.Errorf(api.CodeInvalid, "%s: role longer than 16 bytes", op)
 	}
 	if e := validSession(c); e != nil {
 		return e
@@ -96,6 +100,10 @@ func validate(c *Command, maxRecord int, strict bool) *api.Error {
 		}
 		if c.Name == "" {
 			return api.Errorf(api.CodeInvalid, "register-client: no name: a client needs a name (shown to operators as the borrower)")
+		}
+	case OpCreateToken, OpRevokeToken:
+		if e := validToken(c); e != nil {
+			return e
 		}
 	case OpGrantRange:
 		if c.Size == 0 || c.Size > MaxRangeSize {
@@ -134,6 +142,10 @@ func validateV1(c *Command, maxRecord int) *api.Error {
 		}
 		if len(c.Name) > MaxClientName {
 			return api.Errorf(api.CodeInvalid, "register-client: name longer than %d bytes", MaxClientName)
+		}
+	case OpCreateToken, OpRevokeToken:
+		if e := validToken(c); e != nil {
+			return e
 		}
 	case OpGrantRange:
 		if c.Size == 0 || c.Size > MaxRangeSize {

@@ -18,6 +18,8 @@
 //	sessions  SessionKey (kind byte ++ session id) -> Session (exactly-once writes)
 //	seqs      SessionKey ++ 0x00 ++ seq (8 bytes BE) -> SeqResult: a session's recorded results
 //	keytimes  first use (unix ns, 8 bytes BE) ++ SessionKey -> nothing: idempotency keys by age
+//	tokens    API token name -> role, bound client, SHA-256 of the secret (rules 3;
+//	          created by the first token command, so older files lack it)
 //	local     data a client derives from the state for itself (indexes):
 //	          not replicated, not in the content hash, never in a server's file
 //
@@ -65,6 +67,9 @@ var (
 	// configuration: node id -> the start token it ran with then. The
 	// leader does not add such a server back until it restarts.
 	BucketRemoved = []byte("removed")
+	// BucketTokens holds the API tokens (name -> role, client, hash);
+	// created on first use, not by Open.
+	BucketTokens = []byte("tokens")
 	// BucketLocal holds what a client derives from the replicated state
 	// for its own use; it is created on demand and excluded from the
 	// content hash.

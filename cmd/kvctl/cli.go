@@ -26,6 +26,7 @@ const (
 	exitNotFound    = 3 // not_found, tree_not_found, unknown_*
 	exitConflict    = 4 // borrowed, not_borrowed, released, exists, ...
 	exitUnreachable = 5 // no answer from the server, or --timeout ran out
+	exitDenied      = 6 // unauthenticated or forbidden (auth on)
 )
 
 const usageText = `Usage: kvctl [-s HTTP_ADDR[,HTTP_ADDR...]] [-o table|json] <command> [args]
@@ -89,6 +90,13 @@ Commands:
                                for the IPs and names in --hosts) or a client
                                certificate (CN=NAME): NAME.crt, NAME.key
   certs gossip-key             print a new -gossip-key
+  tokens create NAME --role reader|writer|admin [--client CLIENT]
+                               make an API token (admin); prints the secret, once.
+                               A writer token acts as one client: --client (id or
+                               name), or the first client it registers
+  tokens [list]                API tokens: name, role, bound client, created (never
+                               the secrets)
+  tokens revoke NAME           delete a token: its requests are refused from now on
   version [-client]            kvctl's version and the answering node's (version,
                                commit, Go, state machine rules); -client: kvctl's only
   health [-ready]              exit 0 if the node serves (/healthz) or, with -ready,
@@ -110,6 +118,11 @@ Flags (before or after the command):
   --cert FILE, --key FILE
                  client certificate and key, for nodes that require one
                  (-tls-client-ca) (env SHELF_CERT, SHELF_KEY)
+  --token TOKEN  API token for nodes with auth on (kvnode -auth), sent as
+                 Authorization: Bearer (env SHELF_TOKEN)
+  --token-file FILE
+                 file holding the token, e.g. DATA/admin.token of the bootstrap
+                 node (env SHELF_TOKEN_FILE); --token wins
   -o FORMAT      table for people, json for scripts (env SHELF_OUTPUT, default table);
                  with json, errors go to stderr as {"error":{"code":C,"message":M}}
   --timeout D    bound on all the network waits of a command, such as 10s or 1m
@@ -129,7 +142,7 @@ Flags (before or after the command):
                  the cluster keeps a key at least 24h (see docs/http-api.md)
 
 Exit codes: 0 ok, 1 error, 2 usage, 3 not found, 4 conflict, 5 cannot reach the server
-or timed out.
+or timed out, 6 refused (no valid token, or its role does not allow the command).
 `
 
 // cli is one invocation: its streams, settings and the API client.
@@ -145,6 +158,7 @@ type cli struct {
 	client                    *api.Client
 	retryWait                 time.Duration // first wait before a write is sent again (0: 250ms)
 	tls                       tlsOptions    // --cacert, --cert, --key
+	tok                       tokenOptions  // --token, --token-file
 	waiting                   inFlight      // the request last sent, for timeout errors
 	failover                  *failover     // with several -s addresses
 
@@ -190,6 +204,7 @@ var commands = map[string]func(*cli, context.Context, []string) error{
 	"snapshot": (*cli).snapshot,
 	"recover":  (*cli).recover,
 	"certs":    (*cli).certs,
+	"tokens":   (*cli).tokens,
 	"version":  (*cli).version,
 	"health":   (*cli).health,
 }
@@ -205,6 +220,7 @@ func (c *cli) main(ctx context.Context, args []string) int {
 	}
 	c.consistency = c.getenv("SHELF_CONSISTENCY")
 	c.tlsEnv()
+	c.tokenEnv()
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	c.deadline.cancel = cancel
@@ -308,6 +324,8 @@ func classify(err error) (int, string) {
 		return exitConflict, "exists"
 	case errors.As(err, &ae):
 		switch ae.Code {
+		case api.CodeUnauthenticated, api.CodeForbidden:
+			return exitDenied, string(ae.Code)
 		case api.CodeNotFound, api.CodeTreeNotFound, api.CodeUnknownClient,
 			api.CodeUnknownSchema, api.CodeUnknownMember:
 			return exitNotFound, string(ae.Code)
@@ -331,6 +349,7 @@ func (c *cli) flagSet(name string) *flag.FlagSet {
 	fs.StringVar(&c.idemKey, "idempotency-key", c.idemKey, "idempotency key of a write")
 	fs.DurationVar(&c.deadline.after, "timeout", c.deadline.after, "bound on a command's network waits (0: none)")
 	c.tlsFlags(fs)
+	c.tokenFlags(fs)
 	return fs
 }
 
@@ -428,6 +447,9 @@ func (c *cli) checkFlags(line string) error {
 	if _, err := splitAddrs(c.addr); err != nil {
 		return usagef(line, "%v", err)
 	}
+	if err := c.loadToken(); err != nil {
+		return err
+	}
 	if c.deadline.after < 0 {
 		return usagef(line, "--timeout %s: want a positive duration, or 0 for none", c.deadline.after)
 	}
@@ -458,7 +480,7 @@ func (c *cli) api() *api.Client {
 		addr := c.withScheme(c.addr)
 		addrs, err := splitAddrs(addr)
 		if err != nil || len(addrs) == 1 {
-			c.client = api.NewClient(addr, hc).WithConsistency(api.Consistency(c.consistency)) // checkFlags reported a bad -s already
+			c.client = api.NewClient(addr, hc).WithConsistency(api.Consistency(c.consistency)).WithToken(c.tok.loaded) // checkFlags reported a bad -s already
 			return c.client
 		}
 		next := hc.Transport
@@ -468,7 +490,7 @@ func (c *cli) api() *api.Client {
 		fo := *hc
 		c.failover = &failover{next: next, nodes: addrs}
 		fo.Transport = c.failover
-		c.client = api.NewClient(addrs[0], &fo).WithConsistency(api.Consistency(c.consistency))
+		c.client = api.NewClient(addrs[0], &fo).WithConsistency(api.Consistency(c.consistency)).WithToken(c.tok.loaded)
 	}
 	return c.client
 }

@@ -30,10 +30,10 @@ func TestVersion(t *testing.T) {
 	}
 	wantLines(t, out,
 		"client        "+v.String(),
-		"client rules  up to 2",
+		"client rules  up to 3",
 		"server        "+v.String(), // the node runs in this test binary
 		"server node   s1 (http://"+s.Addr+")",
-		"server rules  up to 2; the cluster runs 2")
+		"server rules  up to 3; the cluster runs 3")
 
 	out, errs, code = kvAt(ctx, t, s.Addr, "", "-o", "json", "version")
 	if code != exitOK {

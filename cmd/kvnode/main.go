@@ -49,6 +49,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -117,6 +118,8 @@ type options struct {
 
 	restore       string // -restore: a snapshot file to seed -data from
 	keepClusterID bool   // -keep-cluster-id
+	auth          bool   // -auth: tokens and roles enforced
+	clusterToken  string // -cluster-token: how nodes recognise each other without TLS
 }
 
 // parseFlags parses args, then fills unset flags from the environment.
@@ -146,6 +149,8 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*o
 	fs.StringVar(&o.tls.Key, "tls-key", "", "private key `file` of -tls-cert")
 	fs.StringVar(&o.tls.CA, "tls-ca", "", "cluster CA `file`: peers (raft, internal routes) must present a node certificate it signed")
 	fs.StringVar(&o.tls.ClientCA, "tls-client-ca", "", "require clients of the HTTP API to present a certificate signed by this CA `file` (may be the -tls-ca file)")
+	fs.BoolVar(&o.auth, "auth", false, "require API tokens and enforce roles (reader, writer, admin); the bootstrap node writes the first admin token to DATA/"+adminTokenFile)
+	fs.StringVar(&o.clusterToken, "cluster-token", "", "shared `secret` the nodes present to each other on the internal routes when they do not use TLS (required by -auth without TLS; the same on every node)")
 	fs.StringVar(&gossipKey, "gossip-key", "", "gossip encryption `key`, base64 of 16, 24 or 32 bytes, the same on every node (kvctl certs gossip-key)")
 	fs.BoolVar(&o.pprof, "pprof", false, "serve Go profiles on /debug/pprof/ of the HTTP address (off by default: anyone who reaches the port may profile)")
 	fs.BoolVar(&o.version, "version", false, "print the version and exit")
@@ -258,6 +263,9 @@ func (o *options) validate() error {
 	if t := o.tls; t != (tlsconf.NodeFiles{}) && (t.Cert == "" || t.Key == "" || t.CA == "") {
 		errs = append(errs, errors.New("TLS needs -tls-cert, -tls-key and -tls-ca together (-tls-client-ca is optional)"))
 	}
+	if o.auth && o.tls == (tlsconf.NodeFiles{}) && o.clusterToken == "" && !o.dev {
+		errs = append(errs, errors.New("-auth without TLS needs -cluster-token (the same secret on every node) so that nodes recognise each other on the internal routes"))
+	}
 	for _, a := range o.join {
 		if err := checkAddr(a); err != nil {
 			errs = append(errs, fmt.Errorf("-join %q: %v", a, err))
@@ -358,11 +366,26 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	defer ln.Close()
 	var peerTLS *cluster.PeerTLS
 	var peerCheck func(*http.Request) error
+	var peerHTTP *http.Client
 	scheme := "http"
 	if certs != nil {
 		peerTLS = &cluster.PeerTLS{Server: certs.PeerServer, Client: certs.PeerClient}
 		peerCheck = func(r *http.Request) error { return certs.CheckPeer(r.TLS) }
 		scheme = "https"
+	} else if o.clusterToken != "" || o.auth {
+		tok := o.clusterToken
+		if tok == "" { // -dev -auth: one node, no peers to agree with
+			if tok, err = api.NewToken(); err != nil {
+				return err
+			}
+		}
+		peerCheck = httpapi.ClusterTokenPeer(tok)
+		// The transport of cluster.Config's default client, with the token.
+		peerHTTP = &http.Client{Transport: httpapi.ClusterTokenTransport(tok, &http.Transport{
+			DialContext:         (&net.Dialer{Timeout: 3 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			MaxIdleConnsPerHost: 16,
+			IdleConnTimeout:     90 * time.Second,
+		})}
 	}
 
 	// One node per process: raft's and memberlist's go-metrics (a
@@ -382,6 +405,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Logger:     logger,
 		PeerTLS:    peerTLS,
 		GossipKey:  o.gossipKey,
+		HTTPClient: peerHTTP,
 
 		DefaultBorrowTTL: o.borrowTTL,
 		LogStore:         o.raftLog,
@@ -400,12 +424,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	if o.pprof {
-		logger.Warn("kvnode: serving Go profiles on /debug/pprof/ (-pprof): anyone who reaches the HTTP address can profile this node")
+		if o.auth {
+			logger.Info("kvnode: serving Go profiles on /debug/pprof/ (-pprof) to admin tokens")
+		} else {
+			logger.Warn("kvnode: serving Go profiles on /debug/pprof/ (-pprof): anyone who reaches the HTTP address can profile this node (-auth limits them to admins)")
+		}
 	}
 
 	stopping := make(chan struct{})
 	srv := &http.Server{
-		Handler:           httpapi.New(httpapi.Config{Node: node, Logger: logger, Stopping: stopping, Peer: peerCheck, Metrics: met, Pprof: o.pprof}),
+		Handler:           httpapi.New(httpapi.Config{Node: node, Logger: logger, Stopping: stopping, Peer: peerCheck, Metrics: met, Pprof: o.pprof, Auth: o.auth}),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
@@ -422,6 +450,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fmt.Fprintf(stdout, "kvnode: listening on %s://%s\n", scheme, ln.Addr())
 	logger.Info("kvnode: serving", "http", ln.Addr().String(), "scheme", scheme, "id", o.id, "data", o.data, "version", version.Get().String())
 
+	bctx, bcancel := context.WithCancel(ctx)
+	bdone := make(chan struct{})
+	go func() {
+		defer close(bdone)
+		if o.auth && o.bootstrap {
+			bootstrapAdminToken(bctx, node, filepath.Join(o.data, adminTokenFile), logger)
+		}
+	}()
+	defer func() { bcancel(); <-bdone }()
+	if o.auth {
+		logger.Info("kvnode: auth is on: requests need a token (kvctl --token-file, SHELF_TOKEN)")
+	}
+
 	var runErr error
 	select {
 	case <-ctx.Done():
@@ -436,6 +477,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			runErr = fmt.Errorf("%w; fix the disk and start the node again: it applies the log again from where fsm.db stopped", runErr)
 		}
 	}
+	bcancel()
+	<-bdone
 	close(stopping) // pending log long polls answer now
 	// Requests in flight get a short grace: one that waits on the cluster
 	// (a write forwarded to a leader that is stopping too) would otherwise

@@ -55,6 +55,11 @@ func TestFlags(t *testing.T) {
 		{"tls without ca", []string{"-dev", "-tls-cert", "n.crt", "-tls-key", "n.key"}, nil, "-tls-ca"},
 		{"client ca alone", []string{"-dev", "-tls-client-ca", "ca.crt"}, nil, "-tls-cert"},
 		{"short gossip key", []string{"-dev", "-gossip-key", "AAAA"}, nil, "want 16, 24 or 32"},
+		{"auth without tls or cluster token", []string{"-id", "n1", "-data", "d", "-bootstrap", "-auth"}, nil, "-cluster-token"},
+		{"auth with cluster token", []string{"-id", "n1", "-data", "d", "-bootstrap", "-auth", "-cluster-token", "s"}, nil, ""},
+		{"auth env", nil, map[string]string{"SHELF_ID": "n1", "SHELF_DATA": "d", "SHELF_AUTH": "true", "SHELF_CLUSTER_TOKEN": "s"}, ""},
+		{"auth with tls", []string{"-id", "n1", "-data", "d", "-auth", "-tls-cert", "n.crt", "-tls-key", "n.key", "-tls-ca", "ca.crt"}, nil, ""},
+		{"dev auth", []string{"-dev", "-auth"}, nil, ""},
 		{"gossip key not base64", nil, map[string]string{"SHELF_ID": "n1", "SHELF_DATA": "d", "SHELF_GOSSIP_KEY": "secret!"}, "not base64"},
 	}
 	for _, c := range cases {

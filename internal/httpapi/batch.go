@@ -43,6 +43,11 @@ func (h *handler) batch(w http.ResponseWriter, r *http.Request) error {
 			cmds[i].Session, cmds[i].Seq = req.Client, op.Seq
 		}
 	}
+	for _, c := range cmds {
+		if err := h.mayAct(r.Context(), c); err != nil {
+			return err
+		}
+	}
 	res, err := h.node.ApplyMany(r.Context(), cmds)
 	for _, x := range res {
 		noteRepeat(r.Context(), x)

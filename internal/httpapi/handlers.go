@@ -19,6 +19,9 @@ import (
 // apply commits cmd and folds a state machine rejection into the error.
 // A request with an Idempotency-Key gives cmd the key's session.
 func (h *handler) apply(ctx context.Context, cmd *fsm.Command) (*fsm.Result, error) {
+	if err := h.mayAct(ctx, cmd); err != nil {
+		return nil, err
+	}
 	withIdem(ctx, cmd, 1)
 	res, err := h.node.Apply(ctx, cmd)
 	if err != nil {
@@ -320,6 +323,15 @@ var actionOps = map[string]fsm.Op{
 	"take":         fsm.OpTakeOver,
 }
 
+// recordActionNamed serves the route of one action (registered apart
+// from {action} because it needs another role).
+func (h *handler) recordActionNamed(action string) func(http.ResponseWriter, *http.Request) error {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		r.SetPathValue("action", action)
+		return h.recordAction(w, r)
+	}
+}
+
 func (h *handler) recordAction(w http.ResponseWriter, r *http.Request) error {
 	action := r.PathValue("action")
 	op, ok := actionOps[action]
@@ -514,7 +526,7 @@ func (h *handler) logStream(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if c := q.Get("client"); c != "" && h.seen != nil {
+	if c := q.Get("client"); c != "" && h.seen != nil && mayActAs(r.Context(), c) {
 		h.seen.saw(c, from)
 	}
 	page, err := h.node.Log(from, limit)

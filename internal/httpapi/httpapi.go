@@ -75,6 +75,14 @@ type Config struct {
 	// requests it refuses, and the forwarded header of a refused request
 	// is ignored. Without it every caller is trusted as a peer.
 	Peer func(*http.Request) error
+	// Auth turns on authentication and roles: every route but the open
+	// ones needs a token (Authorization: Bearer, or a client certificate
+	// whose common name names a token) of the role the route table gives
+	// it, a writer acts only as its own client, and every refusal goes to
+	// the audit log (warn level, rate limited). The internal routes are
+	// decided by Peer alone, so set Peer too. Off, every caller may do
+	// everything (the dev node).
+	Auth bool
 	// Metrics, when set, is served on GET /metrics and counts every
 	// request by route and status. Optional.
 	Metrics *metrics.Metrics
@@ -92,12 +100,18 @@ type handler struct {
 	stopping <-chan struct{}
 	seen     *seenTracker
 	peer     func(*http.Request) error
+	auth     bool
+	audit    *auditLog
+	table    []route
 	mux      *http.ServeMux
 	ops      ops // the operations routes (ops.go)
 }
 
 // New returns the HTTP handler of the API.
-func New(cfg Config) http.Handler {
+func New(cfg Config) http.Handler { return build(cfg).instrumented() }
+
+// build makes the handler of cfg with its routes.
+func build(cfg Config) *handler {
 	if cfg.Node == nil {
 		panic("httpapi: Config.Node is nil")
 	}
@@ -110,66 +124,96 @@ func New(cfg Config) http.Handler {
 	if cfg.ClientSeenInterval == 0 {
 		cfg.ClientSeenInterval = DefaultClientSeenInterval
 	}
-	h := &handler{node: cfg.Node, log: cfg.Logger, maxBody: cfg.MaxBody, stopping: cfg.Stopping, peer: cfg.Peer, mux: http.NewServeMux()}
+	h := &handler{node: cfg.Node, log: cfg.Logger, maxBody: cfg.MaxBody, stopping: cfg.Stopping, peer: cfg.Peer, auth: cfg.Auth, mux: http.NewServeMux()}
+	h.audit = &auditLog{log: cfg.Logger, now: time.Now}
+	if cfg.Auth && cfg.Peer == nil {
+		h.peer = func(*http.Request) error {
+			return errors.New("this node has auth on but no way to recognise cluster members (no TLS, no cluster token)")
+		}
+	}
 	h.ops = ops{metrics: cfg.Metrics, pprof: cfg.Pprof, maxLag: cfg.ReadyMaxLag}
 	if cfg.ClientSeenInterval > 0 {
 		h.seen = newSeenTracker(cfg.ClientSeenInterval, h.clientKnown)
 	}
 	h.routes()
-	return h.instrumented()
+	return h
 }
 
-// routes registers exactly the routes of docs/http-api.md. The routes
-// that write state take an Idempotency-Key (idempotent).
+// routes registers exactly the routes of docs/http-api.md, each with who
+// may call it (the route table: docs/http-api.md, "Authentication"). The
+// routes that write state take an Idempotency-Key (idempotent).
 func (h *handler) routes() {
-	h.handle("GET /v1/status", h.status)
-	h.handle("GET /v1/members", h.members)
-	h.handle("DELETE /v1/members/{id}", h.removeMember)
-	h.handle("POST /v1/leader/transfer", h.transferLeader)
-	h.handleRead("GET /v1/trees", h.trees)
-	h.handleRead("GET /v1/trees/{tree}/schemas", h.schemas)
-	h.handle("POST /v1/trees/{tree}/schemas", h.idempotent(h.registerSchema))
-	h.handleRead("GET /v1/trees/{tree}/records", h.listRecords)
-	h.handle("POST /v1/trees/{tree}/records", h.idempotent(h.createRecord))
-	h.handleRead("GET /v1/trees/{tree}/records/{id}", h.getRecord)
-	h.handleRead("GET /v1/trees/{tree}/records/{id}/{rev}", h.getRecord)
-	h.handle("PUT /v1/trees/{tree}/records/{id}/{rev}", h.idempotent(h.updateRecord))
-	h.handle("DELETE /v1/trees/{tree}/records/{id}/{rev}", h.idempotent(h.deleteRecord))
-	h.handle("POST /v1/trees/{tree}/records/{id}/{rev}/{action}", h.idempotent(h.recordAction))
-	h.handleRead("GET /v1/trees/{tree}/records/{id}/{rev}/history", h.history)
-	h.handleRead("GET /v1/borrows", h.borrows)
-	h.handleRead("GET /v1/clients", h.clients)
-	h.handle("POST /v1/clients", h.idempotent(h.registerClient))
-	h.handle("DELETE /v1/clients/{id}", h.idempotent(h.removeClient))
-	h.handleRead("GET /v1/ranges", h.ranges)
-	h.handle("POST /v1/clients/{id}/ranges", h.idempotent(h.grantRange))
-	h.handle("GET /v1/log", h.logStream)
-	h.handle("GET /v1/events", h.events)
-	h.handleRead("GET /v1/hash", h.contentHash)
-	h.handle("GET /v1/snapshot", h.snapshot)
-	h.handle("POST /v1/batch", h.idempotent(h.batch))
-	h.handle("POST "+cluster.InternalApplyPath, h.internalApply)
-	h.handle("POST "+cluster.InternalApplyBatchPath, h.internalApplyBatch)
-	h.handle("GET "+cluster.InternalReadIndexPath, h.internalReadIndex)
+	h.handle("GET /v1/status", accessReader, h.status)
+	h.handle("GET /v1/members", accessReader, h.members)
+	h.handle("DELETE /v1/members/{id}", accessAdmin, h.removeMember)
+	h.handle("POST /v1/leader/transfer", accessAdmin, h.transferLeader)
+	h.handleRead("GET /v1/trees", accessReader, h.trees)
+	h.handleRead("GET /v1/trees/{tree}/schemas", accessReader, h.schemas)
+	h.handle("POST /v1/trees/{tree}/schemas", accessWriter, h.idempotent(h.registerSchema))
+	h.handleRead("GET /v1/trees/{tree}/records", accessReader, h.listRecords)
+	h.handle("POST /v1/trees/{tree}/records", accessWriter, h.idempotent(h.createRecord))
+	h.handleRead("GET /v1/trees/{tree}/records/{id}", accessReader, h.getRecord)
+	h.handleRead("GET /v1/trees/{tree}/records/{id}/{rev}", accessReader, h.getRecord)
+	h.handle("PUT /v1/trees/{tree}/records/{id}/{rev}", accessWriter, h.idempotent(h.updateRecord))
+	h.handle("DELETE /v1/trees/{tree}/records/{id}/{rev}", accessWriter, h.idempotent(h.deleteRecord))
+	h.handle("POST /v1/trees/{tree}/records/{id}/{rev}/{action}", accessWriter, h.idempotent(h.recordAction))
+	h.handle("POST /v1/trees/{tree}/records/{id}/{rev}/force-return", accessAdmin, h.idempotent(h.recordActionNamed("force-return")))
+	h.handle("POST /v1/trees/{tree}/records/{id}/{rev}/take", accessAdmin, h.idempotent(h.recordActionNamed("take")))
+	h.handleRead("GET /v1/trees/{tree}/records/{id}/{rev}/history", accessReader, h.history)
+	h.handleRead("GET /v1/borrows", accessReader, h.borrows)
+	h.handleRead("GET /v1/clients", accessReader, h.clients)
+	h.handle("POST /v1/clients", accessWriter, h.idempotent(h.registerClient))
+	h.handle("DELETE /v1/clients/{id}", accessWriter, h.idempotent(h.removeClient))
+	h.handleRead("GET /v1/ranges", accessReader, h.ranges)
+	h.handle("POST /v1/clients/{id}/ranges", accessWriter, h.idempotent(h.grantRange))
+	h.handle("GET /v1/log", accessReader, h.logStream)
+	h.handle("GET /v1/events", accessReader, h.events)
+	h.handleRead("GET /v1/hash", accessReader, h.contentHash)
+	h.handle("GET /v1/snapshot", accessReader, h.snapshot)
+	h.handle("POST /v1/batch", accessWriter, h.idempotent(h.batch))
+	h.handle("POST /v1/tokens", accessAdmin, h.createToken)
+	h.handleRead("GET /v1/tokens", accessAdmin, h.tokens)
+	h.handle("DELETE /v1/tokens/{name}", accessAdmin, h.revokeToken)
+	h.handle("POST "+cluster.InternalApplyPath, accessPeer, h.internalApply)
+	h.handle("POST "+cluster.InternalApplyBatchPath, accessPeer, h.internalApplyBatch)
+	h.handle("GET "+cluster.InternalReadIndexPath, accessPeer, h.internalReadIndex)
 	h.opsRoutes()
-	h.handle("GET "+cluster.InternalSightingsPath, h.internalSightings)
+	h.handle("GET "+cluster.InternalSightingsPath, accessPeer, h.internalSightings)
 }
 
-// handle registers fn; an error it returns is written as the answer.
-func (h *handler) handle(pattern string, fn func(http.ResponseWriter, *http.Request) error) {
-	internal := strings.Contains(pattern, " /v1/internal/")
+// route is one entry of the route table.
+type route struct {
+	pattern string
+	access  access
+}
+
+// handle registers fn for callers that acc admits; an error it returns is
+// written as the answer.
+func (h *handler) handle(pattern string, acc access, fn func(http.ResponseWriter, *http.Request) error) {
+	h.table = append(h.table, route{pattern, acc})
+	internal := acc == accessPeer
 	h.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		forwarded := r.Header.Get(cluster.ForwardedHeader) != ""
 		if (internal || forwarded) && h.peer != nil {
 			if err := h.peer(r); err != nil {
 				if internal {
-					h.log.Warn("httpapi: refused an internal request from a caller that is not a cluster member", "method", r.Method, "path", r.URL.Path, "from", r.RemoteAddr, "err", err)
-					h.writeError(w, r, api.Errorf(api.CodeForbidden, "%s is for cluster members only: %v", r.URL.Path, err))
+					ae := api.Errorf(api.CodeForbidden, "%s is for cluster members only: %v", r.URL.Path, err)
+					h.audit.refused(&caller{method: r.Method, pattern: pattern, remote: r.RemoteAddr}, ae)
+					h.writeError(w, r, ae)
 					return
 				}
 				forwarded = false // a forged forwarded header: served as a client's own request
 			}
 		}
+		ar, aerr := h.authorize(r, pattern, acc, forwarded && h.peer != nil)
+		if aerr != nil {
+			if aerr.Code == api.CodeUnauthenticated {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="shelf"`)
+			}
+			h.writeError(w, r, aerr)
+			return
+		}
+		r = ar
 		if forwarded {
 			r = r.WithContext(cluster.WithForwarded(r.Context()))
 		}

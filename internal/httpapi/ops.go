@@ -22,22 +22,21 @@ type ops struct {
 
 // opsRoutes registers the operations routes (docs/http-api.md).
 func (h *handler) opsRoutes() {
-	h.handle("GET /healthz", h.healthz)
-	h.handle("GET /readyz", h.readyz)
-	h.handle("GET /v1/version", h.version)
+	h.handle("GET /healthz", accessOpen, h.healthz)
+	h.handle("GET /readyz", accessOpen, h.readyz)
+	h.handle("GET /v1/version", accessReader, h.version)
 	if h.ops.metrics != nil {
-		h.mux.Handle("GET /metrics", h.ops.metrics.Handler(h.log))
+		h.handleHTTP("GET /metrics", accessReader, h.ops.metrics.Handler(h.log))
 	}
 	if h.ops.pprof {
 		// Off unless kvnode runs with -pprof: profiles show internals and
-		// cost CPU. Once the API has tokens, these routes are for admins
-		// only.
-		h.mux.HandleFunc("GET /debug/pprof/", pprof.Index)
-		h.mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
-		h.mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
-		h.mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
-		h.mux.HandleFunc("POST /debug/pprof/symbol", pprof.Symbol)
-		h.mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+		// cost CPU. With auth on, for admins only.
+		h.handleHTTP("GET /debug/pprof/", accessAdmin, http.HandlerFunc(pprof.Index))
+		h.handleHTTP("GET /debug/pprof/cmdline", accessAdmin, http.HandlerFunc(pprof.Cmdline))
+		h.handleHTTP("GET /debug/pprof/profile", accessAdmin, http.HandlerFunc(pprof.Profile))
+		h.handleHTTP("GET /debug/pprof/symbol", accessAdmin, http.HandlerFunc(pprof.Symbol))
+		h.handleHTTP("POST /debug/pprof/symbol", accessAdmin, http.HandlerFunc(pprof.Symbol))
+		h.handleHTTP("GET /debug/pprof/trace", accessAdmin, http.HandlerFunc(pprof.Trace))
 	}
 }
 

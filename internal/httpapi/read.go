@@ -12,8 +12,8 @@ import (
 // consistency: linearizable, the default, or stale) and waits for
 // min_index if given; the answer carries the applied index it was served
 // at in api.IndexHeader.
-func (h *handler) handleRead(pattern string, fn func(http.ResponseWriter, *http.Request) error) {
-	h.handle(pattern, func(w http.ResponseWriter, r *http.Request) error {
+func (h *handler) handleRead(pattern string, acc access, fn func(http.ResponseWriter, *http.Request) error) {
+	h.handle(pattern, acc, func(w http.ResponseWriter, r *http.Request) error {
 		if err := h.readBarrier(r); err != nil {
 			return err
 		}

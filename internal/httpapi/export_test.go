@@ -1,0 +1,13 @@
+package httpapi
+
+// RouteAccess is a route of the route table and who may call it.
+type RouteAccess struct{ Pattern, Access string }
+
+// Routes returns the route table of the handler New makes of cfg.
+func Routes(cfg Config) []RouteAccess {
+	var out []RouteAccess
+	for _, r := range build(cfg).table {
+		out = append(out, RouteAccess{r.pattern, r.access.String()})
+	}
+	return out
+}
