@@ -4,6 +4,7 @@
 //	kvnode -dev                    one node, bootstrapped, data in ./shelf-data
 //	kvnode -id n1 -data DIR -http ADDR -raft ADDR -gossip ADDR -bootstrap
 //	kvnode -id n2 -data DIR -http ADDR -raft ADDR -gossip ADDR -join GOSSIP_ADDR[,...]
+//	kvnode -healthcheck [-http ADDR] [TLS flags]   exit 0 if that node is a member with a leader
 //
 // Every flag can also be given as an environment variable SHELF_<NAME>
 // (SHELF_ID, SHELF_DATA, SHELF_HTTP, SHELF_RAFT, SHELF_GOSSIP,
@@ -91,6 +92,7 @@ type options struct {
 	http, raft, gossip string
 	advertiseHTTP      string
 	bootstrap, dev     bool
+	healthcheck        bool
 	join               []string
 	logLevel           slog.Level
 	borrowTTL          time.Duration
@@ -127,6 +129,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*o
 	fs.StringVar(&o.tls.CA, "tls-ca", "", "cluster CA `file`: peers (raft, internal routes) must present a node certificate it signed")
 	fs.StringVar(&o.tls.ClientCA, "tls-client-ca", "", "require clients of the HTTP API to present a certificate signed by this CA `file` (may be the -tls-ca file)")
 	fs.StringVar(&gossipKey, "gossip-key", "", "gossip encryption `key`, base64 of 16, 24 or 32 bytes, the same on every node (kvctl certs gossip-key)")
+	fs.BoolVar(&o.healthcheck, "healthcheck", false, "check the node of these flags (-http, TLS flags) and exit: 0 when it is a member with a leader, 1 otherwise (for container health checks)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage:\n  kvnode -dev\n  kvnode -id ID -data DIR [-http ADDR] [-raft ADDR] [-gossip ADDR] -bootstrap | -join ADDR[,ADDR...]\n\nFlags (each also read from SHELF_<NAME>, e.g. SHELF_DATA, SHELF_LOG_LEVEL):\n")
 		fs.PrintDefaults()
@@ -180,6 +183,20 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*o
 // validate checks the options and applies -dev.
 func (o *options) validate() error {
 	var errs []error
+	if o.healthcheck {
+		// Only the address and TLS flags matter; the node's own
+		// environment (SHELF_ID, SHELF_DATA...) may be there too.
+		if err := checkAddr(o.http); err != nil {
+			errs = append(errs, fmt.Errorf("-http %q: %v", o.http, err))
+		}
+		if t := o.tls; t != (tlsconf.NodeFiles{}) && (t.Cert == "" || t.Key == "" || t.CA == "") {
+			errs = append(errs, errors.New("TLS needs -tls-cert, -tls-key and -tls-ca together"))
+		}
+		if len(errs) > 0 {
+			return usageError{errors.Join(errs...)}
+		}
+		return nil
+	}
 	if o.dev {
 		if o.id == "" {
 			o.id = devID
@@ -265,6 +282,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	o, err := parseFlags(args, getenv, stderr)
 	if err != nil {
 		return err
+	}
+	if o.healthcheck {
+		return healthcheck(ctx, o, stdout)
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: o.logLevel}))
 
