@@ -358,6 +358,8 @@ func TestClientRoutes(t *testing.T) {
 		{func() error { _, err := c.Events(ctx, 0, 0, 0, ""); return err }, "GET /v1/events?from=0"},
 		{func() error { _, err := c.Events(ctx, 12, 50, 30*time.Second, "parts"); return err }, "GET /v1/events?from=12&limit=50&tree=parts&wait=30s"},
 		{func() error { _, err := c.ContentHash(ctx); return err }, "GET /v1/hash"},
+		{func() error { _, err := c.Version(ctx); return err }, "GET /v1/version"},
+		{func() error { _, err := c.Health(ctx); return err }, "GET /healthz"},
 	} {
 		got = ""
 		if err := tc.call(); err != nil || got != tc.want {

@@ -91,10 +91,12 @@ func (r Range) Contains(id uint64) bool { return id >= r.Start && id < r.End }
 
 // ClientInfo is a registered client (an application replica or a tool).
 // LastSeen and ReplicaIndex come from the client's log stream requests: a
-// node serving GET /v1/log?client=ID records, at most every 30s or so,
-// when it saw the client and the applied index of its replica (the log
-// request's from). A client never seen is stored as before these fields
-// existed (CBOR omits them), so its bytes, and the content hash, are too.
+// node serving GET /v1/log?client=ID notes, in memory, when it saw the
+// client and the applied index of its replica (the log request's from),
+// and GET /v1/clients shows the latest sighting of any node. Older nodes
+// committed sightings to the state (at most every 30s per client); a
+// client never seen is stored as before these fields existed (CBOR omits
+// them), so its bytes, and the content hash, are too.
 type ClientInfo struct {
 	ID           string    `json:"id"`
 	Name         string    `json:"name"`

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/shelfdb/shelf/api"
@@ -52,6 +53,10 @@ type outbox struct {
 	db   *DB
 	kick chan struct{}
 
+	// n is len(entries), readable without mu: a read of a record skips
+	// the lock when nothing is pending (the usual case).
+	n atomic.Int64
+
 	mu      sync.Mutex
 	entries []*outboxEntry                  // in sequence order
 	bySeq   map[uint64]*outboxEntry         // the same entries
@@ -91,6 +96,7 @@ func (o *outbox) add(e *outboxEntry) {
 		}
 	}
 	o.entries = append(o.entries, e)
+	o.n.Store(int64(len(o.entries)))
 	o.bySeq[e.Seq] = e
 	m := o.byKey[e.Tree]
 	if m == nil {
@@ -119,6 +125,7 @@ func (o *outbox) remove(seq uint64) *outboxEntry {
 			}
 		}
 	}
+	o.n.Store(int64(len(o.entries)))
 	if m := o.byKey[e.Tree]; m != nil {
 		seqs := m[e.Key]
 		for i, s := range seqs {
@@ -141,6 +148,9 @@ func (o *outbox) remove(seq uint64) *outboxEntry {
 
 // pending returns the latest pending entry for a record, if any.
 func (o *outbox) pending(tree string, key api.Key) *outboxEntry {
+	if o.n.Load() == 0 {
+		return nil
+	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	seqs := o.byKey[tree][key]

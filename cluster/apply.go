@@ -59,8 +59,13 @@ func unavailable(format string, args ...any) *api.Error {
 // On the leader the command gets the leader's clock (cmd.Time) and is
 // applied directly; a follower forwards it to the leader, retrying with
 // backoff while there is no leader or leadership moves, within ctx and
-// Config.ApplyTimeout. When Apply returns, this node has applied the
-// entry too (read your own writes).
+// Config.ApplyTimeout. When Apply returns, the entry is committed (a
+// majority of the voters stored it) and the leader has applied it at
+// res.Index; this node may not have applied it yet when it is a follower
+// (it learns the commit index with the leader's next append, within
+// Config.CommitTimeout). Read your own writes through the read path: a
+// linearizable read waits for the leader's commit index, and a stale read
+// with min_index res.Index (or fsm.WaitApplied) waits for the entry.
 //
 // The error is non-nil when the command could not be committed (or its
 // outcome is unknown): it is an *api.Error with code no_leader or
@@ -84,7 +89,7 @@ func (n *Node) Apply(ctx context.Context, cmd *fsm.Command) (*fsm.Result, error)
 		},
 		func(ctx context.Context, addr string) error {
 			var r fsm.Result
-			if err := n.call(ctx, http.MethodPost, addr, InternalApplyPath, cmd, &r); err != nil {
+			if err := n.forward(ctx, addr, InternalApplyPath, cmd, &r); err != nil {
 				return err
 			}
 			res = &r
@@ -93,16 +98,12 @@ func (n *Node) Apply(ctx context.Context, cmd *fsm.Command) (*fsm.Result, error)
 	if err != nil {
 		return nil, err
 	}
-	if res.Index > 0 {
-		if err := n.fsm.WaitApplied(ctx, res.Index); err != nil {
-			return nil, unavailable("committed at index %d, but node %s has not applied it yet: %v", res.Index, n.cfg.NodeID, err)
-		}
-	}
 	return res, nil
 }
 
 // ApplyLeader applies cmd only if this node is the leader: it serves
-// writes forwarded by followers. Otherwise the error has code no_leader,
+// writes forwarded by followers, and its result carries no Events (see
+// ApplyLeaderMany). Otherwise the error has code no_leader,
 // which tells the follower to find the leader again.
 func (n *Node) ApplyLeader(ctx context.Context, cmd *fsm.Command) (*fsm.Result, error) {
 	if cmd == nil {
@@ -130,6 +131,7 @@ func (n *Node) applyLocal(ctx context.Context, cmd *fsm.Command) (*fsm.Result, e
 // failure later returns the results known so far with an unavailable
 // error: the rest may or may not be applied.
 func (n *Node) applyLocalMany(ctx context.Context, cmds []*fsm.Command) ([]*fsm.Result, error) {
+	defer n.observeApply(time.Now(), len(cmds))
 	timeout := n.cfg.ApplyTimeout
 	if d, ok := ctx.Deadline(); ok {
 		timeout = max(time.Until(d), time.Millisecond)
@@ -213,7 +215,8 @@ func (n *Node) raftError(err error, op fsm.Op) error {
 
 // ApplyMany commits cmds as consecutive log entries, in order (a follower
 // forwards them to the leader in one request), and returns one result per
-// command, rejections included, once this node has applied them all. On
+// command, rejections included, once they are committed and applied on the
+// leader (as Apply: this node may apply them a moment later). On
 // error, the results are those known (a prefix of cmds); the commands after
 // them may or may not have been applied.
 func (n *Node) ApplyMany(ctx context.Context, cmds []*fsm.Command) ([]*fsm.Result, error) {
@@ -243,7 +246,7 @@ func (n *Node) ApplyMany(ctx context.Context, cmds []*fsm.Command) ([]*fsm.Resul
 		},
 		func(ctx context.Context, addr string) error {
 			var r []*fsm.Result
-			if err := n.call(ctx, http.MethodPost, addr, InternalApplyBatchPath, send, &r); err != nil {
+			if err := n.forward(ctx, addr, InternalApplyBatchPath, send, &r); err != nil {
 				return err
 			}
 			if len(r) != len(send) {
@@ -264,20 +267,12 @@ func (n *Node) ApplyMany(ctx context.Context, cmds []*fsm.Command) ([]*fsm.Resul
 		}
 		res, sent = append(res, sent[0]), sent[1:]
 	}
-	var last uint64
-	for _, r := range res {
-		last = max(last, r.Index)
-	}
-	if last > 0 {
-		if werr := n.fsm.WaitApplied(ctx, last); werr != nil && err == nil {
-			err = unavailable("committed up to index %d, but node %s has not applied it yet: %v", last, n.cfg.NodeID, werr)
-		}
-	}
 	return res, err
 }
 
 // ApplyLeaderMany is ApplyMany for a batch forwarded by a follower: only
-// the leader applies it.
+// the leader applies it. The results carry no Events: the follower does
+// not use them, and they would travel back in every answer.
 func (n *Node) ApplyLeaderMany(ctx context.Context, cmds []*fsm.Command) ([]*fsm.Result, error) {
 	if n.closed.Load() {
 		return nil, unavailable("node %s is shutting down", n.cfg.NodeID)
@@ -287,7 +282,11 @@ func (n *Node) ApplyLeaderMany(ctx context.Context, cmds []*fsm.Command) ([]*fsm
 	}
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.ApplyTimeout)
 	defer cancel()
-	return n.applyLocalMany(ctx, cmds)
+	res, err := n.applyLocalMany(ctx, cmds)
+	for _, r := range res {
+		r.Events = nil
+	}
+	return res, err
 }
 
 // refuse checks cmd with the state machine's own stateless rules

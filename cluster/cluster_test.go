@@ -206,15 +206,16 @@ func TestThreeNodes(t *testing.T) {
 		}
 	}
 
-	// A write through a follower is forwarded, and the follower has
-	// applied it when the call returns.
+	// A write through a follower is forwarded; the follower answers once
+	// the leader applied it, and a read through the same follower (the
+	// default linearizable read) sees it.
 	_, followers := leaderOf(t, nodes...)
 	f := followers[0]
 	wr, err := f.client().Create(ctx, "parts", api.WriteRequest{Data: value(t, map[string]any{"name": "R1", "qty": 3})})
 	if err != nil {
 		t.Fatalf("create through follower %s: %v", f.ID(), err)
 	}
-	if rec, err := f.FSM().Get("parts", wr.Key); err != nil {
+	if rec, err := f.client().Get(ctx, "parts", wr.Key); err != nil {
 		t.Fatalf("follower does not read its own write: %v", err)
 	} else if rec.Index != wr.Index {
 		t.Errorf("record index %d, write index %d", rec.Index, wr.Index)
@@ -239,7 +240,7 @@ func TestThreeNodes(t *testing.T) {
 	}
 
 	// A batch through a follower: forwarded whole, applied in order, one
-	// result per command, and applied on the follower when it returns.
+	// result per command; the follower has it once it applied the index.
 	batch := []*fsm.Command{
 		{Op: fsm.OpCreate, Tree: "parts", Data: value(t, "b1")},
 		{Op: fsm.OpUpdate, Tree: "parts", Key: wr.Key, Client: "nobody", Data: value(t, 2)},
@@ -251,6 +252,9 @@ func TestThreeNodes(t *testing.T) {
 	}
 	if results[0].Err != nil || results[1].Err == nil || results[2].Err != nil || results[2].Index <= results[0].Index {
 		t.Fatalf("batch results %+v %+v %+v", results[0], results[1], results[2])
+	}
+	if err := f.FSM().WaitApplied(ctx, results[2].Index); err != nil {
+		t.Fatal(err)
 	}
 	if _, err := f.FSM().Get("parts", results[2].Key); err != nil {
 		t.Fatalf("follower does not read the batch: %v", err)
@@ -479,6 +483,8 @@ func TestConfigErrors(t *testing.T) {
 		{"unspecified raft", cluster.Config{NodeID: "x", DataDir: dir, RaftAddr: "0.0.0.0:7002", GossipAddr: "127.0.0.1:0"}, "raft address"},
 		{"bad gossip", cluster.Config{NodeID: "x", DataDir: dir, RaftAddr: "127.0.0.1:0", GossipAddr: "nope"}, "gossip address"},
 		{"neither bootstrap nor join", cluster.Config{NodeID: "x", DataDir: dir, RaftAddr: "127.0.0.1:0", GossipAddr: "127.0.0.1:0", Logger: testlog.New(t)}, "Bootstrap"},
+		{"unknown log store", cluster.Config{NodeID: "x", DataDir: dir, RaftAddr: "127.0.0.1:0", GossipAddr: "127.0.0.1:0", LogStore: "leveldb"}, "unknown LogStore"},
+		{"too many entries per append", cluster.Config{NodeID: "x", DataDir: dir, RaftAddr: "127.0.0.1:0", GossipAddr: "127.0.0.1:0", MaxAppendEntries: 4096}, "MaxAppendEntries"},
 	}
 	for _, c := range cases {
 		_, err := cluster.New(c.cfg)
@@ -644,4 +650,40 @@ func TestRemovedMemberStaysOutAcrossLeaders(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestLogStoreKindIsKept starts a single node on each log store, stops it,
+// and starts it again with the other kind: it must refuse with
+// ErrOtherLogStore rather than start a second, empty log beside the real
+// one; with its own kind it starts again and keeps its data.
+func TestLogStoreKindIsKept(t *testing.T) {
+	ctx := context.Background()
+	for _, kind := range []string{cluster.LogStoreBolt, cluster.LogStoreWAL} {
+		t.Run(kind, func(t *testing.T) {
+			dir := t.TempDir()
+			cfg := testConfig(t, "n1", dir)
+			cfg.Bootstrap, cfg.LogStore = true, kind
+			n := mustStart(t, cfg)
+			waitCluster(t, n)
+			wr, err := n.client().Create(ctx, "parts", api.WriteRequest{Data: value(t, "kept")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			n.stop(t)
+
+			other := cfg
+			other.LogStore = cluster.LogStoreWAL
+			if kind == cluster.LogStoreWAL {
+				other.LogStore = cluster.LogStoreBolt
+			}
+			if _, err := startNode(t, other); !errors.Is(err, cluster.ErrOtherLogStore) {
+				t.Fatalf("started with LogStore %q on a %q data dir: err %v, want ErrOtherLogStore", other.LogStore, kind, err)
+			}
+			back := mustStart(t, cfg)
+			waitCluster(t, back)
+			if rec, err := back.client().Get(ctx, "parts", wr.Key); err != nil || rec.Index != wr.Index {
+				t.Fatalf("after restart: %+v %v", rec, err)
+			}
+		})
+	}
 }

@@ -22,6 +22,7 @@ const (
 	DefaultReconcileInterval = 2 * time.Second
 	DefaultSnapshotRetain    = 2
 	DefaultEventBuffer       = 100_000
+	DefaultMaxAppendEntries  = 512
 	DefaultExpiryInterval    = 500 * time.Millisecond
 	DefaultExpiryGrace       = 5 * time.Second
 	// DefaultStaleFactor times raft's heartbeat timeout is the default
@@ -113,6 +114,15 @@ type Config struct {
 	// expiryLoop for the rule.
 	ExpiryInterval time.Duration
 	ExpiryGrace    time.Duration
+	// MaxAppendEntries is how many log entries the leader stores in one
+	// disk write and sends in one AppendEntries (group commit);
+	// DefaultMaxAppendEntries when zero, at most 1024 (raft's limit).
+	MaxAppendEntries int
+	// LogStore names the raft log store: LogStoreBolt (raft.db, the
+	// default when empty) or LogStoreWAL (the raft-wal directory). A node
+	// refuses to start on a data directory that holds the other kind
+	// (ErrOtherLogStore).
+	LogStore string
 	// NoSync skips fsync in the state machine and the raft log. Tests only:
 	// a crash may lose acknowledged writes.
 	NoSync bool
@@ -132,6 +142,9 @@ type Config struct {
 	// TuneGossip, when set, may adjust the memberlist configuration (for
 	// example faster failure detection in tests) before it is used.
 	TuneGossip func(*memberlist.Config)
+	// Observer, when set, receives apply and forwarding measurements
+	// (internal/metrics).
+	Observer Observer
 }
 
 // PeerTLS holds the TLS configurations of the links between nodes.
@@ -211,6 +224,19 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.SnapshotRetain <= 0 {
 		c.SnapshotRetain = DefaultSnapshotRetain
+	}
+	if c.MaxAppendEntries <= 0 {
+		c.MaxAppendEntries = DefaultMaxAppendEntries
+	}
+	if c.MaxAppendEntries > 1024 {
+		return c, fmt.Errorf("cluster: MaxAppendEntries %d is above raft's limit of 1024", c.MaxAppendEntries)
+	}
+	switch c.LogStore {
+	case "":
+		c.LogStore = LogStoreBolt
+	case LogStoreBolt, LogStoreWAL:
+	default:
+		return c, fmt.Errorf("cluster: unknown LogStore %q: want %q or %q", c.LogStore, LogStoreBolt, LogStoreWAL)
 	}
 	if c.EventBuffer <= 0 {
 		c.EventBuffer = DefaultEventBuffer

@@ -36,10 +36,11 @@ func TestRefusedCommandsAreNotLogged(t *testing.T) {
 	leader, followers := leaderOf(t, n1, n2)
 	f := followers[0]
 	good := value(t, map[string]any{"name": "R1"})
-	if res, err := f.Apply(ctx, &fsm.Command{Op: fsm.OpCreate, Tree: "parts", Data: good}); err != nil || res.Err != nil {
-		t.Fatalf("good create: %v %v", err, res.Error())
+	first, err := f.Apply(ctx, &fsm.Command{Op: fsm.OpCreate, Tree: "parts", Data: good})
+	if err != nil || first.Err != nil {
+		t.Fatalf("good create: %v %v", err, first.Error())
 	}
-	before := f.FSM().AppliedIndex()
+	before := first.Index
 
 	huge := value(t, map[string]any{"blob": bytes.Repeat([]byte{7}, 4<<20)})
 	deep := append(append([]byte{0xa1, 0x61, 'a'}, bytes.Repeat([]byte{0x81}, 100_000)...), 0)

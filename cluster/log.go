@@ -123,7 +123,7 @@ func (n *Node) Log(from uint64, limit int) (api.LogPage, error) {
 	bytes := 0
 	for i := from + 1; i <= hi; i++ {
 		var l raft.Log
-		if err := n.store.GetLog(i, &l); err != nil {
+		if err := n.logs.GetLog(i, &l); err != nil {
 			if errors.Is(err, raft.ErrLogNotFound) {
 				if i <= applied {
 					return page, api.Errorf(api.CodeCompacted, "log entry %d is compacted; fetch a snapshot", i)

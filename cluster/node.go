@@ -35,12 +35,9 @@ import (
 	"github.com/google/uuid"
 	"github.com/hashicorp/memberlist"
 	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"github.com/shelfdb/shelf/api"
 	"github.com/shelfdb/shelf/fsm"
 	"github.com/shelfdb/shelf/storage"
-	bolt "go.etcd.io/bbolt"
-	berrors "go.etcd.io/bbolt/errors"
 )
 
 // raftShutdownTimeout bounds the wait for raft to stop in Shutdown.
@@ -60,9 +57,10 @@ type Node struct {
 	log *slog.Logger
 
 	fsm    *fsm.FSM
-	events *eventBuffer // the latest events of fsm, for Events
-	reads  *readIndexer // the leader's read index (linearizable reads)
-	store  *raftboltdb.BoltStore
+	events *eventBuffer  // the latest events of fsm, for Events
+	reads  *readIndexer  // the leader's read index (linearizable reads)
+	store  logStore      // raft.db (raft-boltdb) or raft-wal/, per Config.LogStore
+	logs   raft.LogStore // store behind a cache of the newest entries: raft's and the log stream's reads
 	snaps  *raft.FileSnapshotStore
 	trans  *raft.NetworkTransport
 	raft   *raft.Raft
@@ -184,28 +182,18 @@ func New(cfg Config) (*Node, error) {
 //     snapshots.damaged/ and an older one used, as long as the raft log
 //     reaches back to it; otherwise an error.
 func (n *Node) openStores() error {
-	raftPath := filepath.Join(n.cfg.DataDir, raftDBFile)
-	if err := n.checkRaftLog(raftPath); err != nil {
+	if err := n.openLogStore(); err != nil {
 		return err
 	}
-	err := storage.Guard(raftPath, func() error {
-		var err error
-		n.store, err = raftboltdb.New(raftboltdb.Options{
-			Path:        raftPath,
-			NoSync:      n.cfg.NoSync,
-			BoltOptions: &bolt.Options{Timeout: 2 * time.Second},
-		})
-		return err
-	})
+	// The leader reads every entry back to replicate it, and the log
+	// stream reads the newest entries for clients: keep the newest
+	// MaxAppendEntries entries in memory (at most that many record values)
+	// instead of reading and decoding them from the store again.
+	logs, err := raft.NewLogCache(n.cfg.MaxAppendEntries, n.store)
 	if err != nil {
-		if errors.Is(err, berrors.ErrTimeout) {
-			return fmt.Errorf("cluster: %s is locked: is another kvnode using %s?", raftPath, n.cfg.DataDir)
-		}
-		if errors.Is(err, storage.ErrCorrupt) {
-			return fmt.Errorf("cluster: cannot use the raft log: %w; %s", err, raftLogAdvice(n.cfg.NodeID, n.cfg.DataDir))
-		}
-		return fmt.Errorf("cluster: open raft log %s: %w", raftPath, err)
+		return fmt.Errorf("cluster: raft log cache: %w", err)
 	}
+	n.logs = logs
 	n.snaps, err = raft.NewFileSnapshotStoreWithLogger(n.cfg.DataDir, n.cfg.SnapshotRetain, newHCLogger(n.log, "raft-snapshots"))
 	if err != nil {
 		return fmt.Errorf("cluster: open snapshot store: %w", err)
@@ -444,6 +432,11 @@ func (n *Node) startRaft() (bool, error) {
 	rc.Logger = hcl
 	rc.NoSnapshotRestoreOnStart = true
 	rc.ShutdownOnRemove = false
+	// Group commit: writes that arrive while the leader stores a batch
+	// wait in a buffered channel and go to the log together, up to
+	// MaxAppendEntries per disk write and per AppendEntries.
+	rc.BatchApplyCh = true
+	rc.MaxAppendEntries = n.cfg.MaxAppendEntries
 	override(&rc.HeartbeatTimeout, n.cfg.HeartbeatTimeout)
 	override(&rc.ElectionTimeout, n.cfg.ElectionTimeout)
 	override(&rc.LeaderLeaseTimeout, n.cfg.LeaderLeaseTimeout)
@@ -484,7 +477,7 @@ func (n *Node) startRaft() (bool, error) {
 		}
 	}
 
-	n.raft, err = raft.NewRaft(rc, &raftFSM{f: n.fsm, events: n.events, changed: n.fsmChanged, failed: n.fail}, n.store, n.store, n.snaps, raftTransport(n.trans))
+	n.raft, err = raft.NewRaft(rc, &raftFSM{f: n.fsm, events: n.events, changed: n.fsmChanged, failed: n.fail}, n.logs, n.store, n.snaps, raftTransport(n.trans))
 	if err != nil {
 		return false, fmt.Errorf("cluster: start raft: %w", err)
 	}

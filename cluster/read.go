@@ -110,7 +110,7 @@ func (n *Node) waitCovered(ctx context.Context, index uint64) error {
 	}
 	for i := index; i > n.fsm.AppliedIndex(); i-- {
 		var l raft.Log
-		if err := n.store.GetLog(i, &l); err != nil {
+		if err := n.logs.GetLog(i, &l); err != nil {
 			if errors.Is(err, raft.ErrLogNotFound) {
 				// Compacted: a snapshot at or above i is in the state.
 				return nil

@@ -24,7 +24,7 @@ const (
 	OpSetState                     // set a record's state number
 	OpRevise                       // make revision Rev+1 of a released record as a draft
 	OpRegisterSchema               // register a schema version for a tree
-	OpClientSeen                   // record that a client's replica was seen, and its applied index
+	OpClientSeen                   // record that a client's replica was seen, and its applied index (proposed by older nodes only: sightings now stay out of the log)
 	OpExpire                       // end a borrow whose expiry has passed (the leader's clock)
 	OpTakeOver                     // operator moves a record's borrow to another client (Client)
 	OpRemoveClient                 // operator removes a client (Client): borrows returned, ranges retired

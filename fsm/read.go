@@ -22,29 +22,40 @@ func unixTime(ns int64) time.Time {
 }
 
 func toRecord(tx *bolt.Tx, tree string, k []byte, v []byte) (api.Record, error) {
+	var out api.Record
+	return out, fillRecord(tx, tree, k, v, &out, true)
+}
+
+// fillRecord sets *out to the record stored under k with value v (Data
+// points into v), with its borrow if withBorrow.
+func fillRecord(tx *bolt.Tx, tree string, k []byte, v []byte, out *api.Record, withBorrow bool) error {
 	key, err := storage.ParseRecordKey(k)
 	if err != nil {
-		return api.Record{}, err
+		return err
 	}
 	var rec storage.Record
-	if err := api.Unmarshal(v, &rec); err != nil {
-		return api.Record{}, fmt.Errorf("%w: record %s/%s: %v", storage.ErrCorrupt, tree, key, err)
+	if err := storage.DecodeRecord(v, &rec); err != nil {
+		return fmt.Errorf("record %s/%s: %w", tree, key, err)
 	}
-	out := api.Record{
+	*out = api.Record{
 		Tree: tree, Key: key, Schema: rec.Schema, Data: rec.Data, Released: rec.Released, State: rec.State,
 		CreatedBy: rec.CreatedBy, Created: unixTime(rec.Created), UpdatedBy: rec.UpdatedBy,
 		Updated: unixTime(rec.Updated), Index: rec.Index,
 	}
+	if !withBorrow {
+		return nil
+	}
+	raw := tx.Bucket(storage.BucketBorrows).Get(storage.BorrowKey(tree, key))
+	if raw == nil {
+		return nil
+	}
 	var bw storage.Borrow
-	found, err := storage.Get(tx.Bucket(storage.BucketBorrows), storage.BorrowKey(tree, key), &bw)
-	if err != nil {
-		return api.Record{}, err
+	if err := api.Unmarshal(raw, &bw); err != nil {
+		return fmt.Errorf("%w: borrow of %s/%s: %v", storage.ErrCorrupt, tree, key, err)
 	}
-	if found {
-		b := toBorrow(tx, tree, key, bw)
-		out.Borrow = &b
-	}
-	return out, nil
+	b := toBorrow(tx, tree, key, bw)
+	out.Borrow = &b
+	return nil
 }
 
 func toBorrow(tx *bolt.Tx, tree string, key api.Key, bw storage.Borrow) api.Borrow {
@@ -57,23 +68,25 @@ func toBorrow(tx *bolt.Tx, tree string, key api.Key, bw storage.Borrow) api.Borr
 }
 
 func treeBucket(tx *bolt.Tx, tree string) (*bolt.Bucket, error) {
+	// Only valid names are ever created: a bucket found needs no check of
+	// its name (a read is hot), a bucket missing tells which error.
+	if len(tree) > 0 && len(tree) <= MaxTreeName {
+		if b := tx.Bucket(storage.BucketTrees).Bucket([]byte(tree)); b != nil {
+			return b, nil
+		}
+	}
 	if err := ValidTreeName(tree); err != nil {
 		return nil, err
 	}
-	b := tx.Bucket(storage.BucketTrees).Bucket([]byte(tree))
-	if b == nil {
-		return nil, api.Errorf(api.CodeTreeNotFound, "tree %q does not exist", tree)
-	}
-	return b, nil
+	return nil, api.Errorf(api.CodeTreeNotFound, "tree %q does not exist", tree)
 }
 
 // Get returns a record. key.Rev 0 means the latest revision of key.ID. The
 // record's Data is a copy, safe to keep.
 func (f *FSM) Get(tree string, key api.Key) (api.Record, error) {
 	var out api.Record
-	err := f.View(tree, key, func(r *api.Record) error {
-		out = *r
-		out.Data = bytes.Clone(r.Data)
+	err := f.ViewRecord(tree, key, &out, true, func() error {
+		out.Data = bytes.Clone(out.Data)
 		return nil
 	})
 	return out, err
@@ -83,39 +96,56 @@ func (f *FSM) Get(tree string, key api.Key) (api.Record, error) {
 // valid only until fn returns, and never to be modified. It saves a copy
 // when the caller only decodes the value.
 func (f *FSM) View(tree string, key api.Key, fn func(*api.Record) error) error {
+	var rec api.Record
+	return f.ViewRecord(tree, key, &rec, true, func() error { return fn(&rec) })
+}
+
+// ViewRecord is View for a caller that provides the record to fill: it
+// sets *rec to the record, then calls fn, inside the read transaction
+// (rec.Data is valid only until fn returns). A caller whose rec lives
+// in a larger value it already allocated saves an allocation a read.
+// Without withBorrow, rec.Borrow is left nil and the borrow is not looked
+// up, for readers of the value alone.
+func (f *FSM) ViewRecord(tree string, key api.Key, rec *api.Record, withBorrow bool, fn func() error) error {
 	if key.ID == 0 {
 		return api.Errorf(api.CodeInvalid, "invalid record id 0")
 	}
-	return f.view(func(tx *bolt.Tx) error {
-		b, err := treeBucket(tx, tree)
-		if err != nil {
-			return err
+	f.dbMu.RLock()
+	defer f.dbMu.RUnlock()
+	tx, err := f.db.Begin(false)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback() }()
+	b, err := treeBucket(tx, tree)
+	if err != nil {
+		return err
+	}
+	var kb [12]byte
+	binary.BigEndian.PutUint64(kb[:8], key.ID)
+	var k, v []byte
+	if key.Rev != 0 {
+		binary.BigEndian.PutUint32(kb[8:], key.Rev)
+		k, v = kb[:], b.Get(kb[:])
+	} else {
+		// The latest revision: the last key of this id.
+		binary.BigEndian.PutUint32(kb[8:], ^uint32(0))
+		c := b.Cursor()
+		k, v = c.Seek(kb[:])
+		if k == nil || !bytes.Equal(k, kb[:]) {
+			k, v = c.Prev()
 		}
-		var k, v []byte
-		if key.Rev != 0 {
-			k = storage.RecordKey(key)
-			v = b.Get(k)
-		} else {
-			c := b.Cursor()
-			k, v = c.Seek(storage.RecordKey(api.Key{ID: key.ID, Rev: ^uint32(0)}))
-			if k == nil || !bytes.Equal(k, storage.RecordKey(api.Key{ID: key.ID, Rev: ^uint32(0)})) {
-				k, v = c.Prev()
-			}
-			if k != nil {
-				if kk, _ := storage.ParseRecordKey(k); kk.ID != key.ID {
-					v = nil
-				}
-			}
+		if len(k) != 12 || binary.BigEndian.Uint64(k) != key.ID {
+			v = nil
 		}
-		if v == nil {
-			return api.Errorf(api.CodeNotFound, "record %s/%s does not exist", tree, key)
-		}
-		rec, err := toRecord(tx, tree, k, v)
-		if err != nil {
-			return err
-		}
-		return fn(&rec)
-	})
+	}
+	if v == nil {
+		return api.Errorf(api.CodeNotFound, "record %s/%s does not exist", tree, key)
+	}
+	if err := fillRecord(tx, tree, k, v, rec, withBorrow); err != nil {
+		return err
+	}
+	return fn()
 }
 
 // List returns up to limit records of tree with key greater than after, in

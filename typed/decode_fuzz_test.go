@@ -2,6 +2,7 @@ package typed
 
 import (
 	"errors"
+	"reflect"
 	"testing"
 	"time"
 
@@ -39,7 +40,7 @@ func FuzzDecodeRecord(f *testing.F) {
 	f.Add([]byte{})
 	f.Add([]byte{0xa1, 0x64, 'n', 'a', 'm', 'e', 0x01})
 	f.Add([]byte{0xbf, 0x63, 'q', 't', 'y', 0x1b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
-	tr := &Tree[fuzzPart]{typ: "fuzzPart"}
+	tr := &Tree[fuzzPart]{typ: "fuzzPart", plan: defaultsFor(reflect.TypeFor[fuzzPart]())}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var p fuzzPart
 		err := tr.decode(&client.Record{Record: api.Record{Tree: "parts", Data: data}}, &p)

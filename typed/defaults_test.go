@@ -66,7 +66,7 @@ func TestNestedDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr := &Tree[dfRec]{typ: "dfRec"}
+	tr := &Tree[dfRec]{typ: "dfRec", plan: defaultsFor(reflect.TypeFor[dfRec]())}
 	var got dfRec
 	if err := tr.decode(&client.Record{Record: api.Record{Data: data}}, &got); err != nil {
 		t.Fatal(err)

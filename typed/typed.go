@@ -68,6 +68,7 @@ type Tree[T any] struct {
 	def     *schema.Definition
 	version uint32
 	typ     string
+	plan    *defaultsPlan // defaultsFor(T), looked up once
 }
 
 // Open returns the tree called name holding T records. It registers T's
@@ -111,7 +112,7 @@ func Open[T any](ctx context.Context, db *client.DB, name string) (*Tree[T], err
 	if err != nil {
 		return nil, fmt.Errorf("typed: open tree %q for %s: %w", name, typeName(rt), err)
 	}
-	return &Tree[T]{db: db, t: t, def: &def, version: v, typ: typeName(rt)}, nil
+	return &Tree[T]{db: db, t: t, def: &def, version: v, typ: typeName(rt), plan: defaultsFor(rt)}, nil
 }
 
 // syncBeforeRegister bounds Open's wait for the replica to catch up before
@@ -156,7 +157,7 @@ func (t *Tree[T]) DB() *client.DB { return t.db }
 func (t *Tree[T]) decode(r *client.Record, v *T) error {
 	var zero T
 	*v = zero
-	if p := defaultsFor(reflect.TypeFor[T]()); p != nil {
+	if p := t.plan; p != nil {
 		rv := reflect.ValueOf(v).Elem()
 		p.setDefaults(rv)
 		if cborValid(r.Data) == nil {
@@ -196,7 +197,7 @@ func (t *Tree[T]) record(r *client.Record) (Record[T], error) {
 // revision.
 func (t *Tree[T]) Get(key Key[T]) (T, error) {
 	var v T
-	err := t.t.View(key.Untyped(), func(r *client.Record) error { return t.decode(r, &v) })
+	err := t.t.ViewValue(key.Untyped(), func(r *client.Record) error { return t.decode(r, &v) })
 	return v, err
 }
 
@@ -214,7 +215,7 @@ func (t *Tree[T]) Record(key Key[T]) (Record[T], error) {
 // replica's memory map without copying the stored bytes first. The value
 // is fn's own, but fn runs inside a read transaction: keep it short.
 func (t *Tree[T]) View(key Key[T], fn func(*T) error) error {
-	return t.t.View(key.Untyped(), func(r *client.Record) error {
+	return t.t.ViewValue(key.Untyped(), func(r *client.Record) error {
 		var v T
 		if err := t.decode(r, &v); err != nil {
 			return err

@@ -72,6 +72,11 @@ Commands:
                                for the IPs and names in --hosts) or a client
                                certificate (CN=NAME): NAME.crt, NAME.key
   certs gossip-key             print a new -gossip-key
+  version [-client]            kvctl's version and the answering node's (version,
+                               commit, Go, state machine rules); -client: kvctl's only
+  health [-ready]              exit 0 if the node serves (/healthz) or, with -ready,
+                               is a member that knows a leader and caught up
+                               (/readyz); else exit 1 with the reason (for probes)
   help                         this text
 
 Flags (before or after the command):
@@ -150,6 +155,8 @@ var commands = map[string]func(*cli, context.Context, []string) error{
 	"hash":     (*cli).hash,
 	"snapshot": (*cli).snapshot,
 	"certs":    (*cli).certs,
+	"version":  (*cli).version,
+	"health":   (*cli).health,
 }
 
 func (c *cli) main(ctx context.Context, args []string) int {

@@ -17,15 +17,17 @@ import (
 	"github.com/shelfdb/shelf/api"
 )
 
-// buildKvnode builds the kvnode binary into dir.
-func buildKvnode(t *testing.T, dir string) string {
+// buildKvnode builds the kvnode binary into dir, with extra go build
+// flags (such as -ldflags).
+func buildKvnode(t *testing.T, dir string, extra ...string) string {
 	t.Helper()
 	bin := filepath.Join(dir, "kvnode")
 	goBin, err := exec.LookPath("go")
 	if err != nil {
 		goBin = filepath.Join(os.Getenv("GOROOT"), "bin", "go")
 	}
-	if out, err := exec.Command(goBin, "build", "-o", bin, ".").CombinedOutput(); err != nil {
+	args := append(append([]string{"build", "-o", bin}, extra...), ".")
+	if out, err := exec.Command(goBin, args...).CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	return bin

@@ -4,7 +4,7 @@
 //	kvnode -dev                    one node, bootstrapped, data in ./shelf-data
 //	kvnode -id n1 -data DIR -http ADDR -raft ADDR -gossip ADDR -bootstrap
 //	kvnode -id n2 -data DIR -http ADDR -raft ADDR -gossip ADDR -join GOSSIP_ADDR[,...]
-//	kvnode -healthcheck [-http ADDR] [TLS flags]   exit 0 if that node is a member with a leader
+//	kvnode -healthcheck [-http ADDR] [TLS flags]   exit 0 if that node is ready (GET /readyz)
 //
 // Every flag can also be given as an environment variable SHELF_<NAME>
 // (SHELF_ID, SHELF_DATA, SHELF_HTTP, SHELF_RAFT, SHELF_GOSSIP,
@@ -19,6 +19,11 @@
 // node certificate of the cluster CA (-tls-ca). -tls-client-ca makes the
 // API require a client certificate of that CA as well. -gossip-key
 // encrypts gossip. kvctl certs makes the CA, certificates and key.
+// SHELF_PPROF is read too. "kvnode -version" prints the build and exits.
+//
+// Every node serves GET /metrics (Prometheus), /healthz, /readyz and
+// /v1/version next to the API; -pprof adds /debug/pprof/ (see
+// docs/operations.md, "Monitoring").
 //
 // A node restarted with its data directory needs neither -bootstrap nor
 // -join: it finds its peers from its raft configuration and the gossip
@@ -48,7 +53,9 @@ import (
 	"github.com/shelfdb/shelf/cluster"
 	"github.com/shelfdb/shelf/fsm"
 	"github.com/shelfdb/shelf/internal/httpapi"
+	"github.com/shelfdb/shelf/internal/metrics"
 	"github.com/shelfdb/shelf/internal/tlsconf"
+	"github.com/shelfdb/shelf/internal/version"
 )
 
 // Defaults of the address flags.
@@ -100,6 +107,9 @@ type options struct {
 
 	tls       tlsconf.NodeFiles // all empty: no TLS
 	gossipKey []byte
+	pprof     bool // serve /debug/pprof/
+	version   bool // print the version and exit
+	raftLog   string
 }
 
 // parseFlags parses args, then fills unset flags from the environment.
@@ -123,13 +133,16 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*o
 	fs.BoolVar(&o.dev, "dev", false, "development mode: one bootstrapped node \"dev\", data in ./shelf-data")
 	fs.StringVar(&logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
 	fs.DurationVar(&o.borrowTTL, "borrow-ttl", 0, "expiry of borrows that ask for none (`duration`; 0: never expire; set the same on every node)")
+	fs.StringVar(&o.raftLog, "raft-log", cluster.LogStoreBolt, "raft log `store`: bolt (raft.db) or wal (raft-wal); a data directory keeps the kind it was created with")
 	fs.DurationVar(&o.expiryGrace, "expiry-grace", cluster.DefaultExpiryGrace, "how long a new leader waits before it expires borrows (`duration`)")
 	fs.StringVar(&o.tls.Cert, "tls-cert", "", "node certificate `file` (PEM; kvctl certs issue --node): serve HTTPS and raft over TLS")
 	fs.StringVar(&o.tls.Key, "tls-key", "", "private key `file` of -tls-cert")
 	fs.StringVar(&o.tls.CA, "tls-ca", "", "cluster CA `file`: peers (raft, internal routes) must present a node certificate it signed")
 	fs.StringVar(&o.tls.ClientCA, "tls-client-ca", "", "require clients of the HTTP API to present a certificate signed by this CA `file` (may be the -tls-ca file)")
 	fs.StringVar(&gossipKey, "gossip-key", "", "gossip encryption `key`, base64 of 16, 24 or 32 bytes, the same on every node (kvctl certs gossip-key)")
-	fs.BoolVar(&o.healthcheck, "healthcheck", false, "check the node of these flags (-http, TLS flags) and exit: 0 when it is a member with a leader, 1 otherwise (for container health checks)")
+	fs.BoolVar(&o.healthcheck, "healthcheck", false, "ask the node of these flags (-http, TLS flags) whether it is ready (/readyz) and exit: 0 when it is, 1 otherwise (for container health checks)")
+	fs.BoolVar(&o.pprof, "pprof", false, "serve Go profiles on /debug/pprof/ of the HTTP address (off by default: anyone who reaches the port may profile)")
+	fs.BoolVar(&o.version, "version", false, "print the version and exit")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage:\n  kvnode -dev\n  kvnode -id ID -data DIR [-http ADDR] [-raft ADDR] [-gossip ADDR] -bootstrap | -join ADDR[,ADDR...]\n\nFlags (each also read from SHELF_<NAME>, e.g. SHELF_DATA, SHELF_LOG_LEVEL):\n")
 		fs.PrintDefaults()
@@ -143,7 +156,10 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*o
 	if fs.NArg() > 0 {
 		return nil, usageError{fmt.Errorf("unexpected arguments %q", fs.Args())}
 	}
-	set := map[string]bool{}
+	if o.version {
+		return &o, nil
+	}
+	set := map[string]bool{"version": true} // -version has no SHELF_ variable
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	var envErrs []error
 	fs.VisitAll(func(f *flag.Flag) {
@@ -211,6 +227,9 @@ func (o *options) validate() error {
 	}
 	if o.id == "" {
 		errs = append(errs, errors.New("-id is required (or -dev)"))
+	}
+	if o.raftLog != cluster.LogStoreBolt && o.raftLog != cluster.LogStoreWAL {
+		errs = append(errs, fmt.Errorf("-raft-log %q: want %s or %s", o.raftLog, cluster.LogStoreBolt, cluster.LogStoreWAL))
 	}
 	if o.borrowTTL < 0 || o.expiryGrace < 0 {
 		errs = append(errs, errors.New("-borrow-ttl and -expiry-grace must not be negative"))
@@ -286,6 +305,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if o.healthcheck {
 		return healthcheck(ctx, o, stdout)
 	}
+	if o.version {
+		fmt.Fprintf(stdout, "kvnode %s\n", version.Get())
+		return nil
+	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: o.logLevel}))
 
 	if err := os.MkdirAll(o.data, 0o700); err != nil {
@@ -319,6 +342,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		scheme = "https"
 	}
 
+	// One node per process: raft's and memberlist's go-metrics (a
+	// process-wide global) go to this node's registry.
+	met := metrics.New()
+	if err := metrics.InstallRaftSink(met.Registry()); err != nil {
+		return err
+	}
 	node, err := cluster.New(cluster.Config{
 		NodeID:     o.id,
 		DataDir:    o.data,
@@ -332,7 +361,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		GossipKey:  o.gossipKey,
 
 		DefaultBorrowTTL: o.borrowTTL,
+		LogStore:         o.raftLog,
 		ExpiryGrace:      noneIfZero(o.expiryGrace), // 0 on the command line: no grace
+		Observer:         met,
 	})
 	if err != nil {
 		if errors.Is(err, api.ErrWrongCluster) {
@@ -341,9 +372,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 
+	if err := met.WatchNode(node); err != nil {
+		_ = node.Shutdown()
+		return err
+	}
+	if o.pprof {
+		logger.Warn("kvnode: serving Go profiles on /debug/pprof/ (-pprof): anyone who reaches the HTTP address can profile this node")
+	}
+
 	stopping := make(chan struct{})
 	srv := &http.Server{
-		Handler:           httpapi.New(httpapi.Config{Node: node, Logger: logger, Stopping: stopping, Peer: peerCheck}),
+		Handler:           httpapi.New(httpapi.Config{Node: node, Logger: logger, Stopping: stopping, Peer: peerCheck, Metrics: met, Pprof: o.pprof}),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
@@ -358,7 +397,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		go func() { serveErr <- srv.Serve(ln) }()
 	}
 	fmt.Fprintf(stdout, "kvnode: listening on %s://%s\n", scheme, ln.Addr())
-	logger.Info("kvnode: serving", "http", ln.Addr().String(), "scheme", scheme, "id", o.id, "data", o.data)
+	logger.Info("kvnode: serving", "http", ln.Addr().String(), "scheme", scheme, "id", o.id, "data", o.data, "version", version.Get().String())
 
 	var runErr error
 	select {

@@ -39,6 +39,8 @@ func TestFlags(t *testing.T) {
 		{"bad http", []string{"-dev", "-http", "7001"}, nil, "-http"},
 		{"bad port", []string{"-dev", "-gossip", "127.0.0.1:99999"}, nil, "bad port"},
 		{"unspecified raft", []string{"-dev", "-raft", "0.0.0.0:7002"}, nil, "-raft"},
+		{"unknown raft log store", []string{"-dev", "-raft-log", "leveldb"}, nil, "-raft-log"},
+		{"wal raft log store", []string{"-dev", "-raft-log", "wal"}, nil, ""},
 		{"bad join", []string{"-id", "n2", "-data", "d", "-join", "nohost"}, nil, "-join"},
 		{"bad level", []string{"-dev", "-log-level", "loud"}, nil, "-log-level"},
 		{"bad env", nil, map[string]string{"SHELF_BOOTSTRAP": "maybe"}, "SHELF_BOOTSTRAP"},

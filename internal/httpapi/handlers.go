@@ -419,7 +419,7 @@ func (h *handler) clients(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	h.write(w, r, http.StatusOK, nonNil(c))
+	h.write(w, r, http.StatusOK, nonNil(h.withSightings(r.Context(), c)))
 	return nil
 }
 

@@ -26,6 +26,7 @@ import (
 
 	"github.com/shelfdb/shelf/api"
 	"github.com/shelfdb/shelf/cluster"
+	"github.com/shelfdb/shelf/internal/metrics"
 )
 
 // DefaultMaxBody is the default limit of a request body.
@@ -45,8 +46,8 @@ const (
 	MaxEventLimit     = 10000
 )
 
-// DefaultClientSeenInterval is how often at most a client's log stream
-// requests are recorded as a sighting (fsm.OpClientSeen).
+// DefaultClientSeenInterval is how often at most a node looks up whether
+// a client it sees following the log is still registered.
 const DefaultClientSeenInterval = 30 * time.Second
 
 // Config configures the handler.
@@ -62,8 +63,11 @@ type Config struct {
 	// wait for them. Optional.
 	Stopping <-chan struct{}
 	// ClientSeenInterval is how often at most a GET /v1/log with
-	// client=ID commits a sighting of that client (its last-seen time and
-	// replica index); DefaultClientSeenInterval if 0, never if negative.
+	// client=ID looks up the client's registration: the node keeps a
+	// sighting (last-seen time, replica index; in memory, never through
+	// raft) of registered clients only, and drops a removed one within
+	// this interval. DefaultClientSeenInterval if 0; no sightings kept if
+	// negative.
 	ClientSeenInterval time.Duration
 	// Peer, when set, decides whether a request comes from another node
 	// of the cluster (with TLS: it presents a node certificate of the
@@ -71,6 +75,14 @@ type Config struct {
 	// requests it refuses, and the forwarded header of a refused request
 	// is ignored. Without it every caller is trusted as a peer.
 	Peer func(*http.Request) error
+	// Metrics, when set, is served on GET /metrics and counts every
+	// request by route and status. Optional.
+	Metrics *metrics.Metrics
+	// Pprof mounts net/http/pprof on /debug/pprof/ (kvnode -pprof).
+	Pprof bool
+	// ReadyMaxLag is how far behind the leader's commit index the node
+	// may be for GET /readyz to answer 200; cluster.DefaultReadyMaxLag if 0.
+	ReadyMaxLag uint64
 }
 
 type handler struct {
@@ -81,6 +93,7 @@ type handler struct {
 	seen     *seenTracker
 	peer     func(*http.Request) error
 	mux      *http.ServeMux
+	ops      ops // the operations routes (ops.go)
 }
 
 // New returns the HTTP handler of the API.
@@ -98,11 +111,12 @@ func New(cfg Config) http.Handler {
 		cfg.ClientSeenInterval = DefaultClientSeenInterval
 	}
 	h := &handler{node: cfg.Node, log: cfg.Logger, maxBody: cfg.MaxBody, stopping: cfg.Stopping, peer: cfg.Peer, mux: http.NewServeMux()}
+	h.ops = ops{metrics: cfg.Metrics, pprof: cfg.Pprof, maxLag: cfg.ReadyMaxLag}
 	if cfg.ClientSeenInterval > 0 {
-		h.seen = newSeenTracker(cfg.ClientSeenInterval, h.clientKnown, h.submitSeen)
+		h.seen = newSeenTracker(cfg.ClientSeenInterval, h.clientKnown)
 	}
 	h.routes()
-	return h
+	return h.instrumented()
 }
 
 // routes registers exactly the routes of docs/http-api.md. The routes
@@ -137,6 +151,8 @@ func (h *handler) routes() {
 	h.handle("POST "+cluster.InternalApplyPath, h.internalApply)
 	h.handle("POST "+cluster.InternalApplyBatchPath, h.internalApplyBatch)
 	h.handle("GET "+cluster.InternalReadIndexPath, h.internalReadIndex)
+	h.opsRoutes()
+	h.handle("GET "+cluster.InternalSightingsPath, h.internalSightings)
 }
 
 // handle registers fn; an error it returns is written as the answer.

@@ -1,69 +1,69 @@
 package httpapi
 
 import (
-	"fmt"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/shelfdb/shelf/cluster"
 )
 
-func TestSeenTrackerThrottles(t *testing.T) {
+func TestSeenTrackerKeepsRegisteredClients(t *testing.T) {
 	var (
-		mu        sync.Mutex
-		submitted []string
-		lookups   int
+		mu      sync.Mutex
+		lookups []string
 	)
-	done := make(chan struct{}, 100)
+	registered := map[string]bool{"a": true, "b": true}
 	clock := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
-	s := newSeenTracker(30*time.Second,
-		func(c string) bool {
-			mu.Lock()
-			defer mu.Unlock()
-			lookups++
-			return c != "stranger"
-		},
-		func(c string, applied uint64) {
-			mu.Lock()
-			submitted = append(submitted, fmt.Sprintf("%s@%d", c, applied))
-			mu.Unlock()
-			done <- struct{}{}
-		})
+	s := newSeenTracker(30*time.Second, func(c string) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		lookups = append(lookups, c)
+		return registered[c]
+	})
 	s.now = func() time.Time { return clock }
-	wait := func(n int) {
-		t.Helper()
-		for range n {
-			select {
-			case <-done:
-			case <-time.After(10 * time.Second):
-				t.Fatal("submit did not run")
-			}
-		}
-	}
+	at := func(d time.Duration) int64 { return clock.Add(d).UnixNano() }
+	start := clock
 
 	s.saw("a", 5)
 	s.saw("b", 9)
-	s.saw("a", 6) // within the interval: dropped
-	wait(2)
-	clock = clock.Add(29 * time.Second)
-	s.saw("a", 7) // still within
 	clock = clock.Add(time.Second)
-	s.saw("a", 8) // 30s after the first: recorded
-	wait(1)
+	s.saw("a", 6) // every sighting counts; no second lookup within the interval
+	want := []cluster.Sighting{{Client: "a", Time: at(0), Applied: 6}, {Client: "b", Time: start.UnixNano(), Applied: 9}}
+	if got := s.sightings(); !equalSightings(got, want) {
+		t.Fatalf("sightings %+v, want %+v", got, want)
+	}
 	s.saw("", 1)                      // no client: ignored
 	s.saw(strings.Repeat("x", 65), 1) // not a possible client id
-	s.saw("stranger", 1)              // not registered: not recorded,
+	s.saw("stranger", 1)              // not registered: not kept,
 	s.saw("stranger", 2)              // nor remembered (looked up again)
-	if n := len(s.last); n != 2 {
-		t.Errorf("tracker remembers %d clients, want 2", n)
+	// b is removed; after the interval its next sighting finds that out.
+	mu.Lock()
+	delete(registered, "b")
+	mu.Unlock()
+	clock = start.Add(30 * time.Second)
+	s.saw("b", 10)
+	s.saw("a", 7) // a is looked up again too, and stays
+	want = []cluster.Sighting{{Client: "a", Time: at(0), Applied: 7}}
+	if got := s.sightings(); !equalSightings(got, want) {
+		t.Fatalf("sightings %+v, want %+v", got, want)
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	got := strings.Join(submitted, " ")
-	if got != "a@5 b@9 a@8" && got != "b@9 a@5 a@8" {
-		t.Errorf("submitted %q, want a@5 b@9 a@8 (first two in any order)", got)
+	if got := strings.Join(lookups, " "); got != "a b stranger stranger b a" {
+		t.Errorf("registration lookups %q, want a b stranger stranger b a", got)
 	}
-	if lookups != 5 {
-		t.Errorf("%d registration lookups, want 5 (a, b, a, stranger twice)", lookups)
+}
+
+func equalSightings(a, b []cluster.Sighting) bool {
+	if len(a) != len(b) {
+		return false
 	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
 }

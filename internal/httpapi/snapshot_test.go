@@ -113,3 +113,62 @@ func TestLogPageBoundedByBytes(t *testing.T) {
 		from = page.Next
 	}
 }
+
+// TestAbandonedSnapshotDownloads: downloads cut after their first bytes
+// (while the node may still be copying the state for them) free their
+// place: more downloads than the node serves at once, one after another,
+// all start, and a whole one still restores.
+func TestAbandonedSnapshotDownloads(t *testing.T) {
+	e := newEnv(t, 0)
+	blob, err := api.EncodeValue(map[string]any{"b": bytes.Repeat([]byte{7}, 900<<10)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		if _, err := e.cl.Create(t.Context(), "big", api.WriteRequest{Data: blob}); err != nil {
+			t.Fatalf("create %d: %v", i, err)
+		}
+	}
+	// The server notices a cut connection when it next writes: a place
+	// may be busy for a moment after the client has gone.
+	get := func(i int) *http.Response {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			resp, err := http.Get(e.srv.URL + "/v1/snapshot")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.StatusCode == http.StatusOK {
+				return resp
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusServiceUnavailable || time.Now().After(deadline) {
+				t.Fatalf("download %d: status %s", i, resp.Status)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	for i := range 6 {
+		resp := get(i)
+		if _, err := io.ReadFull(resp.Body, make([]byte, 1024)); err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	var buf bytes.Buffer
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		buf.Reset()
+		_, err := e.cl.Snapshot(t.Context(), &buf)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a whole download after abandoned ones: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := e.node.FSM().Restore(&buf); err != nil {
+		t.Fatalf("restore of the whole download: %v", err)
+	}
+}

@@ -18,6 +18,7 @@ import (
 	"github.com/shelfdb/shelf/client"
 	"github.com/shelfdb/shelf/cluster"
 	"github.com/shelfdb/shelf/internal/httpapi"
+	"github.com/shelfdb/shelf/internal/metrics"
 	"github.com/shelfdb/shelf/internal/testlog"
 )
 
@@ -27,7 +28,10 @@ type Server struct {
 	Dir  string
 	Addr string // HTTP API address
 	Node *cluster.Node
-	srv  *http.Server
+	// Metrics are the node's metrics, served on /metrics (a new registry
+	// per start).
+	Metrics *metrics.Metrics
+	srv     *http.Server
 
 	configure func(*cluster.Config)
 	member    bool // one of StartCluster's nodes
@@ -145,6 +149,8 @@ func (s *Server) start(ln net.Listener, lead bool) {
 		HeartbeatTimeout: 100 * time.Millisecond, ElectionTimeout: 100 * time.Millisecond,
 		LeaderLeaseTimeout: 50 * time.Millisecond, CommitTimeout: 5 * time.Millisecond,
 	}
+	s.Metrics = metrics.New()
+	cfg.Observer = s.Metrics
 	if s.configure != nil {
 		s.configure(&cfg)
 	}
@@ -153,7 +159,10 @@ func (s *Server) start(ln net.Listener, lead bool) {
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	s.srv = &http.Server{Handler: httpapi.New(httpapi.Config{Node: s.Node, Logger: testlog.New(s.t)})}
+	if err := s.Metrics.WatchNode(s.Node); err != nil {
+		s.t.Fatal(err)
+	}
+	s.srv = &http.Server{Handler: httpapi.New(httpapi.Config{Node: s.Node, Logger: testlog.New(s.t), Metrics: s.Metrics})}
 	go func() { _ = s.srv.Serve(ln) }()
 	if lead {
 		WaitFor(s.t, "server to lead", func() bool { return s.Node.ClusterID() != "" && s.Node.IsLeader() })
