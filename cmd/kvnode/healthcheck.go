@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"slices"
 	"time"
 
 	"github.com/shelfdb/shelf/api"
@@ -37,9 +36,9 @@ func healthURL(o *options) string {
 }
 
 // healthcheck is kvnode -healthcheck: it asks the node configured by the
-// same flags (or SHELF_* variables) for its status, presenting the node
-// certificate when TLS is on, and succeeds when the node is in the raft
-// configuration and knows a leader it has heard from lately. A container
+// same flags (or SHELF_* variables) whether it is ready (GET /readyz),
+// presenting the node certificate when TLS is on: it succeeds when the
+// node is a member that knows a leader and has caught up. A container
 // HEALTHCHECK uses it, since a FROM scratch image has no curl.
 func healthcheck(ctx context.Context, o *options, stdout io.Writer) error {
 	ctx, cancel := context.WithTimeout(ctx, healthcheckTimeout)
@@ -55,20 +54,15 @@ func healthcheck(ctx context.Context, o *options, stdout io.Writer) error {
 		hc.Transport = tr
 	}
 	base := healthURL(o)
-	st, err := api.NewClient(base, hc).Status(ctx)
-	if err != nil {
-		return fmt.Errorf("%w: %s: %w", errUnhealthy, base, err)
-	}
-	if o.id != "" && st.NodeID != o.id {
-		return fmt.Errorf("%w: %s is node %q, not %q", errUnhealthy, base, st.NodeID, o.id)
-	}
-	member := slices.ContainsFunc(st.Members, func(m api.Member) bool { return m.ID == st.NodeID && m.Suffrage != "" })
+	rd, err := api.NewClient(base, hc).Ready(ctx)
 	switch {
-	case !member:
-		return fmt.Errorf("%w: node %s is not in the raft configuration yet", errUnhealthy, st.NodeID)
-	case st.Leader == "" || st.NoLeader:
-		return fmt.Errorf("%w: node %s knows no leader it has heard from lately", errUnhealthy, st.NodeID)
+	case err != nil:
+		return fmt.Errorf("%w: %s: %w", errUnhealthy, base, err)
+	case o.id != "" && rd.NodeID != o.id:
+		return fmt.Errorf("%w: %s is node %q, not %q", errUnhealthy, base, rd.NodeID, o.id)
+	case !rd.Ready:
+		return fmt.Errorf("%w: node %s is not ready: %s", errUnhealthy, rd.NodeID, rd.Reason)
 	}
-	fmt.Fprintf(stdout, "kvnode: healthy: node %s %s, leader %s, applied index %d\n", st.NodeID, st.State, st.Leader, st.AppliedIndex)
+	fmt.Fprintf(stdout, "kvnode: healthy: node %s ready, leader %s, applied index %d\n", rd.NodeID, rd.Leader, rd.AppliedIndex)
 	return nil
 }

@@ -39,7 +39,7 @@ func TestHealthcheck(t *testing.T) {
 	n := startRun(t, "-id", "n1", "-data", filepath.Join(dir, "n1"), "-bootstrap", "-http", "127.0.0.1:0", "-raft", "127.0.0.1:0", "-gossip", "127.0.0.1:0", "-log-level", "warn")
 	addr := n.addr(t)
 	out := healthy(t, []string{"-http", addr}, nil)
-	if !strings.Contains(out, "healthy: node n1 Leader, leader n1") {
+	if !strings.Contains(out, "healthy: node n1 ready, leader n1") {
 		t.Errorf("healthcheck printed %q", out)
 	}
 	// The node's own environment (SHELF_ID, SHELF_DATA...) is accepted,
