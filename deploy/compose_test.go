@@ -325,7 +325,8 @@ func TestComposeOfficeCluster(t *testing.T) {
 		}
 	}
 	// Plain HTTP to a published port is refused: TLS is wired.
-	if resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/v1/status", e.ports["kv1"])); err != nil || resp.StatusCode != http.StatusBadRequest {
+	plain := &http.Client{Timeout: 10 * time.Second}
+	if resp, err := plain.Get(fmt.Sprintf("http://127.0.0.1:%d/v1/status", e.ports["kv1"])); err != nil || resp.StatusCode != http.StatusBadRequest {
 		t.Errorf("plain HTTP to kv1: %v %v, want 400", resp, err)
 	} else {
 		resp.Body.Close()
@@ -408,11 +409,11 @@ func TestComposeOfficeCluster(t *testing.T) {
 	})
 	acked, pending, failed := w.count()
 	for _, s := range services {
-		missing, wrong := checkAcked(t, e.api(s).WithConsistency(api.Stale), w.acked)
+		missing, wrong := checkAcked(t, e.api(s).WithConsistency(api.Stale), w.acked, w.tried)
 		if missing > 0 || wrong > 0 {
 			// A follower may be a moment behind: wait for it, then judge.
 			waitFor(t, s+" has every acknowledged create", func() (bool, string) {
-				missing, wrong = checkAcked(t, e.api(s).WithConsistency(api.Stale), w.acked)
+				missing, wrong = checkAcked(t, e.api(s).WithConsistency(api.Stale), w.acked, w.tried)
 				return missing == 0 && wrong == 0, fmt.Sprintf("%d missing, %d with another value", missing, wrong)
 			})
 		}
@@ -430,8 +431,8 @@ func TestComposeOfficeCluster(t *testing.T) {
 		}
 		return hs[0] == hs[1] && hs[1] == hs[2], strings.Join(hs, " ")
 	})
-	mark(fmt.Sprintf("checked: %d acknowledged creates (%d of them while offline, from the outbox), %d failed attempts, all %d on each of kv1-kv3 with their value, same content hash",
-		acked, pending, failed, acked), t0)
+	mark(fmt.Sprintf("checked: %d creates sent, %d acknowledged (%d of them while offline, from the outbox), %d failed; every acknowledged one on each of kv1-kv3 with its value, none twice, none unsent, same content hash",
+		w.tried, acked, pending, failed), t0)
 	t.Logf("compose test summary (%v in all):", time.Since(start).Round(time.Second))
 	for _, s := range steps {
 		t.Logf("  %-8v %s", s.took, s.what)
@@ -439,10 +440,12 @@ func TestComposeOfficeCluster(t *testing.T) {
 }
 
 // checkAcked lists the tree on one node and counts the acknowledged
-// creates it lacks and those with another value.
-func checkAcked(t *testing.T, c *api.Client, acked map[api.Key]int64) (missing, wrong int) {
+// creates it lacks and those with another value. A record the writer
+// never tried, or two records of one create, fail the test at once.
+func checkAcked(t *testing.T, c *api.Client, acked map[api.Key]int64, tried int64) (missing, wrong int) {
 	t.Helper()
 	have := map[api.Key]int64{}
+	byValue := map[int64]api.Key{}
 	after := api.Key{}
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -461,6 +464,13 @@ func checkAcked(t *testing.T, c *api.Client, acked map[api.Key]int64) (missing, 
 			if !ok {
 				t.Fatalf("record %v on %s: n is %T %v", r.Key, c.BaseURL(), m["n"], m["n"])
 			}
+			if n < 1 || n > tried {
+				t.Fatalf("record %v on %s has n=%d, which the writer never sent (it sent 1..%d)", r.Key, c.BaseURL(), n, tried)
+			}
+			if k, dup := byValue[n]; dup {
+				t.Fatalf("create n=%d is in the cluster twice on %s: %v and %v", n, c.BaseURL(), k, r.Key)
+			}
+			byValue[n] = r.Key
 			have[r.Key] = n
 		}
 		if len(page.Records) == 0 || page.After == "" {
