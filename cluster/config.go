@@ -123,8 +123,11 @@ type Config struct {
 	// refuses to start on a data directory that holds the other kind
 	// (ErrOtherLogStore).
 	LogStore string
-	// NoSync skips fsync in the state machine and the raft log. Tests only:
-	// a crash may lose acknowledged writes.
+	// NoSync skips the fsyncs of the raft log. Tests only: a crash may
+	// lose acknowledged writes. The state machine (fsm.db) never fsyncs
+	// its commits, whatever NoSync says: the raft log is the durable
+	// record, fsm.db is fsync'ed when the node stops cleanly and rebuilt
+	// from the snapshots and the log after a crash of the machine.
 	NoSync bool
 	// HTTPClient forwards requests to the leader; a client with sensible
 	// timeouts when nil.
@@ -145,6 +148,9 @@ type Config struct {
 	// Observer, when set, receives apply and forwarding measurements
 	// (internal/metrics).
 	Observer Observer
+	// bootID replaces the kernel's boot id for fsm.Config.BootID (tests
+	// simulate a reboot with it).
+	bootID string
 }
 
 // PeerTLS holds the TLS configurations of the links between nodes.

@@ -3,3 +3,7 @@ package cluster
 // Crash stops the node without handing over leadership or leaving gossip,
 // as if the process died.
 func (n *Node) Crash() error { return n.shutdown(false) }
+
+// WithBootID returns cfg with the kernel's boot id replaced by id, so that
+// a test can simulate a restart of the machine.
+func WithBootID(cfg Config, id string) Config { cfg.bootID = id; return cfg }

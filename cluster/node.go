@@ -175,6 +175,11 @@ func New(cfg Config) (*Node, error) {
 //   - fsm.db damaged: moved aside to fsm.db.corrupt-TIME and rebuilt from
 //     the snapshots and the raft log, logged at error level. fsm.db that
 //     is not a Shelf state file of this version: an error.
+//   - fsm.db not closed cleanly, and the machine restarted since (its
+//     commits are not fsync'ed, so pages may be torn or lost; see
+//     fsm.ErrUntrusted): moved aside to fsm.db.unclean-TIME and rebuilt
+//     likewise. Not closed cleanly within the same boot (a killed
+//     process): used as it is, raft replays the entries after it.
 //   - the raft log does not reach back to the newest usable snapshot (raft
 //     would panic replaying it): an error.
 //   - a snapshot with an unreadable meta.json, a state.bin of the wrong
@@ -210,16 +215,22 @@ func (n *Node) openStores() error {
 	}
 
 	fsmPath := filepath.Join(n.cfg.DataDir, fsmDBFile)
-	fcfg := fsm.Config{Path: fsmPath, Logger: n.log, NoSync: n.cfg.NoSync}
+	// fsm.db commits are not fsync'ed: the raft log is the durable record
+	// and rebuilds the state after a crash of the machine (ErrUntrusted).
+	fcfg := fsm.Config{Path: fsmPath, Logger: n.log, NoSync: true, BootID: n.cfg.bootID}
 	n.fsm, err = fsm.Open(fcfg)
-	if errors.Is(err, storage.ErrCorrupt) {
+	if errors.Is(err, storage.ErrCorrupt) || errors.Is(err, fsm.ErrUntrusted) {
 		// The log reaches back to the newest snapshot (checked above), so
 		// the snapshot and the log rebuild the state.
-		aside := fmt.Sprintf("%s.corrupt-%s", fsmPath, time.Now().UTC().Format("20060102T150405.000Z"))
+		kind, what := "corrupt", "STATE MACHINE FILE DAMAGED"
+		if errors.Is(err, fsm.ErrUntrusted) {
+			kind, what = "unclean", "STATE MACHINE FILE NOT TRUSTED AFTER A CRASH OF THE MACHINE"
+		}
+		aside := fmt.Sprintf("%s.%s-%s", fsmPath, kind, time.Now().UTC().Format("20060102T150405.000Z"))
 		if rerr := os.Rename(fsmPath, aside); rerr != nil {
 			return fmt.Errorf("cluster: cannot use the state machine file (%w) and cannot move it aside: %v", err, rerr)
 		}
-		n.log.Error("cluster: STATE MACHINE FILE DAMAGED: moved aside, rebuilding it from the snapshots and the raft log",
+		n.log.Error("cluster: "+what+": moved aside, rebuilding it from the snapshots and the raft log",
 			"file", fsmPath, "moved_to", aside, "err", err)
 		n.fsm, err = fsm.Open(fcfg)
 	}

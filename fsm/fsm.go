@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -36,8 +37,20 @@ type Config struct {
 	// bytes; DefaultMaxRecordSize if 0. Every replica must use the same
 	// value, so it is a cluster-wide constant in practice.
 	MaxRecordSize int
-	// NoSync skips fsync on commit (tests and benchmarks only).
+	// NoSync skips the fsync of each commit: for a state that can be
+	// rebuilt from elsewhere (a server's state, from its snapshots and
+	// raft log), and for tests. The file is fsync'ed on Close, and a
+	// marker beside it (MarkerPath) records whether it was closed
+	// cleanly: Open refuses, with ErrUntrusted, a file that was not and
+	// that the machine may have lost pages of since (another boot, see
+	// BootID). A process that dies without Close loses nothing (the
+	// kernel keeps what it wrote), and the log replays what is missing.
 	NoSync bool
+	// BootID identifies the running boot of the machine for the marker of
+	// NoSync; when empty it is read from /proc/sys/kernel/random/boot_id
+	// (empty where there is none: then every unclean stop counts as a
+	// possible machine crash). Tests set it to simulate a reboot.
+	BootID string
 	// SessionWindow is how many sequence numbers each exactly-once
 	// session remembers (DefaultSessionWindow if 0); MaxIdemKeys how many
 	// idempotency keys are kept at most (DefaultMaxIdemKeys if 0), and
@@ -69,6 +82,8 @@ type FSM struct {
 	waitCh chan struct{} // closed and replaced whenever applied grows
 
 	hook atomic.Pointer[Hook]
+
+	closed bool // Close ran; guarded by applyMu and dbMu
 }
 
 // Entry is one log entry handed to ApplyBatch. Data nil marks an entry that
@@ -99,7 +114,28 @@ func Open(cfg Config) (*FSM, error) {
 	if cfg.IdemKeyRetention <= 0 {
 		cfg.IdemKeyRetention = DefaultIdemKeyRetention
 	}
-	db, err := storage.Open(cfg.Path, storage.Options{NoSync: cfg.NoSync})
+	if cfg.BootID == "" {
+		cfg.BootID = currentBootID()
+	}
+	last, err := checkMarker(cfg.Path, cfg.BootID)
+	if err != nil {
+		return nil, err
+	}
+	if last == closeSameBoot {
+		cfg.Logger.Warn("fsm: state file was not closed cleanly, but the machine has not restarted since: "+
+			"the kernel kept every page written, so the file is consistent at its last commit; the log replays what follows",
+			"file", cfg.Path)
+	}
+	if cfg.NoSync {
+		// Durable before the first commit that is not fsync'ed.
+		if err := writeMarker(cfg.Path, marker{State: markerOpen, BootID: cfg.BootID, PID: os.Getpid(), Time: time.Now().UTC()}); err != nil {
+			return nil, err
+		}
+	}
+	// After a clean close, with the file as it was left, only the cheap
+	// checks run: the full one reads every page in use, seconds at a
+	// million records.
+	db, err := storage.Open(cfg.Path, storage.Options{NoSync: cfg.NoSync, Shallow: last == closeUntouched})
 	if err != nil {
 		return nil, err
 	}
@@ -125,13 +161,29 @@ func (f *FSM) loadMeta() error {
 	})
 }
 
-// Close closes the state file.
+// Close closes the state file. With Config.NoSync it fsyncs the file
+// first and then marks it closed cleanly.
 func (f *FSM) Close() error {
 	f.applyMu.Lock()
 	defer f.applyMu.Unlock()
 	f.dbMu.Lock()
 	defer f.dbMu.Unlock()
-	return f.db.Close()
+	if f.closed {
+		return nil
+	}
+	f.closed = true
+	if !f.cfg.NoSync {
+		return f.db.Close()
+	}
+	if err := f.db.Sync(); err != nil {
+		f.db.Close()
+		return fmt.Errorf("fsm: sync %s: %w", f.cfg.Path, err)
+	}
+	if err := f.db.Close(); err != nil {
+		return fmt.Errorf("fsm: close %s: %w", f.cfg.Path, err)
+	}
+	stamp, _ := fileStamp(f.cfg.Path)
+	return writeMarker(f.cfg.Path, marker{State: markerClean, BootID: f.cfg.BootID, PID: os.Getpid(), Time: time.Now().UTC(), Stamp: stamp})
 }
 
 // Path returns the state file's path.

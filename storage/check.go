@@ -64,7 +64,7 @@ const (
 // read of every page in use (see docs for measurements); pages that are
 // free are not read.
 func Verify(path string) error {
-	_, err := inspect(path, defaultLockTimeout)
+	_, err := inspect(path, defaultLockTimeout, false)
 	return err
 }
 
@@ -89,10 +89,13 @@ type FileInfo struct {
 // lock, waiting up to 2s): a file another process has open for writing
 // gets ErrLocked, not a verdict on pages that may be half written.
 func Inspect(path string) (*FileInfo, error) {
-	return inspect(path, defaultLockTimeout)
+	return inspect(path, defaultLockTimeout, false)
 }
 
-func inspect(path string, lockTimeout time.Duration) (info *FileInfo, err error) {
+// inspect verifies the file at path; shallow checks only the size, the
+// meta pages, the freelist and the root page, not the tree under the root
+// (FileInfo.Buckets stays empty then).
+func inspect(path string, lockTimeout time.Duration, shallow bool) (info *FileInfo, err error) {
 	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return &FileInfo{}, nil
@@ -118,7 +121,7 @@ func inspect(path string, lockTimeout time.Duration) (info *FileInfo, err error)
 	if st, err = f.Stat(); err != nil {
 		return nil, fmt.Errorf("storage: stat %s: %w", path, err)
 	}
-	v := &verifier{f: f, size: st.Size()}
+	v := &verifier{f: f, size: st.Size(), shallow: shallow}
 	old := debug.SetPanicOnFault(true)
 	defer func() {
 		debug.SetPanicOnFault(old)
@@ -177,6 +180,7 @@ type verifier struct {
 	free   bitset
 
 	buckets []string // top-level bucket names
+	shallow bool     // stop at the root page's header
 }
 
 type bitset []uint64
@@ -216,6 +220,10 @@ func (v *verifier) run() error {
 		if err := v.freelist(m.freelist); err != nil {
 			return err
 		}
+	}
+	if v.shallow {
+		_, _, _, err := v.read(m.root, "root")
+		return err
 	}
 	return v.page(m.root, nil, nil, nil, 0, &v.buckets)
 }

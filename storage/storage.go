@@ -120,12 +120,18 @@ type Options struct {
 	// (fsm.Restore reopening the snapshot it verified). A file that
 	// grew damaged in between is still caught by OpenBolt's guard.
 	Verified bool
+	// Shallow checks only the file's size, meta pages, freelist and root
+	// page before bbolt maps it, not every page in use (Verify): for a
+	// file its owner knows was fsync'ed and closed cleanly, where the full
+	// check would cost a read of the whole file at every start.
+	Shallow bool
 }
 
 // Open opens (creating if missing) the Shelf database file at path and
 // checks its format marker. An existing file is verified first (see
-// Verify): a damaged file gets an error wrapping ErrCorrupt that names it
-// and says what is wrong, never a panic or a crash in bbolt.
+// Verify, and Options.Shallow): a damaged file gets an error wrapping
+// ErrCorrupt that names it and says what is wrong, never a panic or a
+// crash in bbolt.
 func Open(path string, opts Options) (*bolt.DB, error) {
 	if opts.LockTimeout == 0 {
 		opts.LockTimeout = 2 * time.Second
@@ -134,7 +140,7 @@ func Open(path string, opts Options) (*bolt.DB, error) {
 		opts.MmapSize = 1 << 30
 	}
 	if !opts.Verified {
-		if _, err := inspect(path, opts.LockTimeout); err != nil {
+		if _, err := inspect(path, opts.LockTimeout, opts.Shallow); err != nil {
 			return nil, err
 		}
 	}

@@ -114,9 +114,9 @@ func newEtcdClient(endpoint string) (*clientv3.Client, error) {
 
 // startShelf starts three kvnodes (fsync on, kvnode's default): n1
 // bootstraps, n2 and n3 join through its gossip address, as in the
-// integration tests. It returns once every node names the same leader and
+// integration tests, each with the extra flags. It returns once every node names the same leader and
 // lists three voters.
-func startShelf(ctx context.Context, bin, dir string, p ports) (*cluster, error) {
+func startShelf(ctx context.Context, bin, dir string, p ports, extra []string) (*cluster, error) {
 	const n = 3
 	c := &cluster{}
 	var firstGossip string
@@ -138,6 +138,7 @@ func startShelf(ctx context.Context, bin, dir string, p ports) (*cluster, error)
 		} else {
 			args = append(args, "-join", firstGossip)
 		}
+		args = append(args, extra...)
 		s, err := start(dir, "kvnode-"+id, bin, args...)
 		if err != nil {
 			c.stop()

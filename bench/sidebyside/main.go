@@ -49,6 +49,7 @@ type options struct {
 	keep          bool
 	warmup        int
 	serve         bool
+	kvnodeArgs    []string // extra kvnode flags, e.g. -raft-log wal
 }
 
 func main() {
@@ -80,6 +81,10 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.warmup, "warmup", 200, "writes (16 writers) on each system before measuring, not counted")
 	fs.BoolVar(&o.strace, "strace", false, "count fdatasync+fsync per write on each server during one extra 1-writer load (needs strace)")
 	fs.BoolVar(&o.serve, "serve", false, "start only the 3 kvnodes, print their -s and -pids for cmd/shelfbench, and serve until Ctrl-C (etcd is not needed)")
+	fs.Func("kvnode-args", "extra `flags` for every kvnode, space-separated (e.g. \"-raft-log wal\")", func(v string) error {
+		o.kvnodeArgs = strings.Fields(v)
+		return nil
+	})
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (data and server logs) after the run")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: sidebyside -kvnode PATH [flags]\n\nRuns the same write load on 3 etcd members and 3 kvnodes on loopback, alternating, and prints the medians.\n\nFlags:\n")
@@ -150,7 +155,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("etcd: %w", err)
 	}
 	defer etcd.stop()
-	shelf, err := startShelf(ctx, o.kvnode, filepath.Join(dir, "shelf"), p)
+	shelf, err := startShelf(ctx, o.kvnode, filepath.Join(dir, "shelf"), p, o.kvnodeArgs)
 	if err != nil {
 		return fmt.Errorf("shelf: %w", err)
 	}
@@ -250,7 +255,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 // serve runs the three kvnodes alone until ctx ends, for cmd/shelfbench.
 func serve(ctx context.Context, o *options, dir string, p ports, stdout io.Writer, logf func(string, ...any)) error {
 	logf("starting 3 kvnodes (%s) under %s", o.kvnode, dir)
-	shelf, err := startShelf(ctx, o.kvnode, filepath.Join(dir, "shelf"), p)
+	shelf, err := startShelf(ctx, o.kvnode, filepath.Join(dir, "shelf"), p, o.kvnodeArgs)
 	if err != nil {
 		return fmt.Errorf("shelf: %w", err)
 	}

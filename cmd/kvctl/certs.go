@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -22,6 +23,8 @@ func (c *cli) certs(_ context.Context, args []string) error {
 		return usagef(line, "certs: missing subcommand")
 	}
 	switch args[0] {
+	case "-h", "-help", "--help":
+		return flag.ErrHelp
 	case "init":
 		return c.certsInit(args[1:])
 	case "issue":

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -24,7 +25,7 @@ const (
 	exitUsage       = 2 // bad command line
 	exitNotFound    = 3 // not_found, tree_not_found, unknown_*
 	exitConflict    = 4 // borrowed, not_borrowed, released, exists, ...
-	exitUnreachable = 5 // no answer from the server
+	exitUnreachable = 5 // no answer from the server, or --timeout ran out
 )
 
 const usageText = `Usage: kvctl [-s HTTP_ADDR[,HTTP_ADDR...]] [-o table|json] <command> [args]
@@ -46,8 +47,9 @@ Commands:
                                for "-") with a cluster-assigned id; prints ID/REV
   leases [TREE]                current borrows: record, holder (name and id),
                                since when, when it expires
-  leases return TREE ID[/REV] (--client ID | --force [--reason R])
-                               end a borrow as its holder, or force it as operator
+  leases return TREE ID[/REV] (--client CLIENT | --force [--reason R])
+                               end a borrow as its holder (name or id), or
+                               force it as operator
   leases take TREE ID[/REV] --to CLIENT [--reason R] [--ttl D]
                                move a borrow to another client (id or name) as
                                operator, whoever holds it; --ttl: new expiry
@@ -55,14 +57,16 @@ Commands:
                                renewed, returned, forced, expired, taken, released,
                                deleted, client_removed), holder, new holder, reason,
                                expiry
-  ranges [CLIENT]              granted key ranges, how much of each is used, and
-                               whether it is retired (its client was removed)
+  ranges [CLIENT]              granted key ranges (of one client: name or id),
+                               how much of each is used, and whether it is
+                               retired (its client was removed)
   clients                      registered clients, when last seen, replica index
-  clients remove ID [--reason R]
+  clients remove NAME|ID [--reason R]
                                remove a client: its borrows are returned and its
                                ranges retired (both listed); it cannot come back
   watch [TREE] [-from N|now]   stream events (of one tree or all), one per line,
-                               from now or after log index N, until interrupted
+                               from now or after log index N, until interrupted;
+                               moves to another -s node when its node goes away
   hash                         the node's applied index and content hash (equal
                                hashes at equal index: the replicas converged)
   snapshot save FILE           save the state machine snapshot ("-": stdout)
@@ -77,7 +81,9 @@ Commands:
   health [-ready]              exit 0 if the node serves (/healthz) or, with -ready,
                                is a member that knows a leader and caught up
                                (/readyz); else exit 1 with the reason (for probes)
-  help                         this text
+  completion bash|zsh          print a shell completion script
+  help [COMMAND [SUB]]         this text, or a command's usage, flags and examples
+                               (also: kvctl COMMAND -h)
 
 Flags (before or after the command):
   -s HTTP_ADDRS  a node's HTTP address, or several, comma-separated (env SHELF_HTTP,
@@ -91,7 +97,12 @@ Flags (before or after the command):
   --cert FILE, --key FILE
                  client certificate and key, for nodes that require one
                  (-tls-client-ca) (env SHELF_CERT, SHELF_KEY)
-  -o FORMAT      table for people, json for scripts (env SHELF_OUTPUT, default table)
+  -o FORMAT      table for people, json for scripts (env SHELF_OUTPUT, default table);
+                 with json, errors go to stderr as {"error":{"code":C,"message":M}}
+  --timeout D    bound on all the network waits of a command, such as 10s or 1m
+                 (env SHELF_TIMEOUT, default 10s; 0: none); then "timed out after
+                 D waiting for ..." and exit 5. Not bounded: watch (each wait
+                 for a node is: 30s long poll plus D) and snapshot save
   -consistency C linearizable (default): a read reflects every write acknowledged
                  before it, whichever node answers; stale: the node's own state as
                  it is, faster, possibly behind (env SHELF_CONSISTENCY)
@@ -104,7 +115,8 @@ Flags (before or after the command):
                  again with the same K to retry a write that failed for good;
                  the cluster keeps a key at least 24h (see docs/http-api.md)
 
-Exit codes: 0 ok, 1 error, 2 usage, 3 not found, 4 conflict, 5 cannot reach the server.
+Exit codes: 0 ok, 1 error, 2 usage, 3 not found, 4 conflict, 5 cannot reach the server
+or timed out.
 `
 
 // cli is one invocation: its streams, settings and the API client.
@@ -120,6 +132,15 @@ type cli struct {
 	client                    *api.Client
 	retryWait                 time.Duration // first wait before a write is sent again (0: 250ms)
 	tls                       tlsOptions    // --cacert, --cert, --key
+	waiting                   inFlight      // the request last sent, for timeout errors
+	failover                  *failover     // with several -s addresses
+
+	cmd       string          // the command being run ("": none yet)
+	helpFS    *flag.FlagSet   // the flags of the command whose help was asked for
+	helpPos   []string        // the arguments before its -h (a subcommand)
+	deadline  commandDeadline // --timeout
+	wrote     bool            // a write was sent (with c.idemKey)
+	unbounded bool            // --timeout does not bound the command (unboundedCommands)
 }
 
 // usageError is a bad command line; line is the command's synopsis.
@@ -170,76 +191,120 @@ func (c *cli) main(ctx context.Context, args []string) int {
 	}
 	c.consistency = c.getenv("SHELF_CONSISTENCY")
 	c.tlsEnv()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	c.deadline.cancel = cancel
+	defer c.deadline.stop()
+	err := c.timeoutEnv()
 	fs := c.flagSet("kvctl")
-	err := fs.Parse(args)
-	if err != nil && !errors.Is(err, flag.ErrHelp) {
-		err = usagef("", "%v", err)
+	if err == nil {
+		err = fs.Parse(args)
+		if err != nil && !errors.Is(err, flag.ErrHelp) {
+			err = usagef("", "%v", err)
+		}
 	}
 	if err == nil {
 		err = c.checkFlags("")
 	}
 	if err == nil {
 		args = fs.Args()
-		if len(args) == 0 || args[0] == "help" {
-			if len(args) == 0 {
-				fmt.Fprint(c.stderr, usageText)
-				return exitUsage
-			}
-			fmt.Fprint(c.stdout, usageText)
-			return exitOK
+		switch {
+		case len(args) == 0:
+			fmt.Fprint(c.stderr, usageText)
+			return exitUsage
+		case args[0] == "help":
+			return c.fail(ctx, c.help(ctx, args[1:]))
+		case args[0] == completeCommand:
+			return c.fail(ctx, c.complete(ctx, args[1:]))
 		}
 		cmd, ok := commands[args[0]]
 		if !ok {
-			fmt.Fprintf(c.stderr, "kvctl: unknown command %q\n\n%s", args[0], usageText)
-			return exitUsage
+			return c.fail(ctx, unknownCommand(args[0]))
 		}
+		c.cmd, c.unbounded = args[0], unboundedCommands[args[0]]
 		err = cmd(c, ctx, args[1:])
 	}
 	return c.fail(ctx, err)
 }
 
-// fail reports err on stderr and returns its exit code.
+// fail reports err on stderr, as text or (with -o json) as
+// {"error":{"code":…,"message":…}}, and returns its exit code.
 func (c *cli) fail(ctx context.Context, err error) int {
 	if err == nil {
 		return exitOK
 	}
 	if errors.Is(err, flag.ErrHelp) {
-		fmt.Fprint(c.stdout, usageText)
+		c.printHelp()
 		return exitOK
 	}
 	if ctx.Err() != nil {
-		fmt.Fprintf(c.stderr, "kvctl: %v\n", context.Cause(ctx))
-		return exitError
+		err = context.Cause(ctx)
+	}
+	code, kind := classify(err)
+	if code == exitUnreachable && c.wrote {
+		err = fmt.Errorf("%w; the write may have been applied: run kvctl again with --idempotency-key %s to apply it at most once", err, c.idemKey)
+	}
+	var ue *usageError
+	usage := ""
+	if errors.As(err, &ue) {
+		usage = ue.line
+	}
+	if c.output == "json" {
+		e := jsonError{Code: kind, Message: err.Error()}
+		if usage != "" {
+			e.Usage = "kvctl " + usage
+		}
+		b, _ := json.Marshal(map[string]jsonError{"error": e})
+		fmt.Fprintf(c.stderr, "%s\n", b)
+		return code
 	}
 	fmt.Fprintf(c.stderr, "kvctl: %v\n", err)
-	var ue *usageError
-	if errors.As(err, &ue) {
-		if ue.line != "" {
-			fmt.Fprintf(c.stderr, "usage: kvctl %s\n", ue.line)
+	if ue != nil {
+		if usage != "" {
+			fmt.Fprintf(c.stderr, "usage: kvctl %s\n", usage)
 		} else {
 			fmt.Fprintln(c.stderr, `run "kvctl help" for usage`)
 		}
-		return exitUsage
 	}
-	if errors.Is(err, api.ErrUnreachable) {
-		return exitUnreachable
-	}
-	if errors.As(err, new(existsError)) {
-		return exitConflict
-	}
+	return code
+}
+
+// jsonError is an error as -o json prints it on stderr.
+type jsonError struct {
+	Code    string `json:"code"`            // the API error code, or usage, unreachable, timeout, interrupted, exists, error
+	Message string `json:"message"`         // what the text output prints after "kvctl: "
+	Usage   string `json:"usage,omitempty"` // the command's synopsis, for usage errors
+}
+
+// classify returns err's exit code and the code -o json names it by.
+func classify(err error) (int, string) {
+	var ue *usageError
+	var te *timeoutError
 	var ae *api.Error
-	if errors.As(err, &ae) {
+	switch {
+	case errors.As(err, &ue):
+		return exitUsage, "usage"
+	case errors.As(err, &te):
+		return exitUnreachable, "timeout"
+	case errors.Is(err, context.Canceled):
+		return exitError, "interrupted"
+	case errors.Is(err, api.ErrUnreachable):
+		return exitUnreachable, "unreachable"
+	case errors.As(err, new(existsError)):
+		return exitConflict, "exists"
+	case errors.As(err, &ae):
 		switch ae.Code {
 		case api.CodeNotFound, api.CodeTreeNotFound, api.CodeUnknownClient,
 			api.CodeUnknownSchema, api.CodeUnknownMember:
-			return exitNotFound
+			return exitNotFound, string(ae.Code)
 		case api.CodeExists, api.CodeBorrowed, api.CodeNotBorrowed, api.CodeReleased,
 			api.CodeNotReleased, api.CodeNotInRange, api.CodeWrongCluster, api.CodeIncompatible,
 			api.CodeKeyReused, api.CodeSeqForgotten:
-			return exitConflict
+			return exitConflict, string(ae.Code)
 		}
+		return exitError, string(ae.Code)
 	}
-	return exitError
+	return exitError, "error"
 }
 
 // flagSet returns a flag set with the global flags, bound to c.
@@ -250,6 +315,7 @@ func (c *cli) flagSet(name string) *flag.FlagSet {
 	fs.StringVar(&c.output, "o", c.output, "output format: table or json")
 	fs.StringVar(&c.consistency, "consistency", c.consistency, "reads: linearizable (default) or stale")
 	fs.StringVar(&c.idemKey, "idempotency-key", c.idemKey, "idempotency key of a write")
+	fs.DurationVar(&c.deadline.after, "timeout", c.deadline.after, "bound on a command's network waits (0: none)")
 	c.tlsFlags(fs)
 	return fs
 }
@@ -266,6 +332,7 @@ func (c *cli) write(ctx context.Context, send func(ctx context.Context) error) e
 		c.idemKey = api.NewIdempotencyKey()
 	}
 	ctx = api.WithIdempotencyKey(ctx, c.idemKey)
+	c.wrote = true
 	wait := c.retryWait
 	if wait <= 0 {
 		wait = 250 * time.Millisecond
@@ -273,16 +340,27 @@ func (c *cli) write(ctx context.Context, send func(ctx context.Context) error) e
 	for attempt := 1; ; attempt++ {
 		err := send(ctx)
 		if err == nil || attempt == writeAttempts || !(errors.Is(err, api.ErrUnreachable) ||
-			errors.Is(err, api.ErrUnavailable) || errors.Is(err, api.ErrNoLeader)) {
+			errors.Is(err, api.ErrUnavailable) || errors.Is(err, api.ErrNoLeader)) || ctx.Err() != nil {
 			return err
 		}
 		fmt.Fprintf(c.stderr, "kvctl: %v; sending again in %s with idempotency key %s (attempt %d of %d)\n", err, wait, c.idemKey, attempt+1, writeAttempts)
-		select {
-		case <-ctx.Done():
+		if !pause(ctx, wait) {
 			return err
-		case <-time.After(wait):
 		}
 		wait *= 2
+	}
+}
+
+// pause waits d, or until ctx ends: then it returns false. The waits
+// between attempts (write, watch) go through it.
+func pause(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
 	}
 }
 
@@ -293,6 +371,7 @@ func (c *cli) parse(fs *flag.FlagSet, line string, args []string, min, max int) 
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
+				c.helpFS, c.helpPos = fs, pos
 				return nil, err
 			}
 			return nil, usagef(line, "%v", err)
@@ -309,6 +388,9 @@ func (c *cli) parse(fs *flag.FlagSet, line string, args []string, min, max int) 
 	}
 	if err := c.checkFlags(line); err != nil {
 		return nil, err
+	}
+	if !c.unbounded {
+		c.deadline.start(&c.waiting)
 	}
 	switch {
 	case len(pos) < min:
@@ -332,6 +414,9 @@ func (c *cli) checkFlags(line string) error {
 	if _, err := splitAddrs(c.addr); err != nil {
 		return usagef(line, "%v", err)
 	}
+	if c.deadline.after < 0 {
+		return usagef(line, "--timeout %s: want a positive duration, or 0 for none", c.deadline.after)
+	}
 	return c.loadTLS()
 }
 
@@ -347,6 +432,15 @@ func (c *cli) api() *api.Client {
 			t.TLSClientConfig = c.tls.cfg
 			hc = &http.Client{Transport: t}
 		}
+		// The request in flight is what a timeout names.
+		base := hc.Transport
+		if base == nil {
+			base = http.DefaultTransport
+		}
+		tracked := *hc
+		tracked.Transport = &c.waiting
+		c.waiting.next = base
+		hc = &tracked
 		addr := c.withScheme(c.addr)
 		addrs, err := splitAddrs(addr)
 		if err != nil || len(addrs) == 1 {
@@ -358,10 +452,36 @@ func (c *cli) api() *api.Client {
 			next = http.DefaultTransport
 		}
 		fo := *hc
-		fo.Transport = &failover{next: next, nodes: addrs}
+		c.failover = &failover{next: next, nodes: addrs}
+		fo.Transport = c.failover
 		c.client = api.NewClient(addrs[0], &fo).WithConsistency(api.Consistency(c.consistency))
 	}
 	return c.client
+}
+
+// node returns the address of the node requests go to first: the one
+// that answered last.
+func (c *cli) node() string {
+	c.api()
+	if c.failover == nil {
+		return c.client.BaseURL()
+	}
+	c.failover.mu.Lock()
+	defer c.failover.mu.Unlock()
+	return c.failover.nodes[0]
+}
+
+// demote makes node the last one tried, with several -s addresses.
+func (c *cli) demote(node string) {
+	if c.failover == nil {
+		return
+	}
+	f := c.failover
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if i := slices.Index(f.nodes, node); i >= 0 {
+		f.nodes = append(append(f.nodes[:i:i], f.nodes[i+1:]...), node)
+	}
 }
 
 // emit prints v as indented JSON with -o json, or calls table otherwise.

@@ -9,7 +9,7 @@ import (
 	"github.com/shelfdb/shelf/api"
 )
 
-const clientsLine = "clients | clients remove ID [--reason R]"
+const clientsLine = "clients | clients remove NAME|ID [--reason R]"
 
 func (c *cli) clients(ctx context.Context, args []string) error {
 	fs := c.flagSet("clients")
@@ -23,7 +23,7 @@ func (c *cli) clients(ctx context.Context, args []string) error {
 			return usagef(clientsLine, "clients: unknown subcommand %q", pos[0])
 		}
 		if len(pos) != 2 {
-			return usagef(clientsLine, "clients remove: want the client's ID")
+			return usagef(clientsLine, "clients remove: want the client's name or ID")
 		}
 		return c.removeClient(ctx, pos[1], *reason)
 	}
@@ -58,10 +58,10 @@ type removal struct {
 	Retired  []api.Range  `json:"retired"`
 }
 
-func (c *cli) removeClient(ctx context.Context, id, reason string) error {
+func (c *cli) removeClient(ctx context.Context, client, reason string) error {
 	// What the removal ends, listed before it happens: afterwards the
 	// borrows are gone and the client's name with it.
-	names, err := c.clientNames(ctx)
+	id, names, err := c.resolveClient(ctx, clientsLine, "clients remove", client)
 	if err != nil {
 		return err
 	}

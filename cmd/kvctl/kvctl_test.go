@@ -45,6 +45,7 @@ type eventStep struct {
 	page   api.EventPage
 	err    *api.Error
 	cancel context.CancelFunc
+	cut    bool // close the connection without an answer: the node went away
 }
 
 func newFake(t *testing.T, nrec int) *fakeAPI {
@@ -186,12 +187,26 @@ func newFake(t *testing.T, nrec int) *fakeAPI {
 		case step.cancel != nil:
 			step.cancel()
 			<-r.Context().Done()
+		case step.cut:
+			if conn, _, err := w.(http.Hijacker).Hijack(); err == nil {
+				conn.Close()
+			}
 		default:
 			f.reply(w, http.StatusOK, step.page)
 		}
 	})
 	mux.HandleFunc("GET /v1/ranges", func(w http.ResponseWriter, r *http.Request) {
-		f.reply(w, http.StatusOK, []api.Range{{Start: 1000, End: 2000, Client: "c1", Granted: now.Add(-time.Hour), Used: 250, Next: 1250}})
+		// c0 is a removed client: its retired range is still listed.
+		var rs []api.Range
+		for _, rg := range []api.Range{
+			{Start: 1000, End: 2000, Client: "c1", Granted: now.Add(-time.Hour), Used: 250, Next: 1250},
+			{Start: 2000, End: 2100, Client: "c0", Granted: now.Add(-time.Hour), Used: 10, Next: 2010, Retired: true},
+		} {
+			if c := r.URL.Query().Get("client"); c == "" || c == rg.Client {
+				rs = append(rs, rg)
+			}
+		}
+		f.reply(w, http.StatusOK, rs)
 	})
 	mux.HandleFunc("GET /v1/snapshot", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/octet-stream")
@@ -455,6 +470,11 @@ func TestLeases(t *testing.T) {
 	if _, _, code = kv(t, f, "", "leases", "return", "parts", "2/1", "--client", "c1"); code != 0 {
 		t.Fatalf("return as holder: %d", code)
 	}
+	// The holder by name.
+	f.actions = nil
+	if _, errs, code = kv(t, f, "", "leases", "return", "parts", "2/1", "--client", "ws-7"); code != 0 || len(f.actions) != 1 || f.actions[0].Client != "c1" {
+		t.Fatalf("return as holder by name: %d %q %+v", code, errs, f.actions)
+	}
 	_, errs, code = kv(t, f, "", "leases", "return", "parts", "2/1", "--client", "c9")
 	if code != exitConflict || errs != "kvctl: parts 2/1 is not borrowed by c9\n" {
 		t.Fatalf("return as other: %d %q", code, errs)
@@ -471,6 +491,20 @@ func TestRangesClientsSnapshot(t *testing.T) {
 	want := "CLIENT     START  END   SIZE  USED       NEXT  GRANTED  RETIRED\nws-7 (c1)  1000   2000  1000  250 (25%)  1250  1h ago   -\n"
 	if code != 0 || out != want {
 		t.Fatalf("ranges: %d\n%s", code, out)
+	}
+	// By name; a removed client's ranges by its id; no such client.
+	if out2, _, code := kv(t, f, "", "ranges", "ws-7"); code != 0 || out2 != out || f.calls[len(f.calls)-1] != "GET /v1/ranges?client=c1" {
+		t.Fatalf("ranges ws-7: %d\n%s", code, out2)
+	}
+	if out2, errs, code := kv(t, f, "", "ranges", "c0", "-o", "json"); code != 0 || !strings.Contains(out2, `"retired": true`) {
+		t.Fatalf("ranges of a removed client: %d %s %s", code, out2, errs)
+	}
+	for _, o := range []string{"table", "json"} {
+		if out2, errs, code := kv(t, f, "", "ranges", "NOSUCH", "-o", o); code != exitNotFound || out2 != "" ||
+			(o == "table" && errs != "kvctl: client NOSUCH not found\n") ||
+			(o == "json" && errs != `{"error":{"code":"unknown_client","message":"client NOSUCH not found"}}`+"\n") {
+			t.Fatalf("ranges NOSUCH -o %s: %d %q %q", o, code, out2, errs)
+		}
 	}
 	out, _, code = kv(t, f, "", "clients")
 	want = "NAME    ID  REGISTERED  LAST SEEN  REPLICA INDEX\n" +
@@ -538,14 +572,19 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"leases", "history", "parts"}, exitUsage, "kvctl: leases history: want TREE and ID[/REV]\nusage: kvctl leases history TREE ID[/REV]\n"},
 		{[]string{"leases", "history", "parts", "x"}, exitUsage, "kvctl: invalid record id \"x\""},
 		{[]string{"leases", "history", "parts", "9"}, exitNotFound, "kvctl: parts 9 not found\n"},
-		{[]string{"clients", "drop", "c1"}, exitUsage, "kvctl: clients: unknown subcommand \"drop\"\nusage: kvctl clients | clients remove ID [--reason R]\n"},
-		{[]string{"clients", "remove"}, exitUsage, "kvctl: clients remove: want the client's ID\n"},
+		{[]string{"clients", "drop", "c1"}, exitUsage, "kvctl: clients: unknown subcommand \"drop\"\nusage: kvctl clients | clients remove NAME|ID [--reason R]\n"},
+		{[]string{"clients", "remove"}, exitUsage, "kvctl: clients remove: want the client's name or ID\n"},
 		{[]string{"clients", "--reason", "x"}, exitUsage, "kvctl: clients: --reason goes with clients remove\n"},
 		{[]string{"snapshot", "restore", "f"}, exitUsage, "kvctl: snapshot: unknown subcommand \"restore\"\n"},
 		{[]string{"watch", "-from", "x"}, exitUsage, "kvctl: watch: -from \"x\": want a log index or now\nusage: kvctl watch [TREE] [-from N|now]\n"},
 		{[]string{"watch", "a", "b"}, exitUsage, "kvctl: watch: unexpected arguments [\"b\"]\n"},
 		{[]string{"hash", "x"}, exitUsage, "kvctl: hash: unexpected arguments [\"x\"]\n"},
-		{[]string{"frobnicate"}, exitUsage, "kvctl: unknown command \"frobnicate\"\n\nUsage: kvctl"},
+		{[]string{"frobnicate"}, exitUsage, "kvctl: unknown command \"frobnicate\"\nrun \"kvctl help\" for usage\n"},
+		{[]string{"sttaus"}, exitUsage, "kvctl: unknown command \"sttaus\"; did you mean \"status\"?\nrun \"kvctl help\" for usage\n"},
+		{[]string{"lease"}, exitUsage, "kvctl: unknown command \"lease\"; did you mean \"leases\"?\n"},
+		{[]string{"help", "gett"}, exitUsage, "kvctl: unknown command \"gett\"; did you mean \"get\"?\n"},
+		{[]string{"--timeout", "-1s", "status"}, exitUsage, "kvctl: --timeout -1s: want a positive duration, or 0 for none\n"},
+		{[]string{"status", "--timeout", "soon"}, exitUsage, "kvctl: invalid value \"soon\" for flag -timeout"},
 		{[]string{}, exitUsage, "Usage: kvctl"},
 	} {
 		out, errs, code := kv(t, f, "", tc.args...)
@@ -557,7 +596,7 @@ func TestExitCodes(t *testing.T) {
 }
 
 func TestHelp(t *testing.T) {
-	for _, args := range [][]string{{"help"}, {"-h"}, {"list", "-h"}} {
+	for _, args := range [][]string{{"help"}, {"-h"}, {"--help"}} {
 		out, errs, code := kv(t, nil, "", args...)
 		if code != 0 || errs != "" || out != usageText {
 			t.Fatalf("kvctl %q: %d %q", args, code, errs)
@@ -569,7 +608,7 @@ func TestHelp(t *testing.T) {
 		}
 	}
 	for _, sub := range []string{"members remove ID", "leader transfer [ID]", "leases return TREE", "leases take TREE ID[/REV] --to CLIENT", "leases history TREE ID[/REV]",
-		"clients remove ID [--reason R]", "snapshot save FILE", "put TREE JSON|-", "schema TREE [VERSION]", "-limit N", "-all", "watch [TREE] [-from N|now]"} {
+		"clients remove NAME|ID [--reason R]", "snapshot save FILE", "put TREE JSON|-", "schema TREE [VERSION]", "-limit N", "-all", "watch [TREE] [-from N|now]"} {
 		if !strings.Contains(usageText, sub) {
 			t.Errorf("usage lacks %q", sub)
 		}
@@ -591,7 +630,6 @@ func TestWatch(t *testing.T) {
 			{Index: 59, Type: api.EventReturned, Tree: "parts", Key: key, Holder: "c1", Forced: true, Reason: "left for the day", Time: at(3)},
 		}}},
 		{page: api.EventPage{Next: 60}}, // a long poll that found nothing
-		{err: api.Errorf(api.CodeCompacted, "events after index 60 are no longer kept")},
 		{page: api.EventPage{Next: 75, Events: []api.Event{
 			{Index: 71, Type: api.EventStateChanged, Tree: "parts", Key: key, Client: "c9", State: 3, Time: at(4)},
 			{Index: 72, Type: api.EventClient, Client: "c2", Time: at(5)},
@@ -616,7 +654,7 @@ func TestWatch(t *testing.T) {
 	if out != want {
 		t.Fatalf("watch output:\n%s\nwant\n%s", out, want)
 	}
-	if errs != "kvctl: watch: events after index 60 are no longer kept by the node, some were missed; continuing from now\n" {
+	if errs != "" {
 		t.Fatalf("watch stderr %q", errs)
 	}
 	// Clients are looked up at the first event, again for the unknown c9
@@ -631,8 +669,7 @@ func TestWatch(t *testing.T) {
 		"GET /v1/events?from=now&tree=parts&wait=30s", "GET /v1/clients",
 		"GET /v1/events?from=58&tree=parts&wait=30s",
 		"GET /v1/events?from=60&tree=parts&wait=30s",
-		"GET /v1/events?from=60&tree=parts&wait=30s",
-		"GET /v1/events?from=now&tree=parts&wait=30s", "GET /v1/clients", "GET /v1/clients",
+		"GET /v1/events?from=60&tree=parts&wait=30s", "GET /v1/clients", "GET /v1/clients",
 		"GET /v1/events?from=75&tree=parts&wait=30s",
 	}
 	if strings.Join(calls, "\n") != strings.Join(wantCalls, "\n") {
@@ -1140,7 +1177,7 @@ func TestBorrowAdminOnServer(t *testing.T) {
 
 	// A client without borrows or ranges, in JSON; two clients of one
 	// name must be named by id.
-	out, _ = run(0, "clients", "remove", laptop.ID, "-o", "json")
+	out, _ = run(0, "clients", "remove", "laptop", "-o", "json") // by name
 	var rm struct {
 		Client   string       `json:"client"`
 		Name     string       `json:"name"`
@@ -1159,6 +1196,21 @@ func TestBorrowAdminOnServer(t *testing.T) {
 	}
 	if _, errs := run(exitUsage, "leases", "take", "parts", id(keys[0]), "--to", "twin"); !strings.Contains(errs, `2 clients are named "twin"`) {
 		t.Fatalf("take to an ambiguous name: %q", errs)
+	}
+	for _, args := range [][]string{{"ranges", "twin"}, {"clients", "remove", "twin"}, {"leases", "return", "parts", id(keys[0]), "--client", "twin"}} {
+		if _, errs := run(exitUsage, args...); !strings.Contains(errs, `2 clients are named "twin" (`) || !strings.Contains(errs, "give the id") {
+			t.Fatalf("kvctl %q with an ambiguous name: %q", args, errs)
+		}
+	}
+	// A name or id that is no client is not found, not an empty list.
+	if out, errs := run(exitNotFound, "ranges", "NOSUCH"); out != "" || errs != "kvctl: client NOSUCH not found\n" {
+		t.Fatalf("ranges NOSUCH: %q %q", out, errs)
+	}
+	if _, errs := run(exitNotFound, "ranges", "laptop"); errs != "kvctl: client laptop not found\n" {
+		t.Fatalf("ranges of a removed client's name: %q", errs)
+	}
+	if _, errs := run(exitNotFound, "clients", "remove", "NOSUCH"); !strings.Contains(errs, "NOSUCH") {
+		t.Fatalf("clients remove NOSUCH: %q", errs)
 	}
 }
 

@@ -15,7 +15,7 @@ import (
 // The synopses of leases and its subcommands.
 const (
 	leasesListLine    = "leases [TREE]"
-	leasesReturnLine  = "leases return TREE ID[/REV] (--client ID | --force [--reason R])"
+	leasesReturnLine  = "leases return TREE ID[/REV] (--client CLIENT | --force [--reason R])"
 	leasesTakeLine    = "leases take TREE ID[/REV] --to CLIENT [--reason R] [--ttl D]"
 	leasesHistoryLine = "leases history TREE ID[/REV]"
 	leasesLine        = leasesListLine + " | " + leasesReturnLine + " | " + leasesTakeLine + " | " + leasesHistoryLine
@@ -37,7 +37,7 @@ var leasesFlagHome = map[string]string{
 
 func (c *cli) leases(ctx context.Context, args []string) error {
 	fs := c.flagSet("leases")
-	client := fs.String("client", "", "return as this client (the holder)")
+	client := fs.String("client", "", "return as this client (the holder; name or id)")
 	force := fs.Bool("force", false, "force the return as operator, whoever holds the borrow")
 	reason := fs.String("reason", "", "why the borrow was forced back or taken over (kept in its history)")
 	to := fs.String("to", "", "take: the client (id or name) that gets the borrow")
@@ -134,9 +134,15 @@ func (c *cli) returnLease(ctx context.Context, pos []string, client string, forc
 	case len(pos) != 2:
 		return usagef(line, "leases return: want TREE and ID[/REV]")
 	case force == (client != ""):
-		return usagef(line, "leases return: want either --client ID (the holder) or --force")
+		return usagef(line, "leases return: want either --client CLIENT (the holder, by name or id) or --force")
 	case reason != "" && !force:
 		return usagef(line, "leases return: --reason goes with --force")
+	}
+	if client != "" {
+		var err error
+		if client, _, err = c.resolveClient(ctx, line, "leases return: --client", client); err != nil {
+			return err
+		}
 	}
 	tree, key, err := c.recordKey(ctx, line, "leases return", pos)
 	if err != nil {
@@ -167,13 +173,9 @@ func (c *cli) takeLease(ctx context.Context, pos []string, to, reason string, tt
 	case ttl < 0:
 		return usagef(line, "leases take: --ttl %s: want a positive duration", ttl)
 	}
-	names, err := c.clientNames(ctx)
+	client, names, err := c.resolveClient(ctx, line, "leases take: --to", to)
 	if err != nil {
 		return err
-	}
-	client, err := names.resolve(to)
-	if err != nil {
-		return usagef(line, "leases take: --to: %v", err)
 	}
 	tree, key, err := c.recordKey(ctx, line, "leases take", pos)
 	if err != nil {
@@ -249,24 +251,34 @@ func (c *cli) leaseHistory(ctx context.Context, pos []string) error {
 }
 
 func (c *cli) ranges(ctx context.Context, args []string) error {
-	pos, err := c.parse(c.flagSet("ranges"), "ranges [CLIENT]", args, 0, 1)
+	const line = "ranges [CLIENT]"
+	pos, err := c.parse(c.flagSet("ranges"), line, args, 0, 1)
 	if err != nil {
 		return err
 	}
 	client := ""
+	var names clientIndex
 	if len(pos) == 1 {
-		client = pos[0]
+		if client, names, err = c.resolveClient(ctx, line, "ranges", pos[0]); err != nil {
+			return err
+		}
 	}
 	rs, err := c.api().Ranges(ctx, client)
 	if err != nil {
 		return err
 	}
+	if client != "" && len(rs) == 0 {
+		if _, ok := names[client]; !ok {
+			// Neither a registered client nor a removed one (whose
+			// retired ranges are still listed).
+			return notFoundClient(pos[0])
+		}
+	}
 	if c.output == "json" {
 		return c.emit(orEmpty(rs), nil)
 	}
 	// Names make the table readable; without them it still is.
-	var names clientIndex
-	if len(rs) > 0 {
+	if names == nil && len(rs) > 0 {
 		names, _ = c.clientNames(ctx)
 	}
 	return c.emit(rs, func(w io.Writer) {
@@ -312,6 +324,28 @@ func (x clientIndex) name(id string) string {
 
 // who is "name (id)" for a registered client with a name, else the id.
 func (x clientIndex) who(id string) string { return who(id, x[id].Name) }
+
+// resolveClient turns s, a client's id or the name of exactly one
+// registered client, into the id (an unknown s is returned as it is: the
+// server says whether it is a client). It also returns the registered
+// clients. An ambiguous name is a usage error naming the ids; what names
+// the argument in errors ("ranges", "leases take: --to").
+func (c *cli) resolveClient(ctx context.Context, line, what, s string) (string, clientIndex, error) {
+	names, err := c.clientNames(ctx)
+	if err != nil {
+		return "", nil, err
+	}
+	id, err := names.resolve(s)
+	if err != nil {
+		return "", nil, usagef(line, "%s: %v", what, err)
+	}
+	return id, names, nil
+}
+
+// notFoundClient is the error of a client name or id that names no client.
+func notFoundClient(s string) error {
+	return api.Errorf(api.CodeUnknownClient, "client %s not found", s)
+}
 
 // resolve turns a client id, or the name of exactly one registered
 // client, into its id. Anything else is returned as it is: the server

@@ -6,10 +6,13 @@
 //
 // With several addresses a request goes to the first node that takes it
 // (failing over when one cannot be reached or has no leader). Run "kvctl
-// help" for the commands. Flags may also follow the command and
-// default to the environment variables SHELF_HTTP and SHELF_OUTPUT. Errors
-// go to stderr as "kvctl: <message>"; the exit code tells their kind: 1
-// error, 2 usage, 3 not found, 4 conflict, 5 cannot reach the server.
+// help" for the commands, "kvctl help COMMAND" (or "kvctl COMMAND -h")
+// for one. Flags may also follow the command and default to environment
+// variables (SHELF_HTTP, SHELF_OUTPUT, SHELF_TIMEOUT, ...). Errors go to
+// stderr as "kvctl: <message>", or with -o json as
+// {"error":{"code":…,"message":…}}; the exit code tells their kind: 1
+// error, 2 usage, 3 not found, 4 conflict, 5 cannot reach the server or
+// timed out (--timeout, default 10s).
 package main
 
 import (

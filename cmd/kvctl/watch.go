@@ -13,8 +13,13 @@ import (
 	"github.com/shelfdb/shelf/api"
 )
 
-// watchWait is how long one event request waits for news.
-const watchWait = 30 * time.Second
+// watchWait is how long one event request waits for news (a variable for
+// the tests).
+var watchWait = 30 * time.Second
+
+// watchRetry is the first and the longest pause between attempts to
+// reach a node again while watching.
+var watchRetry = struct{ first, max time.Duration }{100 * time.Millisecond, 2 * time.Second}
 
 func (c *cli) watch(ctx context.Context, args []string) error {
 	const line = "watch [TREE] [-from N|now]"
@@ -36,32 +41,72 @@ func (c *cli) watch(ctx context.Context, args []string) error {
 	}
 	names := &clientNames{c: c}
 	enc := json.NewEncoder(c.stdout)
+	var (
+		last      uint64             // index of the last event printed
+		lostSince time.Time          // when the nodes stopped answering; zero while one does
+		wait      = watchRetry.first // before the next attempt
+		node      = c.node()
+	)
 	for {
-		page, err := c.api().Events(ctx, from, 0, watchWait, tree)
+		// Each poll waits up to watchWait for news, plus --timeout for
+		// the node to answer at all.
+		pctx, cancel := c.bound(ctx, watchWait, "the next events from "+node)
+		page, err := c.api().Events(pctx, from, 0, watchWait, tree)
+		hung := pctx.Err() != nil
+		cancel()
 		if ctx.Err() != nil {
 			return nil // interrupted: the normal way to stop watching
 		}
-		if errors.Is(err, api.ErrCompacted) && from != api.EventsFromNow {
-			fmt.Fprintf(c.stderr, "kvctl: watch: events after index %d are no longer kept by the node, some were missed; continuing from now\n", from)
-			from = api.EventsFromNow
-			continue
+		if errors.Is(err, api.ErrCompacted) {
+			return fmt.Errorf("watch: events after index %d are no longer kept by the cluster, so some would be missed; watch again with -from now: %w", from, err)
 		}
 		if err != nil {
-			return err
+			if !hung && !errors.Is(err, api.ErrUnreachable) && !errors.Is(err, api.ErrUnavailable) && !errors.Is(err, api.ErrNoLeader) {
+				return err
+			}
+			c.demote(node) // a node that hung or failed is tried last next time
+			if lostSince.IsZero() {
+				lostSince = time.Now()
+				fmt.Fprintf(c.stderr, "kvctl: watch: %v; trying the nodes again (%s)\n", err, resumeAt(from))
+			} else if c.deadline.after > 0 && time.Since(lostSince) >= c.deadline.after {
+				return fmt.Errorf("watch: no node answered for %s (--timeout): %w", c.deadline.after, err)
+			}
+			if !pause(ctx, wait) {
+				return nil // interrupted
+			}
+			wait = min(2*wait, watchRetry.max)
+			continue
+		}
+		lostSince, wait = time.Time{}, watchRetry.first
+		if n := c.node(); n != node {
+			fmt.Fprintf(c.stderr, "kvctl: watch: now watching %s (was %s), %s\n", n, node, resumeAt(from))
+			node = n
 		}
 		for _, e := range page.Events {
+			if e.Index <= last {
+				continue // already printed (a node's answer may overlap)
+			}
 			if c.output == "json" {
 				if err := enc.Encode(e); err != nil {
 					return err
 				}
-				continue
-			}
-			if _, err := io.WriteString(c.stdout, c.eventLine(ctx, e, names)); err != nil {
+			} else if _, err := io.WriteString(c.stdout, c.eventLine(ctx, e, names)); err != nil {
 				return err
 			}
+			last = e.Index
 		}
-		from = page.Next
+		if page.Next > from || from == api.EventsFromNow {
+			from = page.Next
+		}
 	}
+}
+
+// resumeAt says where a watch goes on.
+func resumeAt(from uint64) string {
+	if from == api.EventsFromNow {
+		return "starting from now"
+	}
+	return fmt.Sprintf("resuming after index %d", from)
 }
 
 // eventLine formats an event as one line: time, index, type, tree, key,
@@ -138,6 +183,8 @@ func (n *clientNames) forget(id string) {
 
 // load fetches the registered clients; a failure leaves ids unnamed.
 func (n *clientNames) load(ctx context.Context) {
+	ctx, cancel := n.c.bound(ctx, 0, "the client names")
+	defer cancel()
 	cls, err := n.c.api().Clients(ctx)
 	if err != nil {
 		return

@@ -15,8 +15,8 @@ import (
 // ciSchedules is the number of schedules of the default set, what
 // `go test ./...` runs: seeds 1..ciSchedules, every fault kind once as a
 // first fault; about 35 s each on a 2-core machine. .ci/run runs seeds
-// 7..12 besides.
-const ciSchedules = 6
+// 8..14 besides.
+const ciSchedules = 7
 
 // TestFaults runs seeded nemesis schedules against a three-node cluster
 // in network namespaces while HTTP workers and embedded clients read and

@@ -22,11 +22,12 @@ const (
 	faultMinority faultKind = "minority"       // cut one follower from the others
 	faultFlip     faultKind = "flip"           // leader cut off, then the minority rejoins and another node is cut
 	faultOneWay   faultKind = "one-way"        // leader->followers (or followers->leader) lost, the other way works
+	faultTorn     faultKind = "torn"           // SIGKILL a node, tear its fsm.db as a power loss would, restart it
 )
 
-// faultKinds lists every fault; schedule s starts with faultKinds[s%6]
-// so that any six consecutive seeds cover every kind.
-var faultKinds = []faultKind{faultPause, faultIsolate, faultKill, faultFlip, faultOneWay, faultMinority}
+// faultKinds lists every fault; schedule s starts with faultKinds[s%7]
+// so that any seven consecutive seeds cover every kind.
+var faultKinds = []faultKind{faultPause, faultIsolate, faultKill, faultFlip, faultOneWay, faultMinority, faultTorn}
 
 // step is one fault of a schedule: calm, then the fault for hold.
 type step struct {
@@ -176,6 +177,26 @@ func (m *nemesis) apply(ctx context.Context, s step) {
 		m.logf("restart %s", n.ID)
 		if err := n.Restart(); err != nil {
 			m.logf("restart %s: %v", n.ID, err)
+		}
+	case faultTorn:
+		n := m.c.nodes[s.Pick%len(m.c.nodes)]
+		m.logf("kill -9 %s, then a power loss: its fsm.db torn, the machine rebooted", n.ID)
+		n.Kill()
+		if err := powerLoss(n.Dir); err != nil {
+			m.tb.Errorf("torn: %s: %v", n.ID, err)
+		}
+		wait(ctx, s.Hold)
+		m.logf("restart %s", n.ID)
+		before := strings.Count(n.tail(1<<20), rebuiltUnclean)
+		if err := n.Restart(); err != nil {
+			m.logf("restart %s: %v", n.ID, err)
+			return
+		}
+		// The node must have noticed, not used the torn file.
+		if err := poll(undoCtx, readyTimeout, func() (bool, string) {
+			return strings.Count(n.tail(1<<20), rebuiltUnclean) > before, "no rebuild in its log"
+		}); err != nil {
+			m.tb.Errorf("torn: %s did not rebuild its fsm.db: %v", n.ID, err)
 		}
 	case faultPause:
 		n := m.target(ctx, s)
