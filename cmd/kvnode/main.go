@@ -4,6 +4,7 @@
 //	kvnode -dev                    one node, bootstrapped, data in ./shelf-data
 //	kvnode -id n1 -data DIR -http ADDR -raft ADDR -gossip ADDR -bootstrap
 //	kvnode -id n2 -data DIR -http ADDR -raft ADDR -gossip ADDR -join GOSSIP_ADDR[,...]
+//	kvnode -healthcheck [-http ADDR] [TLS flags]   exit 0 if that node is ready (GET /readyz)
 //
 // Every flag can also be given as an environment variable SHELF_<NAME>
 // (SHELF_ID, SHELF_DATA, SHELF_HTTP, SHELF_RAFT, SHELF_GOSSIP,
@@ -105,6 +106,7 @@ type options struct {
 	http, raft, gossip string
 	advertiseHTTP      string
 	bootstrap, dev     bool
+	healthcheck        bool
 	join               []string
 	logLevel           slog.Level
 	borrowTTL          time.Duration
@@ -152,6 +154,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*o
 	fs.BoolVar(&o.auth, "auth", false, "require API tokens and enforce roles (reader, writer, admin); the bootstrap node writes the first admin token to DATA/"+adminTokenFile)
 	fs.StringVar(&o.clusterToken, "cluster-token", "", "shared `secret` the nodes present to each other on the internal routes when they do not use TLS (required by -auth without TLS; the same on every node)")
 	fs.StringVar(&gossipKey, "gossip-key", "", "gossip encryption `key`, base64 of 16, 24 or 32 bytes, the same on every node (kvctl certs gossip-key)")
+	fs.BoolVar(&o.healthcheck, "healthcheck", false, "ask the node of these flags (-http, TLS flags) whether it is ready (/readyz) and exit: 0 when it is, 1 otherwise (for container health checks)")
 	fs.BoolVar(&o.pprof, "pprof", false, "serve Go profiles on /debug/pprof/ of the HTTP address (off by default: anyone who reaches the port may profile)")
 	fs.BoolVar(&o.version, "version", false, "print the version and exit")
 	fs.StringVar(&o.restore, "restore", "", "seed the new, empty -data directory from this snapshot `file` (kvctl snapshot save) as a new single-node cluster, then start; once only")
@@ -212,6 +215,20 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*o
 // validate checks the options and applies -dev.
 func (o *options) validate() error {
 	var errs []error
+	if o.healthcheck {
+		// Only the address and TLS flags matter; the node's own
+		// environment (SHELF_ID, SHELF_DATA...) may be there too.
+		if err := checkAddr(o.http); err != nil {
+			errs = append(errs, fmt.Errorf("-http %q: %v", o.http, err))
+		}
+		if t := o.tls; t != (tlsconf.NodeFiles{}) && (t.Cert == "" || t.Key == "" || t.CA == "") {
+			errs = append(errs, errors.New("TLS needs -tls-cert, -tls-key and -tls-ca together"))
+		}
+		if len(errs) > 0 {
+			return usageError{errors.Join(errs...)}
+		}
+		return nil
+	}
 	if o.dev {
 		if o.id == "" {
 			o.id = devID
@@ -328,6 +345,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	o, err := parseFlags(args, getenv, stderr)
 	if err != nil {
 		return err
+	}
+	if o.healthcheck {
+		return healthcheck(ctx, o, stdout)
 	}
 	if o.version {
 		fmt.Fprintf(stdout, "kvnode %s\n", version.Get())
