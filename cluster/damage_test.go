@@ -1,16 +1,15 @@
 package cluster_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
+	"github.com/shelfdb/shelf/internal/testlog"
 	"log/slog"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,28 +17,10 @@ import (
 	"github.com/shelfdb/shelf/cluster"
 )
 
-// logBuf collects a node's log lines.
-type logBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // damagedConfig is testConfig with the log also captured.
-func damagedConfig(t *testing.T, dir string) (cluster.Config, *logBuf) {
+func damagedConfig(t *testing.T, dir string) (cluster.Config, *testlog.Buffer) {
 	cfg := testConfig(t, "s1", dir)
-	lb := &logBuf{}
+	lb := &testlog.Buffer{}
 	cfg.Logger = slog.New(slog.NewTextHandler(lb, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	return cfg, lb
 }

@@ -1,39 +1,20 @@
 package cluster
 
 import (
-	"bytes"
 	"errors"
+	"github.com/shelfdb/shelf/internal/testlog"
 	"io"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/raft"
 	"github.com/shelfdb/shelf/internal/tlsconf"
 )
-
-// lockedBuffer is a log sink safe for the stream's goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // testNodeTLS makes a CA in dir/caName (once) and a node certificate
 // name, and loads it.
@@ -79,7 +60,7 @@ func TestTLSStream(t *testing.T) {
 	n1 := testNodeTLS(t, dir, "office", "n1")
 	n2 := testNodeTLS(t, dir, "office", "n2")
 	n9 := testNodeTLS(t, dir, "elsewhere", "n9")
-	var logs lockedBuffer
+	var logs testlog.Buffer
 	s1, err := newTLSStream("127.0.0.1:0", nil, n1.PeerServer, n1.PeerClient, slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil {
 		t.Fatal(err)

@@ -17,6 +17,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -63,6 +64,7 @@ type env struct {
 	network string
 	hc      *http.Client
 	ids     map[string]string // container id by service, until recreated
+	token   string            // the admin token kv1 wrote (auth is on)
 }
 
 // run runs a command with the test's variables and returns its combined
@@ -113,7 +115,19 @@ func (e *env) container(svc string) string {
 
 // api returns an HTTP API client of a service through its published port.
 func (e *env) api(svc string) *api.Client {
-	return api.NewClient(fmt.Sprintf("https://127.0.0.1:%d", e.ports[svc]), e.hc)
+	return api.NewClient(fmt.Sprintf("https://127.0.0.1:%d", e.ports[svc]), e.hc).WithToken(e.token)
+}
+
+// adminToken copies the first admin token out of kv1's volume (compose
+// turns auth on; kv1 writes it on its first start), as an operator would.
+func (e *env) adminToken(dir string) string {
+	e.t.Helper()
+	e.run(false, "docker", "cp", e.container("kv1")+":/data/admin.token", filepath.Join(dir, "admin.token"))
+	b, err := os.ReadFile(filepath.Join(dir, "admin.token"))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
 }
 
 // waitFor polls cond until it holds, failing the test after stepWait with
@@ -316,6 +330,27 @@ func TestComposeOfficeCluster(t *testing.T) {
 	e.dc(false, "up", "-d")
 	e.waitHealthy(services...)
 	mark("compose up: kv1, kv2, kv3 healthy", t0)
+	e.token = e.adminToken(tmp)
+	// Auth is on: without a token the API answers 401.
+	{
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, err := api.NewClient(fmt.Sprintf("https://127.0.0.1:%d", e.ports["kv1"]), e.hc).Trees(ctx)
+		cancel()
+		if !errors.Is(err, api.ErrUnauthenticated) {
+			t.Fatalf("a request without a token: %v, want %v", err, api.ErrUnauthenticated)
+		}
+	}
+	// The writer's own token: a writer, bound to the client it registers.
+	var writerToken string
+	{
+		ctx, cancel := context.WithTimeout(context.Background(), stepWait)
+		tok, err := e.api("kv1").CreateToken(ctx, api.CreateTokenRequest{Name: "composetest", Role: api.RoleWriter})
+		cancel()
+		if err != nil {
+			t.Fatalf("create the writer's token: %v", err)
+		}
+		writerToken = tok.Token
+	}
 	for _, s := range services {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		v, err := e.api(s).Version(ctx)
@@ -338,7 +373,7 @@ func TestComposeOfficeCluster(t *testing.T) {
 		servers = append(servers, fmt.Sprintf("127.0.0.1:%d", e.ports[s]))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), stepWait)
-	db, err := client.Open(ctx, client.Config{Dir: filepath.Join(tmp, "client"), Servers: servers, Name: "composetest", TLS: tlsCfg,
+	db, err := client.Open(ctx, client.Config{Dir: filepath.Join(tmp, "client"), Servers: servers, Name: "composetest", TLS: tlsCfg, Token: writerToken,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err == nil {
 		err = db.WaitSynced(ctx)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/shelfdb/shelf/internal/testlog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -147,7 +148,7 @@ func TestSnapshotRestoreOffline(t *testing.T) {
 }
 
 func TestSnapshotProgress(t *testing.T) {
-	var out syncWriter
+	var out testlog.Buffer
 	start := time.Date(2026, 12, 4, 9, 0, 0, 0, time.UTC)
 	now := start
 	var mu sync.Mutex
@@ -165,22 +166,4 @@ func TestSnapshotProgress(t *testing.T) {
 	if isTerminal(&out) {
 		t.Fatal("a buffer taken for a terminal")
 	}
-}
-
-// syncWriter is a buffer safe for the progress goroutine and the test.
-type syncWriter struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (w *syncWriter) Write(b []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.buf.Write(b)
-}
-
-func (w *syncWriter) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.buf.String()
 }

@@ -7,7 +7,6 @@ import (
 	"io"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -34,24 +33,6 @@ func openApp(t *testing.T, ctx context.Context, addr string, out io.Writer) *app
 	}
 	t.Cleanup(func() { a.Close() })
 	return a
-}
-
-// syncBuffer is a bytes.Buffer safe for a writer and a reader goroutine.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func env(kv ...string) func(string) string {
@@ -138,7 +119,7 @@ func TestCommandLine(t *testing.T) {
 	ctx := testCtx(t)
 	dir := t.TempDir()
 	getenv := env("SHELF_HTTP", s.Addr) // the server from the environment
-	var out, errs syncBuffer
+	var out, errs testlog.Buffer
 	for _, cmd := range []string{"demo", "demo", "list", "migrate"} {
 		if err := run(ctx, []string{"-dir", dir, cmd}, getenv, &out, &errs); err != nil {
 			t.Fatalf("%s: %v\nstdout:\n%s\nstderr:\n%s", cmd, err, out.String(), errs.String())
@@ -168,7 +149,7 @@ func TestWatch(t *testing.T) {
 	s := testserver.Start(t)
 	ctx := testCtx(t)
 	wctx, stop := context.WithCancel(ctx)
-	var out, errs syncBuffer
+	var out, errs testlog.Buffer
 	done := make(chan error, 1)
 	go func() { done <- run(wctx, []string{"-s", s.Addr, "-dir", t.TempDir(), "watch"}, env(), &out, &errs) }()
 	testserver.WaitFor(t, "watch to start", func() bool { return strings.Contains(out.String(), "watching") })
