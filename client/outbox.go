@@ -63,7 +63,39 @@ type outbox struct {
 	byKey   map[string]map[api.Key][]uint64 // tree -> key -> pending seqs, in order
 	waiters map[uint64]chan outcome         // seq -> the writer still waiting
 	drained chan struct{}                   // closed when entries becomes empty
+
+	// Group commit (see store): writes queued while a commit of local.db
+	// runs are stored together by the next one.
+	gmu        sync.Mutex
+	queue      []*storeReq // waiting for the next commit, in arrival order
+	committing bool        // a commit runs (its leader owns it)
+	// gone lists entries the cluster confirmed that are out of the
+	// in-memory outbox but still in local.db: the next commit removes
+	// them (see settle for why that is safe, and maxGone for the bound).
+	gone []uint64
 }
+
+// storeReq is one write waiting to be stored in local.db.
+type storeReq struct {
+	e    *outboxEntry   // nil: no entry, only a commit of gone
+	ch   chan outcome   // the writer's answer channel, registered with the entry
+	done chan storeDone // buffered: the commit's result, or the lead
+}
+
+// storeDone tells a queued write that its group was stored (err nil), was
+// not (err), or that it leads the next commit.
+type storeDone struct {
+	lead bool
+	err  error
+}
+
+// maxGone bounds how many confirmed entries may wait in gone before the
+// sender commits their removal itself. After a crash they are in local.db
+// again and are sent again: the cluster answers each with the result of
+// its first apply as long as its session still remembers the sequence
+// number (fsm.DefaultSessionWindow, 1024, per client). At most maxGone
+// waiting plus one batch in flight (maxBatch) stay well inside that.
+const maxGone = 256
 
 func newOutbox(db *DB) *outbox {
 	return &outbox{db: db, kick: make(chan struct{}, 1), waiters: map[uint64]chan outcome{},
@@ -181,17 +213,13 @@ func (db *DB) Pending() int {
 // submit queues e and, while online, waits for the cluster's answer.
 // Offline (or once the connection drops) it returns with pending set:
 // the entry stays queued and is sent, in order, when a server answers.
+// It returns only once e is stored in local.db.
 func (o *outbox) submit(ctx context.Context, e *outboxEntry) (outcome, error) {
 	e.Queued = time.Now().UnixNano()
 	ch := make(chan outcome, 1)
-	o.mu.Lock()
-	if _, err := o.db.local.appendOutbox(e); err != nil {
-		o.mu.Unlock()
+	if err := o.store(e, ch); err != nil {
 		return outcome{}, fmt.Errorf("client: outbox: %w", err)
 	}
-	o.add(e)
-	o.waiters[e.Seq] = ch
-	o.mu.Unlock()
 	o.kickNow()
 	if !o.db.Online() {
 		o.forget(e.Seq)
@@ -206,6 +234,92 @@ func (o *outbox) submit(ctx context.Context, e *outboxEntry) (outcome, error) {
 	case <-o.db.ctx.Done():
 		return outcome{pending: true}, nil
 	}
+}
+
+// store writes e to local.db (e nil: only the removals in gone) and adds
+// it to the outbox, with ch as its waiter, once the commit is durable.
+//
+// Group commit: the first writer to arrive while no commit runs leads
+// one; writers arriving meanwhile queue, and when the commit ends the
+// first of them leads the next, which stores all of them in one
+// transaction (one fsync). Each writer leads at most one commit, and
+// every writer learns the outcome of the commit that held its entry: an
+// error fails the whole group, and none of its entries is stored.
+func (o *outbox) store(e *outboxEntry, ch chan outcome) error {
+	r := &storeReq{e: e, ch: ch, done: make(chan storeDone, 1)}
+	o.gmu.Lock()
+	o.queue = append(o.queue, r)
+	lead := !o.committing
+	o.committing = true
+	o.gmu.Unlock()
+	if !lead {
+		// Bounded by the commit before ours and ours (local disk writes).
+		d := <-r.done
+		if !d.lead {
+			return d.err
+		}
+	}
+	return o.commit(r)
+}
+
+// commit stores the queued writes and the removals in gone in one
+// transaction, then hands the lead to the first write queued meanwhile.
+// Only the leader calls it (o.committing set).
+func (o *outbox) commit(self *storeReq) error {
+	o.gmu.Lock()
+	group, gone := o.queue, o.gone
+	o.queue, o.gone = nil, nil
+	o.gmu.Unlock()
+	entries := make([]*outboxEntry, 0, len(group))
+	for _, r := range group {
+		if r.e != nil {
+			entries = append(entries, r.e)
+		}
+	}
+	err := o.db.local.commitOutbox(entries, gone)
+	if err != nil {
+		o.gmu.Lock()
+		o.gone = append(gone, o.gone...) // removed by a later commit
+		o.gmu.Unlock()
+	} else if len(entries) > 0 {
+		// In sequence order: commits run one at a time, and this one
+		// adds its entries before the next may start.
+		o.mu.Lock()
+		for _, r := range group {
+			if r.e != nil {
+				o.add(r.e)
+				if r.ch != nil {
+					o.waiters[r.e.Seq] = r.ch
+				}
+			}
+		}
+		o.mu.Unlock()
+	}
+	for _, r := range group {
+		if r != self {
+			r.done <- storeDone{err: err}
+		}
+	}
+	o.gmu.Lock()
+	if len(o.queue) > 0 {
+		o.queue[0].done <- storeDone{lead: true}
+	} else {
+		o.committing = false
+	}
+	o.gmu.Unlock()
+	return err
+}
+
+// flushGone commits the removal of confirmed entries from local.db, if
+// any wait (with the writes queued meanwhile).
+func (o *outbox) flushGone() error {
+	o.gmu.Lock()
+	n := len(o.gone)
+	o.gmu.Unlock()
+	if n == 0 {
+		return nil
+	}
+	return o.store(nil, nil)
 }
 
 func (o *outbox) forget(seq uint64) {
@@ -278,6 +392,14 @@ func (o *outbox) run() {
 				size += len(e.Data)
 			}
 			o.mu.Unlock()
+			o.gmu.Lock()
+			flush := len(o.gone) >= maxGone || (len(batch) == 0 && len(o.gone) > 0)
+			o.gmu.Unlock()
+			if flush {
+				if err := o.flushGone(); err != nil {
+					o.db.log.Error("client: cannot remove confirmed entries from the outbox file; they will be removed later", "err", err)
+				}
+			}
 			if len(batch) == 0 {
 				break
 			}
@@ -388,34 +510,58 @@ type settled struct {
 	rej *api.Error
 }
 
-// settle removes answered entries from the outbox, in one transaction:
-// confirmed, or rejected. A rejection goes to the writer if it is still
-// waiting, else it becomes a Conflict.
+// settle removes answered entries from the outbox: confirmed, or
+// rejected. A rejection goes to the writer if it is still waiting, else it
+// becomes a Conflict.
+//
+// Rejections are moved to the conflicts in local.db at once, in one
+// transaction. Confirmed entries leave the in-memory outbox at once, and
+// local.db with the next commit of the outbox (the next group of writes,
+// or the sender's own when it is idle or maxGone wait): if the process
+// stops before that, they are loaded again at the next Open and sent
+// again with the same sequence numbers, and the cluster answers each with
+// the result of its first apply instead of applying it twice.
 func (o *outbox) settle(items []settled) {
 	db := o.db
 	o.mu.Lock()
 	chans := make([]chan outcome, len(items))
 	seqs := make([]uint64, len(items))
 	conflicts := make([]*Conflict, len(items))
+	rejected := false
 	for i, it := range items {
 		e := it.e
 		seqs[i] = e.Seq
 		chans[i] = o.waiters[e.Seq]
 		delete(o.waiters, e.Seq)
+		if it.rej != nil {
+			rejected = true
+		}
 		if it.rej != nil && chans[i] == nil {
 			conflicts[i] = &Conflict{Seq: e.Seq, Op: e.Op.String(), Tree: e.Tree, Key: e.Key, Schema: e.Schema, Data: e.Data,
 				Err: it.rej, Queued: time.Unix(0, e.Queued).UTC(), Rejected: time.Now().UTC()}
 		}
 	}
-	if err := db.local.settle(seqs, conflicts); err != nil {
-		o.mu.Unlock()
-		db.log.Error("client: cannot settle outbox entries; they will be sent again", "entries", len(items), "err", err)
-		return
+	if rejected {
+		if err := db.local.settle(seqs, conflicts); err != nil {
+			for i, it := range items { // still waiting: answered when sent again
+				if chans[i] != nil {
+					o.waiters[it.e.Seq] = chans[i]
+				}
+			}
+			o.mu.Unlock()
+			db.log.Error("client: cannot settle outbox entries; they will be sent again", "entries", len(items), "err", err)
+			return
+		}
 	}
 	for _, seq := range seqs {
 		o.remove(seq)
 	}
 	o.mu.Unlock()
+	if !rejected {
+		o.gmu.Lock()
+		o.gone = append(o.gone, seqs...)
+		o.gmu.Unlock()
+	}
 	var evs []Event
 	for i, it := range items {
 		e := it.e
