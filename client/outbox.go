@@ -23,6 +23,9 @@ type outboxEntry struct {
 	Queued int64   `codec:"queued"` // unix ns, this machine's clock
 
 	rangeStart uint64 // create: the range Key.ID was taken from (stored with the entry)
+	// handed: the cluster answered the entry and the settler has it (o.mu):
+	// the sender skips it.
+	handed bool
 }
 
 // Conflict is an outbox entry the cluster rejected: the write is kept,
@@ -368,8 +371,21 @@ const (
 // run sends the outbox while online. After a failed send it tries again
 // after a backoff, or at once when the client comes online or a write is
 // queued.
+//
+// Sending and settling overlap: once the cluster answered a batch, the
+// settler waits for the replica to apply it and settles it while run
+// sends the next batch (in order: after the answer, so the cluster
+// applies it after the one before). At most one answered batch waits for
+// the settler besides the one it settles.
 func (o *outbox) run() {
 	defer o.db.wg.Done()
+	answers := make(chan answered)
+	settlerDone := make(chan struct{})
+	go o.settler(answers, settlerDone)
+	defer func() {
+		close(answers)
+		<-settlerDone
+	}()
 	b := newBackoff(200*time.Millisecond, 5*time.Second)
 	wait := 5 * time.Second
 	for {
@@ -385,6 +401,9 @@ func (o *outbox) run() {
 			var batch []*outboxEntry
 			size := 0
 			for _, e := range o.entries {
+				if e.handed {
+					continue
+				}
 				if len(batch) == maxBatch || (len(batch) > 0 && size+len(e.Data) > maxBatchBytes) {
 					break
 				}
@@ -392,18 +411,19 @@ func (o *outbox) run() {
 				size += len(e.Data)
 			}
 			o.mu.Unlock()
-			o.gmu.Lock()
-			flush := len(o.gone) >= maxGone || (len(batch) == 0 && len(o.gone) > 0)
-			o.gmu.Unlock()
-			if flush {
-				if err := o.flushGone(); err != nil {
-					o.db.log.Error("client: cannot remove confirmed entries from the outbox file; they will be removed later", "err", err)
-				}
-			}
 			if len(batch) == 0 {
 				break
 			}
-			if !o.send(batch) {
+			a, complete := o.send(batch)
+			if len(a.items) > 0 {
+				o.setHanded(a.items, true)
+				select {
+				case answers <- a:
+				case <-o.db.ctx.Done():
+					return
+				}
+			}
+			if !complete {
 				wait = b.next()
 				break
 			}
@@ -412,13 +432,61 @@ func (o *outbox) run() {
 	}
 }
 
+// setHanded marks the entries of items as with the settler, or not.
+func (o *outbox) setHanded(items []settled, h bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, it := range items {
+		it.e.handed = h
+	}
+}
+
+// answered is a batch the cluster answered, up to the index of its last
+// entry applied.
+type answered struct {
+	items []settled
+	last  uint64
+}
+
+// settler settles answered batches in order, each once the replica has
+// applied it (read your own writes), until answers is closed. It commits
+// the removal of confirmed entries from local.db itself when maxGone wait
+// or the outbox is empty (no writes come to take them along).
+func (o *outbox) settler(answers <-chan answered, done chan<- struct{}) {
+	defer close(done)
+	db := o.db
+	for a := range answers {
+		if a.last > 0 {
+			ctx, cancel := context.WithTimeout(db.ctx, 60*time.Second)
+			err := db.replica.WaitApplied(ctx, a.last)
+			cancel()
+			if err != nil {
+				// The entries stay and are sent again (answered as repeats).
+				o.setHanded(a.items, false)
+				o.kickNow()
+				continue
+			}
+		}
+		o.settle(a.items)
+		o.gmu.Lock()
+		n := len(o.gone)
+		o.gmu.Unlock()
+		if n > 0 && (n >= maxGone || o.n.Load() == 0) {
+			if err := o.flushGone(); err != nil {
+				db.log.Error("client: cannot remove confirmed entries from the outbox file; a later commit removes them", "err", err)
+			}
+		}
+	}
+}
+
 // send sends a batch of entries (the head of the outbox, in order) in one
-// request and settles each entry the cluster answered. False means the
-// request failed (network, no leader): the entries stay, in order, and
-// are sent again. Each entry carries its Seq in this client's session, so
+// request and returns the entries the cluster answered, for the settler.
+// complete false means the request failed (network, no leader) or an
+// entry's outcome is unknown: the entries not answered stay, in order,
+// and are sent again. Each entry carries its Seq in this client's session, so
 // the cluster applies it once: an entry sent again after a lost answer is
 // answered with the result of its first apply (or rejection).
-func (o *outbox) send(batch []*outboxEntry) bool {
+func (o *outbox) send(batch []*outboxEntry) (answered, bool) {
 	db := o.db
 	ctx, cancel := context.WithTimeout(db.ctx, 60*time.Second)
 	defer cancel()
@@ -457,17 +525,13 @@ func (o *outbox) send(batch []*outboxEntry) bool {
 		for _, e := range batch {
 			o.notify(e.Seq, outcome{pending: true})
 		}
-		return false
+		return answered{}, false
 	}
-	// Read your own writes: settle once the replica has the changes.
+	// Read your own writes: the settler settles once the replica has the
+	// changes.
 	var last uint64
 	for _, it := range res.Results {
 		last = max(last, it.Index)
-	}
-	if last > 0 {
-		if err := db.replica.WaitApplied(ctx, last); err != nil {
-			return false
-		}
 	}
 	items := make([]settled, 0, len(batch))
 	complete := true
@@ -486,8 +550,7 @@ func (o *outbox) send(batch []*outboxEntry) bool {
 		}
 		items = append(items, settled{e: e, res: api.WriteResult{Key: it.Key, Index: it.Index}, rej: rej})
 	}
-	o.settle(items)
-	return complete
+	return answered{items: items, last: last}, complete
 }
 
 // tryNext tells a failed request that another server may take: this one
@@ -510,8 +573,8 @@ type settled struct {
 	rej *api.Error
 }
 
-// settle removes answered entries from the outbox: confirmed, or
-// rejected. A rejection goes to the writer if it is still waiting, else it
+// settle removes answered entries, handed to the settler, from the
+// outbox: confirmed, or rejected. A rejection goes to the writer if it is still waiting, else it
 // becomes a Conflict.
 //
 // Rejections are moved to the conflicts in local.db at once, in one
@@ -540,6 +603,9 @@ func (o *outbox) settle(items []settled) {
 			conflicts[i] = &Conflict{Seq: e.Seq, Op: e.Op.String(), Tree: e.Tree, Key: e.Key, Schema: e.Schema, Data: e.Data,
 				Err: it.rej, Queued: time.Unix(0, e.Queued).UTC(), Rejected: time.Now().UTC()}
 		}
+	}
+	for _, it := range items { // entries not removed below are sent again
+		it.e.handed = false
 	}
 	if rejected {
 		if err := db.local.settle(seqs, conflicts); err != nil {
