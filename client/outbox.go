@@ -76,6 +76,10 @@ type outbox struct {
 	// in-memory outbox but still in local.db: the next commit removes
 	// them (see settle for why that is safe, and maxGone for the bound).
 	gone []uint64
+	// idleFlush: how long gone waits, once the outbox is empty, for a
+	// write's commit to take it along (the constant idleFlush; tests
+	// change it).
+	idleFlush time.Duration
 }
 
 // storeReq is one write waiting to be stored in local.db.
@@ -100,9 +104,16 @@ type storeDone struct {
 // waiting plus one batch in flight (maxBatch) stay well inside that.
 const maxGone = 256
 
+// idleFlush is how long confirmed entries wait in gone, when the outbox
+// is empty, for a write's commit to take them along before the settler
+// commits their removal itself: a lone writer's next create then pays one
+// commit, not two.
+const idleFlush = 100 * time.Millisecond
+
 func newOutbox(db *DB) *outbox {
 	return &outbox{db: db, kick: make(chan struct{}, 1), waiters: map[uint64]chan outcome{},
-		bySeq: map[uint64]*outboxEntry{}, byKey: map[string]map[api.Key][]uint64{}, drained: make(chan struct{})}
+		bySeq: map[uint64]*outboxEntry{}, byKey: map[string]map[api.Key][]uint64{}, drained: make(chan struct{}),
+		idleFlush: idleFlush}
 }
 
 func (o *outbox) load() error {
@@ -450,12 +461,30 @@ type answered struct {
 
 // settler settles answered batches in order, each once the replica has
 // applied it (read your own writes), until answers is closed. It commits
-// the removal of confirmed entries from local.db itself when maxGone wait
-// or the outbox is empty (no writes come to take them along).
+// the removal of confirmed entries from local.db itself when maxGone wait,
+// or idleFlush after the outbox became empty if no write took them along.
 func (o *outbox) settler(answers <-chan answered, done chan<- struct{}) {
 	defer close(done)
 	db := o.db
-	for a := range answers {
+	var idle <-chan time.Time // armed while confirmed entries wait and no write comes
+	flush := func() {
+		if err := o.flushGone(); err != nil {
+			db.log.Error("client: cannot remove confirmed entries from the outbox file; a later commit removes them", "err", err)
+		}
+	}
+	for {
+		var a answered
+		var ok bool
+		select {
+		case a, ok = <-answers:
+			if !ok {
+				return
+			}
+		case <-idle:
+			idle = nil
+			flush()
+			continue
+		}
 		if a.last > 0 {
 			ctx, cancel := context.WithTimeout(db.ctx, 60*time.Second)
 			err := db.replica.WaitApplied(ctx, a.last)
@@ -471,10 +500,15 @@ func (o *outbox) settler(answers <-chan answered, done chan<- struct{}) {
 		o.gmu.Lock()
 		n := len(o.gone)
 		o.gmu.Unlock()
-		if n > 0 && (n >= maxGone || o.n.Load() == 0) {
-			if err := o.flushGone(); err != nil {
-				db.log.Error("client: cannot remove confirmed entries from the outbox file; a later commit removes them", "err", err)
-			}
+		switch {
+		case n >= maxGone:
+			flush()
+		case n > 0 && o.n.Load() == 0 && idle == nil:
+			// The next write's commit takes them along, or this one.
+			o.gmu.Lock()
+			d := o.idleFlush
+			o.gmu.Unlock()
+			idle = time.After(d)
 		}
 	}
 }
