@@ -97,12 +97,14 @@ type storeDone struct {
 }
 
 // maxGone bounds how many confirmed entries may wait in gone before the
-// sender commits their removal itself. After a crash they are in local.db
+// settler commits their removal itself. After a crash they are in local.db
 // again and are sent again: the cluster answers each with the result of
 // its first apply as long as its session still remembers the sequence
-// number (fsm.DefaultSessionWindow, 1024, per client). At most maxGone
-// waiting plus one batch in flight (maxBatch) stay well inside that.
-const maxGone = 256
+// number (fsm.DefaultSessionWindow, 1024, per client). The sequence
+// numbers applied after the oldest entry waiting are at most the others
+// waiting (< maxGone + maxBatch: the settler checks after each batch) and
+// two batches (one answered for the settler, one in flight): < 900.
+const maxGone = 128
 
 // idleFlush is how long confirmed entries wait in gone, when the outbox
 // is empty, for a write's commit to take them along before the settler
@@ -614,7 +616,7 @@ type settled struct {
 // Rejections are moved to the conflicts in local.db at once, in one
 // transaction. Confirmed entries leave the in-memory outbox at once, and
 // local.db with the next commit of the outbox (the next group of writes,
-// or the sender's own when it is idle or maxGone wait): if the process
+// or the settler's own when the outbox is idle or maxGone wait): if the process
 // stops before that, they are loaded again at the next Open and sent
 // again with the same sequence numbers, and the cluster answers each with
 // the result of its first apply instead of applying it twice.
