@@ -427,6 +427,13 @@ func (db *DB) Close() error {
 		errs = append(errs, db.replica.Close())
 	}
 	if db.local != nil {
+		if db.out != nil {
+			// Confirmed entries still in the file would be sent again
+			// (and answered as repeats) by the next Open.
+			if err := db.out.flushGone(); err != nil {
+				errs = append(errs, fmt.Errorf("client: outbox: %w", err))
+			}
+		}
 		errs = append(errs, db.local.close())
 	}
 	return errors.Join(errs...)

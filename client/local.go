@@ -120,29 +120,41 @@ func (l *local) setServers(s []string) error {
 
 func seqKey(seq uint64) []byte { return binary.BigEndian.AppendUint64(nil, seq) }
 
-// appendOutbox stores e under the next sequence number and returns it,
-// with the id cursor of the range its id came from, if it took one.
-func (l *local) appendOutbox(e *outboxEntry) (uint64, error) {
-	err := l.db.Update(func(tx *bolt.Tx) error {
+// commitOutbox stores entries under the next sequence numbers, in order
+// (with the id cursor of the range each create's id came from), and
+// removes the outbox entries gone (settled, confirmed by the cluster), in
+// one transaction: one commit and one fsync for a whole group of
+// concurrent writes. An error means none of it was stored.
+func (l *local) commitOutbox(entries []*outboxEntry, gone []uint64) error {
+	return l.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketOutbox)
-		seq, err := b.NextSequence()
-		if err != nil {
-			return err
-		}
-		e.Seq = seq
-		if e.rangeStart != 0 {
-			// Concurrent creates may store out of id order: keep the highest.
-			meta := tx.Bucket(bucketMeta)
-			key := append(bytes.Clone(keyCursor), seqKey(e.rangeStart)...)
-			if cur := meta.Get(key); len(cur) != 8 || binary.BigEndian.Uint64(cur) <= e.Key.ID {
-				if err := meta.Put(key, seqKey(e.Key.ID+1)); err != nil {
-					return err
-				}
+		for _, seq := range gone {
+			if err := b.Delete(seqKey(seq)); err != nil {
+				return err
 			}
 		}
-		return putCBOR(b, seqKey(seq), e)
+		meta := tx.Bucket(bucketMeta)
+		for _, e := range entries {
+			seq, err := b.NextSequence()
+			if err != nil {
+				return err
+			}
+			e.Seq = seq
+			if e.rangeStart != 0 {
+				// Concurrent creates may store out of id order: keep the highest.
+				key := append(bytes.Clone(keyCursor), seqKey(e.rangeStart)...)
+				if cur := meta.Get(key); len(cur) != 8 || binary.BigEndian.Uint64(cur) <= e.Key.ID {
+					if err := meta.Put(key, seqKey(e.Key.ID+1)); err != nil {
+						return err
+					}
+				}
+			}
+			if err := putCBOR(b, seqKey(seq), e); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
-	return e.Seq, err
 }
 
 func (l *local) outbox() ([]*outboxEntry, error) {

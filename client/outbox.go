@@ -23,6 +23,9 @@ type outboxEntry struct {
 	Queued int64   `codec:"queued"` // unix ns, this machine's clock
 
 	rangeStart uint64 // create: the range Key.ID was taken from (stored with the entry)
+	// handed: the cluster answered the entry and the settler has it (o.mu):
+	// the sender skips it.
+	handed bool
 }
 
 // Conflict is an outbox entry the cluster rejected: the write is kept,
@@ -63,11 +66,56 @@ type outbox struct {
 	byKey   map[string]map[api.Key][]uint64 // tree -> key -> pending seqs, in order
 	waiters map[uint64]chan outcome         // seq -> the writer still waiting
 	drained chan struct{}                   // closed when entries becomes empty
+
+	// Group commit (see store): writes queued while a commit of local.db
+	// runs are stored together by the next one.
+	gmu        sync.Mutex
+	queue      []*storeReq // waiting for the next commit, in arrival order
+	committing bool        // a commit runs (its leader owns it)
+	// gone lists entries the cluster confirmed that are out of the
+	// in-memory outbox but still in local.db: the next commit removes
+	// them (see settle for why that is safe, and maxGone for the bound).
+	gone []uint64
+	// idleFlush: how long gone waits, once the outbox is empty, for a
+	// write's commit to take it along (the constant idleFlush; tests
+	// change it).
+	idleFlush time.Duration
 }
+
+// storeReq is one write waiting to be stored in local.db.
+type storeReq struct {
+	e    *outboxEntry   // nil: no entry, only a commit of gone
+	ch   chan outcome   // the writer's answer channel, registered with the entry
+	done chan storeDone // buffered: the commit's result, or the lead
+}
+
+// storeDone tells a queued write that its group was stored (err nil), was
+// not (err), or that it leads the next commit.
+type storeDone struct {
+	lead bool
+	err  error
+}
+
+// maxGone bounds how many confirmed entries may wait in gone before the
+// settler commits their removal itself. After a crash they are in local.db
+// again and are sent again: the cluster answers each with the result of
+// its first apply as long as its session still remembers the sequence
+// number (fsm.DefaultSessionWindow, 1024, per client). The sequence
+// numbers applied after the oldest entry waiting are at most the others
+// waiting (< maxGone + maxBatch: the settler checks after each batch) and
+// two batches (one answered for the settler, one in flight): < 900.
+const maxGone = 128
+
+// idleFlush is how long confirmed entries wait in gone, when the outbox
+// is empty, for a write's commit to take them along before the settler
+// commits their removal itself: a lone writer's next create then pays one
+// commit, not two.
+const idleFlush = 100 * time.Millisecond
 
 func newOutbox(db *DB) *outbox {
 	return &outbox{db: db, kick: make(chan struct{}, 1), waiters: map[uint64]chan outcome{},
-		bySeq: map[uint64]*outboxEntry{}, byKey: map[string]map[api.Key][]uint64{}, drained: make(chan struct{})}
+		bySeq: map[uint64]*outboxEntry{}, byKey: map[string]map[api.Key][]uint64{}, drained: make(chan struct{}),
+		idleFlush: idleFlush}
 }
 
 func (o *outbox) load() error {
@@ -181,17 +229,13 @@ func (db *DB) Pending() int {
 // submit queues e and, while online, waits for the cluster's answer.
 // Offline (or once the connection drops) it returns with pending set:
 // the entry stays queued and is sent, in order, when a server answers.
+// It returns only once e is stored in local.db.
 func (o *outbox) submit(ctx context.Context, e *outboxEntry) (outcome, error) {
 	e.Queued = time.Now().UnixNano()
 	ch := make(chan outcome, 1)
-	o.mu.Lock()
-	if _, err := o.db.local.appendOutbox(e); err != nil {
-		o.mu.Unlock()
+	if err := o.store(e, ch); err != nil {
 		return outcome{}, fmt.Errorf("client: outbox: %w", err)
 	}
-	o.add(e)
-	o.waiters[e.Seq] = ch
-	o.mu.Unlock()
 	o.kickNow()
 	if !o.db.Online() {
 		o.forget(e.Seq)
@@ -206,6 +250,92 @@ func (o *outbox) submit(ctx context.Context, e *outboxEntry) (outcome, error) {
 	case <-o.db.ctx.Done():
 		return outcome{pending: true}, nil
 	}
+}
+
+// store writes e to local.db (e nil: only the removals in gone) and adds
+// it to the outbox, with ch as its waiter, once the commit is durable.
+//
+// Group commit: the first writer to arrive while no commit runs leads
+// one; writers arriving meanwhile queue, and when the commit ends the
+// first of them leads the next, which stores all of them in one
+// transaction (one fsync). Each writer leads at most one commit, and
+// every writer learns the outcome of the commit that held its entry: an
+// error fails the whole group, and none of its entries is stored.
+func (o *outbox) store(e *outboxEntry, ch chan outcome) error {
+	r := &storeReq{e: e, ch: ch, done: make(chan storeDone, 1)}
+	o.gmu.Lock()
+	o.queue = append(o.queue, r)
+	lead := !o.committing
+	o.committing = true
+	o.gmu.Unlock()
+	if !lead {
+		// Bounded by the commit before ours and ours (local disk writes).
+		d := <-r.done
+		if !d.lead {
+			return d.err
+		}
+	}
+	return o.commit(r)
+}
+
+// commit stores the queued writes and the removals in gone in one
+// transaction, then hands the lead to the first write queued meanwhile.
+// Only the leader calls it (o.committing set).
+func (o *outbox) commit(self *storeReq) error {
+	o.gmu.Lock()
+	group, gone := o.queue, o.gone
+	o.queue, o.gone = nil, nil
+	o.gmu.Unlock()
+	entries := make([]*outboxEntry, 0, len(group))
+	for _, r := range group {
+		if r.e != nil {
+			entries = append(entries, r.e)
+		}
+	}
+	err := o.db.local.commitOutbox(entries, gone)
+	if err != nil {
+		o.gmu.Lock()
+		o.gone = append(gone, o.gone...) // removed by a later commit
+		o.gmu.Unlock()
+	} else if len(entries) > 0 {
+		// In sequence order: commits run one at a time, and this one
+		// adds its entries before the next may start.
+		o.mu.Lock()
+		for _, r := range group {
+			if r.e != nil {
+				o.add(r.e)
+				if r.ch != nil {
+					o.waiters[r.e.Seq] = r.ch
+				}
+			}
+		}
+		o.mu.Unlock()
+	}
+	for _, r := range group {
+		if r != self {
+			r.done <- storeDone{err: err}
+		}
+	}
+	o.gmu.Lock()
+	if len(o.queue) > 0 {
+		o.queue[0].done <- storeDone{lead: true}
+	} else {
+		o.committing = false
+	}
+	o.gmu.Unlock()
+	return err
+}
+
+// flushGone commits the removal of confirmed entries from local.db, if
+// any wait (with the writes queued meanwhile).
+func (o *outbox) flushGone() error {
+	o.gmu.Lock()
+	n := len(o.gone)
+	o.gmu.Unlock()
+	if n == 0 {
+		return nil
+	}
+	return o.store(nil, nil)
 }
 
 func (o *outbox) forget(seq uint64) {
@@ -254,8 +384,21 @@ const (
 // run sends the outbox while online. After a failed send it tries again
 // after a backoff, or at once when the client comes online or a write is
 // queued.
+//
+// Sending and settling overlap: once the cluster answered a batch, the
+// settler waits for the replica to apply it and settles it while run
+// sends the next batch (in order: after the answer, so the cluster
+// applies it after the one before). At most one answered batch waits for
+// the settler besides the one it settles.
 func (o *outbox) run() {
 	defer o.db.wg.Done()
+	answers := make(chan answered)
+	settlerDone := make(chan struct{})
+	go o.settler(answers, settlerDone)
+	defer func() {
+		close(answers)
+		<-settlerDone
+	}()
 	b := newBackoff(200*time.Millisecond, 5*time.Second)
 	wait := 5 * time.Second
 	for {
@@ -271,6 +414,9 @@ func (o *outbox) run() {
 			var batch []*outboxEntry
 			size := 0
 			for _, e := range o.entries {
+				if e.handed {
+					continue
+				}
 				if len(batch) == maxBatch || (len(batch) > 0 && size+len(e.Data) > maxBatchBytes) {
 					break
 				}
@@ -281,7 +427,16 @@ func (o *outbox) run() {
 			if len(batch) == 0 {
 				break
 			}
-			if !o.send(batch) {
+			a, complete := o.send(batch)
+			if len(a.items) > 0 {
+				o.setHanded(a.items, true)
+				select {
+				case answers <- a:
+				case <-o.db.ctx.Done():
+					return
+				}
+			}
+			if !complete {
 				wait = b.next()
 				break
 			}
@@ -290,13 +445,84 @@ func (o *outbox) run() {
 	}
 }
 
+// setHanded marks the entries of items as with the settler, or not.
+func (o *outbox) setHanded(items []settled, h bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, it := range items {
+		it.e.handed = h
+	}
+}
+
+// answered is a batch the cluster answered, up to the index of its last
+// entry applied.
+type answered struct {
+	items []settled
+	last  uint64
+}
+
+// settler settles answered batches in order, each once the replica has
+// applied it (read your own writes), until answers is closed. It commits
+// the removal of confirmed entries from local.db itself when maxGone wait,
+// or idleFlush after the outbox became empty if no write took them along.
+func (o *outbox) settler(answers <-chan answered, done chan<- struct{}) {
+	defer close(done)
+	db := o.db
+	var idle <-chan time.Time // armed while confirmed entries wait and no write comes
+	flush := func() {
+		if err := o.flushGone(); err != nil {
+			db.log.Error("client: cannot remove confirmed entries from the outbox file; a later commit removes them", "err", err)
+		}
+	}
+	for {
+		var a answered
+		var ok bool
+		select {
+		case a, ok = <-answers:
+			if !ok {
+				return
+			}
+		case <-idle:
+			idle = nil
+			flush()
+			continue
+		}
+		if a.last > 0 {
+			ctx, cancel := context.WithTimeout(db.ctx, 60*time.Second)
+			err := db.replica.WaitApplied(ctx, a.last)
+			cancel()
+			if err != nil {
+				// The entries stay and are sent again (answered as repeats).
+				o.setHanded(a.items, false)
+				o.kickNow()
+				continue
+			}
+		}
+		o.settle(a.items)
+		o.gmu.Lock()
+		n := len(o.gone)
+		o.gmu.Unlock()
+		switch {
+		case n >= maxGone:
+			flush()
+		case n > 0 && o.n.Load() == 0 && idle == nil:
+			// The next write's commit takes them along, or this one.
+			o.gmu.Lock()
+			d := o.idleFlush
+			o.gmu.Unlock()
+			idle = time.After(d)
+		}
+	}
+}
+
 // send sends a batch of entries (the head of the outbox, in order) in one
-// request and settles each entry the cluster answered. False means the
-// request failed (network, no leader): the entries stay, in order, and
-// are sent again. Each entry carries its Seq in this client's session, so
+// request and returns the entries the cluster answered, for the settler.
+// complete false means the request failed (network, no leader) or an
+// entry's outcome is unknown: the entries not answered stay, in order,
+// and are sent again. Each entry carries its Seq in this client's session, so
 // the cluster applies it once: an entry sent again after a lost answer is
 // answered with the result of its first apply (or rejection).
-func (o *outbox) send(batch []*outboxEntry) bool {
+func (o *outbox) send(batch []*outboxEntry) (answered, bool) {
 	db := o.db
 	ctx, cancel := context.WithTimeout(db.ctx, 60*time.Second)
 	defer cancel()
@@ -335,17 +561,13 @@ func (o *outbox) send(batch []*outboxEntry) bool {
 		for _, e := range batch {
 			o.notify(e.Seq, outcome{pending: true})
 		}
-		return false
+		return answered{}, false
 	}
-	// Read your own writes: settle once the replica has the changes.
+	// Read your own writes: the settler settles once the replica has the
+	// changes.
 	var last uint64
 	for _, it := range res.Results {
 		last = max(last, it.Index)
-	}
-	if last > 0 {
-		if err := db.replica.WaitApplied(ctx, last); err != nil {
-			return false
-		}
 	}
 	items := make([]settled, 0, len(batch))
 	complete := true
@@ -364,8 +586,7 @@ func (o *outbox) send(batch []*outboxEntry) bool {
 		}
 		items = append(items, settled{e: e, res: api.WriteResult{Key: it.Key, Index: it.Index}, rej: rej})
 	}
-	o.settle(items)
-	return complete
+	return answered{items: items, last: last}, complete
 }
 
 // tryNext tells a failed request that another server may take: this one
@@ -388,34 +609,61 @@ type settled struct {
 	rej *api.Error
 }
 
-// settle removes answered entries from the outbox, in one transaction:
-// confirmed, or rejected. A rejection goes to the writer if it is still
-// waiting, else it becomes a Conflict.
+// settle removes answered entries, handed to the settler, from the
+// outbox: confirmed, or rejected. A rejection goes to the writer if it is still waiting, else it
+// becomes a Conflict.
+//
+// Rejections are moved to the conflicts in local.db at once, in one
+// transaction. Confirmed entries leave the in-memory outbox at once, and
+// local.db with the next commit of the outbox (the next group of writes,
+// or the settler's own when the outbox is idle or maxGone wait): if the process
+// stops before that, they are loaded again at the next Open and sent
+// again with the same sequence numbers, and the cluster answers each with
+// the result of its first apply instead of applying it twice.
 func (o *outbox) settle(items []settled) {
 	db := o.db
 	o.mu.Lock()
 	chans := make([]chan outcome, len(items))
 	seqs := make([]uint64, len(items))
 	conflicts := make([]*Conflict, len(items))
+	rejected := false
 	for i, it := range items {
 		e := it.e
 		seqs[i] = e.Seq
 		chans[i] = o.waiters[e.Seq]
 		delete(o.waiters, e.Seq)
+		if it.rej != nil {
+			rejected = true
+		}
 		if it.rej != nil && chans[i] == nil {
 			conflicts[i] = &Conflict{Seq: e.Seq, Op: e.Op.String(), Tree: e.Tree, Key: e.Key, Schema: e.Schema, Data: e.Data,
 				Err: it.rej, Queued: time.Unix(0, e.Queued).UTC(), Rejected: time.Now().UTC()}
 		}
 	}
-	if err := db.local.settle(seqs, conflicts); err != nil {
-		o.mu.Unlock()
-		db.log.Error("client: cannot settle outbox entries; they will be sent again", "entries", len(items), "err", err)
-		return
+	for _, it := range items { // entries not removed below are sent again
+		it.e.handed = false
+	}
+	if rejected {
+		if err := db.local.settle(seqs, conflicts); err != nil {
+			for i, it := range items { // still waiting: answered when sent again
+				if chans[i] != nil {
+					o.waiters[it.e.Seq] = chans[i]
+				}
+			}
+			o.mu.Unlock()
+			db.log.Error("client: cannot settle outbox entries; they will be sent again", "entries", len(items), "err", err)
+			return
+		}
 	}
 	for _, seq := range seqs {
 		o.remove(seq)
 	}
 	o.mu.Unlock()
+	if !rejected {
+		o.gmu.Lock()
+		o.gone = append(o.gone, seqs...)
+		o.gmu.Unlock()
+	}
 	var evs []Event
 	for i, it := range items {
 		e := it.e
