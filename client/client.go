@@ -143,8 +143,11 @@ type DB struct {
 // with the cluster in the background. The first Open of a new Dir needs a
 // server, to register the client; later ones work offline.
 //
-// A replica file that is corrupt or not a Shelf file is moved aside (to
-// replica.db.corrupt-TIME) and rebuilt from the cluster; the outbox and
+// A replica file that is corrupt, not a Shelf file, or not closed cleanly
+// before the machine stopped (replica.db commits without fsync; its
+// marker tells a crashed process, whose file is whole, from a crashed
+// machine) is moved aside (to replica.db.corrupt-TIME) and rebuilt from
+// the cluster; the outbox and
 // conflicts live in local.db and are kept. Recovered tells the app. A
 // damaged local.db is never moved aside (its outbox holds writes the
 // cluster has not seen): Open fails with an error naming it.
@@ -241,9 +244,14 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 
 func (db *DB) openReplica() (*fsm.FSM, error) {
 	path := filepath.Join(db.cfg.Dir, "replica.db")
-	cfg := fsm.Config{Path: path, Logger: db.log}
+	// The replica commits without fsync, as the servers' fsm.db does: the
+	// cluster holds every entry durably, so a replica the machine may have
+	// torn (ErrUntrusted: not closed cleanly, and the machine restarted
+	// since) is rebuilt from the cluster like a damaged one. local.db (the
+	// outbox) keeps its fsyncs.
+	cfg := fsm.Config{Path: path, Logger: db.log, NoSync: true}
 	f, err := fsm.Open(cfg)
-	if err == nil || !(errors.Is(err, storage.ErrCorrupt) || errors.Is(err, storage.ErrForeign)) {
+	if err == nil || !(errors.Is(err, storage.ErrCorrupt) || errors.Is(err, storage.ErrForeign) || errors.Is(err, fsm.ErrUntrusted)) {
 		return f, err
 	}
 	aside := fmt.Sprintf("%s.corrupt-%d", path, time.Now().Unix())
