@@ -227,7 +227,43 @@ func (n *Node) Kill() {
 // Pause freezes the process with SIGSTOP: to its peers it is cut off (no
 // raft or gossip traffic, no answers) while its memory and files stay as
 // they are, like a node behind a network partition. Resume undoes it.
-func (n *Node) Pause() { n.signal(syscall.SIGSTOP) }
+// It returns once every thread of the process has stopped: SIGSTOP is
+// delivered to each thread when it next runs, which on a busy machine can
+// be well after kill(2) returned, and a thread still running could answer
+// a request that the test takes for the paused node's.
+func (n *Node) Pause() {
+	n.tb.Helper()
+	n.signal(syscall.SIGSTOP)
+	pid := n.current().cmd.Process.Pid
+	deadline := time.Now().Add(5 * time.Second)
+	for !allStopped(pid) {
+		if time.Now().After(deadline) {
+			n.tb.Fatalf("node %s: threads of pid %d still running 5s after SIGSTOP", n.ID, pid)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// allStopped reports whether every thread of pid is in the stopped state
+// (T in /proc/PID/task/TID/stat).
+func allStopped(pid int) bool {
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil || len(tasks) == 0 {
+		return false
+	}
+	for _, task := range tasks {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/stat", pid, task.Name()))
+		if err != nil {
+			return false
+		}
+		// pid (comm) state ...: comm may hold spaces and parentheses.
+		i := bytes.LastIndexByte(b, ')')
+		if i < 0 || i+2 >= len(b) || (b[i+2] != 'T' && b[i+2] != 't') {
+			return false
+		}
+	}
+	return true
+}
 
 // Resume continues a paused process with SIGCONT.
 func (n *Node) Resume() { n.signal(syscall.SIGCONT) }

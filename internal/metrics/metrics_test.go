@@ -2,6 +2,7 @@ package metrics_test
 
 import (
 	"context"
+	"github.com/shelfdb/shelf/fsm"
 	"testing"
 	"time"
 
@@ -91,7 +92,7 @@ func TestScrapeNode(t *testing.T) {
 	exactly("shelf_http_requests_total", writes, "method", "POST", "route", "/v1/trees/{tree}/records", "code", "201")
 	exactly("shelf_log_stream_clients", 1)
 	exactly("shelf_log_stream_polls_in_flight", 0)
-	exactly("shelf_cluster_rules_version", 2)
+	exactly("shelf_cluster_rules_version", float64(fsm.RulesVersion))
 	exactly("shelf_node_info", 1, "node_id", "s1", "cluster_id", s.Node.ClusterID())
 	exactly("shelf_build_info", 1)
 	atLeast("go_goroutines", 1)
