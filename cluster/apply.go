@@ -83,9 +83,12 @@ func (n *Node) Apply(ctx context.Context, cmd *fsm.Command) (*fsm.Result, error)
 	var res *fsm.Result
 	err := n.withLeader(ctx,
 		func(ctx context.Context) error {
-			r, err := n.applyLocal(ctx, cmd)
-			res = r
-			return err
+			r, err := n.applyLocalMany(ctx, []*fsm.Command{cmd}, true)
+			if err != nil {
+				return err
+			}
+			res = r[0]
+			return nil
 		},
 		func(ctx context.Context, addr string) error {
 			var r fsm.Result
@@ -118,7 +121,7 @@ func (n *Node) ApplyLeader(ctx context.Context, cmd *fsm.Command) (*fsm.Result, 
 
 // applyLocal applies cmd through this node's raft, which must lead.
 func (n *Node) applyLocal(ctx context.Context, cmd *fsm.Command) (*fsm.Result, error) {
-	res, err := n.applyLocalMany(ctx, []*fsm.Command{cmd})
+	res, err := n.applyLocalMany(ctx, []*fsm.Command{cmd}, false)
 	if err != nil {
 		return nil, err
 	}
@@ -129,8 +132,10 @@ func (n *Node) applyLocal(ctx context.Context, cmd *fsm.Command) (*fsm.Result, e
 // leader's clock, and waits for their results. If the first entry could
 // not be appended the error says so (no_leader: nothing happened); a
 // failure later returns the results known so far with an unavailable
-// error: the rest may or may not be applied.
-func (n *Node) applyLocalMany(ctx context.Context, cmds []*fsm.Command) ([]*fsm.Result, error) {
+// error: the rest may or may not be applied. checked says that the caller
+// refused the commands the state machine's stateless rules reject on this
+// same node already (Apply, ApplyMany): they are not checked twice.
+func (n *Node) applyLocalMany(ctx context.Context, cmds []*fsm.Command, checked bool) ([]*fsm.Result, error) {
 	defer n.observeApply(time.Now(), len(cmds))
 	timeout := n.cfg.ApplyTimeout
 	if d, ok := ctx.Deadline(); ok {
@@ -143,8 +148,10 @@ func (n *Node) applyLocalMany(ctx context.Context, cmds []*fsm.Command) ([]*fsm.
 	futures := make([]raft.ApplyFuture, len(cmds))
 	refused := make([]*fsm.Result, len(cmds))
 	for i, cmd := range cmds {
-		if refused[i] = n.refuse(cmd); refused[i] != nil {
-			continue
+		if !checked {
+			if refused[i] = n.refuse(cmd); refused[i] != nil {
+				continue
+			}
 		}
 		c := *cmd
 		c.Time = now
@@ -240,7 +247,7 @@ func (n *Node) ApplyMany(ctx context.Context, cmds []*fsm.Command) ([]*fsm.Resul
 	var sent []*fsm.Result
 	err := n.withLeader(ctx,
 		func(ctx context.Context) error {
-			r, err := n.applyLocalMany(ctx, send)
+			r, err := n.applyLocalMany(ctx, send, true)
 			sent = r
 			return err
 		},
@@ -282,7 +289,7 @@ func (n *Node) ApplyLeaderMany(ctx context.Context, cmds []*fsm.Command) ([]*fsm
 	}
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.ApplyTimeout)
 	defer cancel()
-	res, err := n.applyLocalMany(ctx, cmds)
+	res, err := n.applyLocalMany(ctx, cmds, false)
 	for _, r := range res {
 		r.Events = nil
 	}

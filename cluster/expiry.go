@@ -70,7 +70,7 @@ func (n *Node) expireDue(now time.Time) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ApplyTimeout)
 	defer cancel()
-	res, err := n.applyLocalMany(ctx, cmds)
+	res, err := n.applyLocalMany(ctx, cmds, false)
 	if err != nil {
 		n.log.Warn("cluster: expiring borrows", "due", len(cmds), "err", err)
 		return

@@ -401,11 +401,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		peerCheck = httpapi.ClusterTokenPeer(tok)
 		// The transport of cluster.Config's default client, with the token.
-		peerHTTP = &http.Client{Transport: httpapi.ClusterTokenTransport(tok, &http.Transport{
-			DialContext:         (&net.Dialer{Timeout: 3 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-			MaxIdleConnsPerHost: 16,
-			IdleConnTimeout:     90 * time.Second,
-		})}
+		peerHTTP = &http.Client{Transport: httpapi.ClusterTokenTransport(tok, cluster.NewPeerTransport())}
 	}
 
 	// One node per process: raft's and memberlist's go-metrics (a
