@@ -343,18 +343,28 @@ func TestClientBatchLostAnswer(t *testing.T) {
 	if proxy.lost.Load() != 2 {
 		t.Fatalf("%d answers lost, want 2", proxy.lost.Load())
 	}
-	page, err := nodes[2].Client.Events(ctx, from, 0, 0, "parts")
-	if err != nil {
-		t.Fatal(err)
-	}
-	updates := 0
-	for _, e := range page.Events {
-		if e.Type == api.EventUpdated && e.Key == res.Key {
-			updates++
+	// nodes[2] may apply the update a moment after the client saw it (a
+	// write's answer does not wait for every replica): wait for its
+	// event, then count.
+	countUpdates := func() (int, []api.Event) {
+		page, err := nodes[2].Client.Events(ctx, from, 0, 0, "parts")
+		if err != nil {
+			t.Fatal(err)
 		}
+		n := 0
+		for _, e := range page.Events {
+			if e.Type == api.EventUpdated && e.Key == res.Key {
+				n++
+			}
+		}
+		return n, page.Events
 	}
-	if updates != 1 {
-		t.Fatalf("%d update events after index %d, want 1: %+v", updates, from, page.Events)
+	waitFor(t, clientWait, "the update's event at "+nodes[2].ID, func() (bool, string) {
+		n, evs := countUpdates()
+		return n > 0, fmt.Sprintf("%d update events: %+v", n, evs)
+	})
+	if updates, evs := countUpdates(); updates != 1 {
+		t.Fatalf("%d update events after index %d, want 1: %+v", updates, from, evs)
 	}
 
 	// An update and a delete queued offline go out in one batch whose
