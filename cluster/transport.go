@@ -112,17 +112,14 @@ func commitNotice(rpc raft.RPC) (raft.RPC, bool) {
 	if !ok || len(req.Entries) == 0 || req.PrevLogEntry == 0 || req.LeaderCommitIndex == 0 {
 		return raft.RPC{}, false
 	}
-	notice := &raft.AppendEntriesRequest{
-		RPCHeader:         req.RPCHeader,
-		Term:              req.Term,
-		Leader:            req.Leader,
-		PrevLogEntry:      req.PrevLogEntry,
-		PrevLogTerm:       req.PrevLogTerm,
-		LeaderCommitIndex: min(req.LeaderCommitIndex, req.PrevLogEntry),
-	}
+	// A copy keeps every field of the request (term, leader, log check)
+	// but the entries and the commit index.
+	notice := *req
+	notice.Entries = nil
+	notice.LeaderCommitIndex = min(req.LeaderCommitIndex, req.PrevLogEntry)
 	// raft answers into RespChan without waiting: a buffer of one holds
 	// the answer nobody reads.
-	return raft.RPC{Command: notice, RespChan: make(chan raft.RPCResponse, 1)}, true
+	return raft.RPC{Command: &notice, RespChan: make(chan raft.RPCResponse, 1)}, true
 }
 
 // Close implements raft.WithClose: it stops the forwarding goroutine and

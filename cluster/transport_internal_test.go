@@ -21,7 +21,7 @@ func TestCommitNoticeCapsCommitAtCheckedEntry(t *testing.T) {
 		{"commit at the checked entry", 10, 10},
 		{"commit inside the new entries", 12, 10},
 	} {
-		req := &raft.AppendEntriesRequest{Term: 3, Leader: []byte("n1"), PrevLogEntry: 10, PrevLogTerm: 2,
+		req := &raft.AppendEntriesRequest{RPCHeader: raft.RPCHeader{ID: []byte("n1"), Addr: []byte("127.0.0.1:7000")}, Term: 3, PrevLogEntry: 10, PrevLogTerm: 2,
 			Entries: entries, LeaderCommitIndex: c.commit}
 		notice, ok := commitNotice(raft.RPC{Command: req})
 		if !ok {
@@ -31,7 +31,7 @@ func TestCommitNoticeCapsCommitAtCheckedEntry(t *testing.T) {
 		if !isAE {
 			t.Fatalf("%s: notice is a %T", c.name, notice.Command)
 		}
-		if len(got.Entries) != 0 || got.Term != 3 || got.PrevLogEntry != 10 || got.PrevLogTerm != 2 || string(got.Leader) != "n1" {
+		if len(got.Entries) != 0 || got.Term != 3 || got.PrevLogEntry != 10 || got.PrevLogTerm != 2 || string(got.ID) != "n1" || string(got.Addr) != "127.0.0.1:7000" {
 			t.Errorf("%s: notice %+v, want the request's term and log check without entries", c.name, got)
 		}
 		if got.LeaderCommitIndex != c.wantCommit {
