@@ -146,9 +146,10 @@ type raftTestNode struct {
 func startRaftTrio(t *testing.T) []*raftTestNode {
 	t.Helper()
 	var (
-		nodes []*raftTestNode
-		trans []*raft.NetworkTransport
-		conf  raft.Configuration
+		nodes  []*raftTestNode
+		trans  []*raft.NetworkTransport
+		serial []*serialTransport
+		conf   raft.Configuration
 	)
 	for i := range 3 {
 		nt, err := raft.NewTCPTransportWithLogger("127.0.0.1:0", nil, 3, 5*time.Second, hclog.NewNullLogger())
@@ -169,7 +170,9 @@ func startRaftTrio(t *testing.T) []*raftTestNode {
 		rc.ElectionTimeout = 500 * time.Millisecond
 		rc.LeaderLeaseTimeout = 500 * time.Millisecond
 		rc.CommitTimeout = 20 * time.Millisecond
-		tr := &faultTransport{Transport: raftTransport(trans[i]), node: n}
+		st := raftTransport(trans[i])
+		serial = append(serial, st)
+		tr := &faultTransport{Transport: st, node: n}
 		snaps := raft.NewInmemSnapshotStore()
 		if err := raft.BootstrapCluster(rc, n.logs, n.logs, snaps, tr, conf); err != nil {
 			t.Fatalf("bootstrap %s: %v", n.id, err)
@@ -194,7 +197,7 @@ func startRaftTrio(t *testing.T) []*raftTestNode {
 			case <-time.After(10 * time.Second):
 				t.Errorf("shutdown of %s did not finish in 10s", n.id)
 			}
-			_ = trans[i].Close()
+			_ = serial[i].Close() // closes trans[i] too
 		}
 	})
 	return nodes

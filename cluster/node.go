@@ -68,6 +68,7 @@ type Node struct {
 	logs   raft.LogStore // store behind a cache of the newest entries: raft's and the log stream's reads
 	snaps  *raft.FileSnapshotStore
 	trans  *raft.NetworkTransport
+	rtrans *serialTransport // trans as raft sees it
 	raft   *raft.Raft
 	ml     *memberlist.Memberlist
 	gossip *gossip
@@ -442,6 +443,7 @@ func (n *Node) startRaft() (bool, error) {
 		return false, fmt.Errorf("cluster: raft transport on %s: %w", n.cfg.RaftAddr, err)
 	}
 	n.raftAddr = string(n.trans.LocalAddr())
+	n.rtrans = raftTransport(n.trans)
 
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(n.cfg.NodeID)
@@ -484,7 +486,7 @@ func (n *Node) startRaft() (bool, error) {
 				ID:       rc.LocalID,
 				Address:  n.trans.LocalAddr(),
 			}}}
-			if err := raft.BootstrapCluster(rc, n.store, n.store, n.snaps, raftTransport(n.trans), conf); err != nil {
+			if err := raft.BootstrapCluster(rc, n.store, n.store, n.snaps, n.rtrans, conf); err != nil {
 				return false, fmt.Errorf("cluster: bootstrap: %w", err)
 			}
 			n.log.Info("cluster: bootstrapped a new cluster", "id", n.cfg.NodeID)
@@ -493,7 +495,7 @@ func (n *Node) startRaft() (bool, error) {
 		}
 	}
 
-	n.raft, err = raft.NewRaft(rc, &raftFSM{f: n.fsm, events: n.events, changed: n.fsmChanged, failed: n.fail}, n.logs, n.store, n.snaps, raftTransport(n.trans))
+	n.raft, err = raft.NewRaft(rc, &raftFSM{f: n.fsm, events: n.events, changed: n.fsmChanged, failed: n.fail}, n.logs, n.store, n.snaps, n.rtrans)
 	if err != nil {
 		return false, fmt.Errorf("cluster: start raft: %w", err)
 	}
@@ -810,8 +812,8 @@ func (n *Node) shutdown(graceful bool) error {
 			}
 		}
 		n.wg.Wait()
-		if n.trans != nil {
-			if err := n.trans.Close(); err != nil {
+		if n.rtrans != nil {
+			if err := n.rtrans.Close(); err != nil {
 				errs = append(errs, fmt.Errorf("raft transport: %w", err))
 			}
 		}
