@@ -2,6 +2,7 @@ package sqlexport
 
 import (
 	"bytes"
+	"encoding/base64"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -316,10 +317,7 @@ func parseRow(t *srcTable, cols []column, cells []any) (srcRow, error) {
 	m := map[string]any{}
 	for i, c := range cols {
 		cell := cells[len(metaColumns)+i]
-		if cell == nil {
-			if c.Type.Nullable && !c.Rev {
-				m[c.Field] = nil
-			}
+		if cell == nil { // absent, or null: a reader sees the zero value either way
 			continue
 		}
 		v, err := parseCell(c, cell)
@@ -502,7 +500,7 @@ func (im *importer) row(ctx context.Context, t *srcTable, versions map[uint32]ui
 	}
 	val := r.value
 	if t.latest != nil {
-		val = rewriteKeys(t.latest, schema.Type{Kind: schema.KindStruct, Ref: t.latest.Root}, val, im.sum.IDs, 0)
+		val = restore(t.latest, schema.Type{Kind: schema.KindStruct, Ref: t.latest.Root}, val, im.sum.IDs, 0)
 	}
 	data, err := api.EncodeValue(val)
 	if err != nil {
@@ -656,10 +654,13 @@ func (im *importer) held(ctx context.Context, tree string, key api.Key, release 
 	return err
 }
 
-// rewriteKeys replaces, in v of type t, the ids of keys that import gave
-// new ids.
-func rewriteKeys(d *schema.Definition, t schema.Type, v any, ids map[uint64]uint64, depth int) any {
-	if v == nil || len(ids) == 0 || depth > api.MaxDepth {
+// restore walks v, of type t, as parsed from JSON, back to what the
+// record's writer stored: keys that import gave new ids get them, maps
+// with integer keys get integer keys again, times and byte strings
+// (JSON text and base64) become time and bytes. A value it cannot
+// convert is left as it is (the cluster or the reader then judges it).
+func restore(d *schema.Definition, t schema.Type, v any, ids map[uint64]uint64, depth int) any {
+	if v == nil || depth > api.MaxDepth {
 		return v
 	}
 	switch t.Kind {
@@ -671,26 +672,60 @@ func rewriteKeys(d *schema.Definition, t schema.Type, v any, ids map[uint64]uint
 				}
 			}
 		}
+	case schema.KindTime:
+		if s, ok := v.(string); ok {
+			if tm, err := time.Parse(time.RFC3339Nano, s); err == nil {
+				return tm
+			}
+		}
+	case schema.KindBytes:
+		if s, ok := v.(string); ok {
+			if b, err := base64.StdEncoding.DecodeString(s); err == nil {
+				return b
+			}
+		}
 	case schema.KindStruct:
 		if m, ok := v.(map[string]any); ok {
 			for _, f := range d.Types[t.Ref].Fields {
 				if e, ok := m[f.Name]; ok {
-					m[f.Name] = rewriteKeys(d, f.Type, e, ids, depth+1)
+					m[f.Name] = restore(d, f.Type, e, ids, depth+1)
 				}
 			}
 		}
 	case schema.KindSlice:
 		if s, ok := v.([]any); ok && t.Elem != nil {
 			for i := range s {
-				s[i] = rewriteKeys(d, *t.Elem, s[i], ids, depth+1)
+				s[i] = restore(d, *t.Elem, s[i], ids, depth+1)
 			}
 		}
 	case schema.KindMap:
-		if m, ok := v.(map[string]any); ok && t.Elem != nil {
-			for k, e := range m {
-				m[k] = rewriteKeys(d, *t.Elem, e, ids, depth+1)
+		m, ok := v.(map[string]any)
+		if !ok || t.Elem == nil {
+			return v
+		}
+		for k, e := range m {
+			m[k] = restore(d, *t.Elem, e, ids, depth+1)
+		}
+		if t.Key == nil || (t.Key.Kind != schema.KindInt && t.Key.Kind != schema.KindUint) {
+			return m
+		}
+		out := make(map[any]any, len(m))
+		for k, e := range m {
+			if t.Key.Kind == schema.KindInt {
+				n, err := strconv.ParseInt(k, 10, 64)
+				if err != nil {
+					return m
+				}
+				out[n] = e
+			} else {
+				n, err := strconv.ParseUint(k, 10, 64)
+				if err != nil {
+					return m
+				}
+				out[n] = e
 			}
 		}
+		return out
 	}
 	return v
 }
@@ -725,8 +760,28 @@ func canonical(data []byte) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	b, err := json.Marshal(jsonableCopy(v))
+	b, err := json.Marshal(dropNulls(jsonableCopy(v)))
 	return string(b), err
+}
+
+// dropNulls removes the null entries of maps: a field stored as null and
+// one left out read the same (export writes both as NULL).
+func dropNulls(v any) any {
+	switch t := v.(type) {
+	case map[string]any:
+		for k, e := range t {
+			if e == nil {
+				delete(t, k)
+			} else {
+				t[k] = dropNulls(e)
+			}
+		}
+	case []any:
+		for i, e := range t {
+			t[i] = dropNulls(e)
+		}
+	}
+	return v
 }
 
 func isNotFound(err error) bool {
