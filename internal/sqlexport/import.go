@@ -2,9 +2,9 @@ package sqlexport
 
 import (
 	"bytes"
-	"encoding/base64"
 	"context"
 	"database/sql"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
