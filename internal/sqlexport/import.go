@@ -529,6 +529,10 @@ func (im *importer) row(ctx context.Context, t *srcTable, versions map[uint32]ui
 	}
 	same := cur.rec.Schema == ver && sameValue(cur.rec.Data, data)
 	if cur.rec.Released {
+		if !r.released {
+			im.refuse(t.tree, r.key, fmt.Errorf("record %s is released, the row is a draft: a release cannot be undone", target))
+			return nil
+		}
 		if !same {
 			im.refuse(t.tree, r.key, fmt.Errorf("record %s is released and differs from the row: not changed", target))
 			return nil
