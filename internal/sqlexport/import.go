@@ -60,6 +60,9 @@ type srcTable struct {
 	cols    []column
 	rows    []srcRow
 	hasKeys bool
+	// missing lists the fields whose column the table lacks: import
+	// keeps an existing record's value of them.
+	missing []string
 }
 
 type srcRow struct {
@@ -256,6 +259,8 @@ func readTable(ctx context.Context, db *sql.DB, t *srcTable) error {
 		known[c.Name] = true
 		if have[c.Name] {
 			cols = append(cols, c)
+		} else if c.Field != "" && !slices.Contains(t.missing, c.Field) {
+			t.missing = append(t.missing, c.Field)
 		}
 	}
 	for n := range have {
@@ -527,6 +532,12 @@ func (im *importer) row(ctx context.Context, t *srcTable, versions map[uint32]ui
 	if cur == nil {
 		return im.create(ctx, t, r, ver, data)
 	}
+	if len(t.missing) > 0 {
+		if data, err = keepMissing(t.missing, cur.rec.Data, val); err != nil {
+			im.refuse(t.tree, r.key, fmt.Errorf("incompatible value: %w", err))
+			return nil
+		}
+	}
 	same := cur.rec.Schema == ver && sameValue(cur.rec.Data, data)
 	if cur.rec.Released {
 		if !r.released {
@@ -576,6 +587,27 @@ func (im *importer) row(ctx context.Context, t *srcTable, versions map[uint32]ui
 }
 
 type currentRecord struct{ rec api.Record }
+
+// keepMissing encodes val with the fields named in missing taken from the
+// record's current bytes.
+func keepMissing(missing []string, current []byte, val any) ([]byte, error) {
+	m, ok := val.(map[string]any)
+	if !ok {
+		return api.EncodeValue(val)
+	}
+	cur, err := api.DecodeGeneric(current)
+	if err != nil {
+		return nil, err
+	}
+	if cm, ok := cur.(map[string]any); ok {
+		for _, f := range missing {
+			if v, ok := cm[f]; ok {
+				m[f] = v
+			}
+		}
+	}
+	return api.EncodeValue(m)
+}
 
 // create makes the record of a row that the cluster does not have.
 func (im *importer) create(ctx context.Context, t *srcTable, r srcRow, ver uint32, data []byte) error {
