@@ -96,7 +96,12 @@ func Export(ctx context.Context, cfg Config) (ExportSummary, error) {
 				return sum, fmt.Errorf("export: %w: tree %q (trees: %s)", api.ErrTreeNotFound, n, strings.Join(names, ", "))
 			}
 		}
-		names = slices.Clone(cfg.Trees)
+		names = names[:0]
+		for _, n := range cfg.Trees {
+			if !slices.Contains(names, n) {
+				names = append(names, n)
+			}
+		}
 	}
 	for _, n := range names {
 		total += int(counts[n])
