@@ -74,6 +74,13 @@ Commands:
                                (through a temporary file, checksum verified before
                                it gets its name; "-": stdout); progress on a
                                terminal unless -q
+  export --sqlite FILE [TREE...] [-q]
+                               write trees (default: all) to a new SQLite file: a
+                               table per tree, a column per schema field
+                               (docs/kvctl.md, "SQLite export and import")
+  import --sqlite FILE [-q] [--client NAME]
+                               create the file's records the cluster lacks, update
+                               changed ones under a borrow; refusals reported
   snapshot inspect FILE        check a snapshot file and show its index, cluster id,
                                content hash, clients, borrows, records per tree
   snapshot restore FILE --data DIR --id ID [--raft ADDR] [--raft-log bolt|wal] [--keep-cluster-id]
@@ -128,7 +135,8 @@ Flags (before or after the command):
   --timeout D    bound on all the network waits of a command, such as 10s or 1m
                  (env SHELF_TIMEOUT, default 10s; 0: none); then "timed out after
                  D waiting for ..." and exit 5. Not bounded: watch (each wait
-                 for a node is: 30s long poll plus D) and snapshot save
+                 for a node is: 30s long poll plus D), snapshot save, export
+                 and import
   -consistency C linearizable (default): a read reflects every write acknowledged
                  before it, whichever node answers; stale: the node's own state as
                  it is, faster, possibly behind (env SHELF_CONSISTENCY)
@@ -202,6 +210,8 @@ var commands = map[string]func(*cli, context.Context, []string) error{
 	"watch":    (*cli).watch,
 	"hash":     (*cli).hash,
 	"snapshot": (*cli).snapshot,
+	"export":   (*cli).export,
+	"import":   (*cli).imports,
 	"recover":  (*cli).recover,
 	"certs":    (*cli).certs,
 	"tokens":   (*cli).tokens,

@@ -75,6 +75,18 @@ var commandHelp = map[string]helpEntry{
 	"hash": {usage: []string{"hash"},
 		about:    "The node's applied index and content hash: equal hashes at equal index mean the replicas converged.",
 		examples: []string{"hash", "-s 10.0.0.2:7001 hash"}},
+	"export": {usage: []string{exportLine},
+		about: "Write trees (default: every tree) to a new SQLite file: one table per tree with id, rev, schema_version, released, state and a column per field of the tree's latest schema " +
+			"(nested values as JSON text, keys of other trees as their ids), and shelf_schemas with every schema version. Read page by page; progress on stderr when it is a terminal, unless -q. " +
+			"--timeout does not bound it. Column mapping: docs/kvctl.md, \"SQLite export and import\".",
+		flags:    []string{"sqlite", "q"},
+		examples: []string{"export --sqlite shelf.sqlite", "export --sqlite parts.sqlite parts boards", "export --sqlite x.sqlite -q -o json"}},
+	"import": {usage: []string{importLine},
+		about: "Apply a file written by export --sqlite: records the cluster lacks are created (with new ids: keys to them are rewritten), changed ones updated under a borrow of a client registered as --client and returned, " +
+			"unchanged ones skipped; a changed released record, a record borrowed by another client or an incompatible value is refused and reported, and the import goes on. " +
+			"The whole file is checked first: not SQLite, an unknown column or a value of the wrong type stops it before any write. Progress on stderr when it is a terminal, unless -q. --timeout does not bound it.",
+		flags:    []string{"sqlite", "q", "client"},
+		examples: []string{"import --sqlite shelf.sqlite", "-s 10.0.0.9:7001 import --sqlite shelf.sqlite -o json"}},
 	"snapshot": {usage: []string{snapshotSaveLine, snapshotInspectLine, snapshotRestoreLine},
 		about:    "Backups: save a snapshot of the state while writes go on, check one, or restore one as a new cluster; \"kvctl help snapshot save|inspect|restore\" for each (docs/operations.md, \"Backup and restore\").",
 		flags:    []string{},
