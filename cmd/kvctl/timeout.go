@@ -25,10 +25,11 @@ func (c *cli) timeoutEnv() error {
 	return nil
 }
 
-// unboundedCommands run as long as they need to: watch (until
+// unboundedCommands run as long as they need to (edit: its editor; it
+// bounds each network step itself): watch (until
 // interrupted; it bounds each wait for a node itself) and snapshot (a
 // large snapshot takes as long as its transfer).
-var unboundedCommands = map[string]bool{"watch": true, "snapshot": true}
+var unboundedCommands = map[string]bool{"watch": true, "snapshot": true, "edit": true}
 
 // commandDeadline is --timeout: once the command line is parsed, the
 // command has this long for all its requests (and the waits between
