@@ -6,9 +6,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -19,7 +21,9 @@ import (
 // scriptedEditor is a $EDITOR for tests: call n copies the file it is
 // given to seen<n>, replaces it with out<n> if the test wrote one (else
 // saves it unchanged), and exits with exit<n> (default 0). With block<n>
-// it writes started<n> and waits until it is killed.
+// it writes started<n> and waits until it is killed; with interrupt<n> it
+// sends SIGINT to its parent (kvctl, which runs it through sh -c exec),
+// writes sent<n> and waits for go<n>.
 type scriptedEditor struct {
 	t   *testing.T
 	dir string
@@ -35,6 +39,11 @@ cp "$1" "$d/seen$n"
 if [ -f "$d/block$n" ]; then
 	touch "$d/started$n"
 	while :; do sleep 0.05; done
+fi
+if [ -f "$d/interrupt$n" ]; then
+	kill -INT $PPID
+	touch "$d/sent$n"
+	while [ ! -f "$d/go$n" ]; do sleep 0.05; done
 fi
 if [ -f "$d/out$n" ]; then cp "$d/out$n" "$1"; fi
 exit $(cat "$d/exit$n" 2>/dev/null || echo 0)
@@ -423,4 +432,84 @@ func TestRecordWritesOnServer(t *testing.T) {
 	run(0, "", "return", "parts", id, "--client", other.ID)
 	_, errs = run(exitNotFound, "", "checkout", "parts", id, "--client", "nobody")
 	wantLines(t, errs, "--client nobody: no such registered client")
+}
+
+// TestMain runs kvctl's main when the test binary is started as kvctl
+// (KVCTL_TEST_MAIN=1), for the tests of signals.
+func TestMain(m *testing.M) {
+	if os.Getenv("KVCTL_TEST_MAIN") == "1" {
+		main()
+		return
+	}
+	os.Exit(m.Run())
+}
+
+// waitFile polls for a file the scripted editor writes.
+func waitFile(t *testing.T, path string) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		if _, err := os.Stat(path); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not appear", path)
+		}
+		time.Sleep(10 * time.Millisecond) // polling a file another process writes
+	}
+}
+
+// TestEditSignals runs kvctl edit as a process: SIGTERM while the editor
+// runs stops the editor and returns the borrow; SIGINT while the editor
+// runs is the editor's, and the edit goes on.
+func TestEditSignals(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	f := newEditFixture(t, ctx)
+	id := strconv.FormatUint(f.key.ID, 10)
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := func() (*exec.Cmd, *bytes.Buffer) {
+		t.Helper()
+		cmd := exec.CommandContext(ctx, self, "edit", "parts", id)
+		cmd.Env = append(os.Environ(), "KVCTL_TEST_MAIN=1", "SHELF_HTTP="+f.s.Addr, "EDITOR="+f.ed.path(),
+			"VISUAL=", "XDG_CONFIG_HOME="+f.config, "SHELF_CLIENT=")
+		var errb bytes.Buffer
+		cmd.Stderr = &errb
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		return cmd, &errb
+	}
+
+	// SIGTERM (or SIGHUP: the terminal went away) while editing.
+	f.ed.set("block", 1, "")
+	cmd, errb := start()
+	waitFile(t, filepath.Join(f.ed.dir, "started1"))
+	if bs, err := f.cl.Borrows(ctx, "parts"); err != nil || len(bs) != 1 {
+		t.Fatalf("while editing: %+v %v", bs, err)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); cmd.ProcessState.ExitCode() != exitError {
+		t.Fatalf("after SIGTERM: %v, stderr %s", err, errb)
+	}
+	f.noBorrows(ctx, t, "SIGTERM")
+
+	// Ctrl-C in the editor: kvctl goes on, the edit is checked in.
+	f.ed.reset()
+	f.ed.set("interrupt", 1, "")
+	f.ed.set("out", 1, `{"name": "after ctrl-c"}`)
+	cmd, errb = start()
+	waitFile(t, filepath.Join(f.ed.dir, "sent1"))
+	f.ed.set("go", 1, "")
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("edit with Ctrl-C in the editor: %v, stderr %s", err, errb)
+	}
+	if p, _ := f.part(ctx, t, f.key); p.Name != "after ctrl-c" {
+		t.Fatalf("after the edit: %+v", p)
+	}
+	f.noBorrows(ctx, t, "an edit with Ctrl-C in the editor")
 }
