@@ -96,6 +96,10 @@ func (c *cli) operatorID(ctx context.Context, line string) (string, error) {
 	}
 	ci, err := c.api().RegisterClient(ctx, "kvctl@"+host)
 	if err != nil {
+		if api.CodeOf(err) == api.CodeForbidden {
+			// A writer token acts as one client: name it.
+			return "", fmt.Errorf("register kvctl's client (with a writer token, give --client, the client the token acts as): %w", err)
+		}
 		return "", fmt.Errorf("register kvctl's client: %w", err)
 	}
 	if conf.Clients == nil {
