@@ -133,6 +133,10 @@ func (c *cli) giveBack(ctx context.Context, t *target) error {
 		_, err := c.api().Return(ctx, t.tree, t.rec.Key, t.me)
 		return err
 	})
+	if api.CodeOf(err) == api.CodeNotBorrowed {
+		// It ended already: forced back, taken over or expired.
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("the borrow of %s %s could not be returned (kvctl return %s %s): %w", t.tree, t.rec.Key, t.tree, t.rec.Key, err)
 	}

@@ -23,7 +23,8 @@ import (
 // saves it unchanged), and exits with exit<n> (default 0). With block<n>
 // it writes started<n> and waits until it is killed; with interrupt<n> it
 // sends SIGINT to its parent (kvctl, which runs it through sh -c exec),
-// writes sent<n> and waits for go<n>.
+// writes sent<n> and waits for go<n>; with wait<n> it writes started<n>
+// and waits for go<n>.
 type scriptedEditor struct {
 	t   *testing.T
 	dir string
@@ -39,6 +40,10 @@ cp "$1" "$d/seen$n"
 if [ -f "$d/block$n" ]; then
 	touch "$d/started$n"
 	while :; do sleep 0.05; done
+fi
+if [ -f "$d/wait$n" ]; then
+	touch "$d/started$n"
+	while [ ! -f "$d/go$n" ]; do sleep 0.05; done
 fi
 if [ -f "$d/interrupt$n" ]; then
 	kill -INT $PPID
@@ -263,20 +268,12 @@ func TestEditOnServer(t *testing.T) {
 	f.ed.set("block", 1, "")
 	ictx, icancel := context.WithCancel(ctx)
 	done := make(chan int, 1)
+	lost := make(chan string, 1)
 	go func() {
 		_, _, code := f.kv(ictx, t, "", "edit", "parts", id)
 		done <- code
 	}()
-	started := filepath.Join(f.ed.dir, "started1")
-	for deadline := time.Now().Add(20 * time.Second); ; {
-		if _, err := os.Stat(started); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the editor did not start")
-		}
-		time.Sleep(10 * time.Millisecond) // polling a file the editor writes
-	}
+	waitFile(t, filepath.Join(f.ed.dir, "started1"))
 	bs, err := f.cl.Borrows(ctx, "parts")
 	if err != nil || len(bs) != 1 || bs[0].Client != me {
 		t.Fatalf("while editing: borrows %+v %v", bs, err)
@@ -292,11 +289,43 @@ func TestEditOnServer(t *testing.T) {
 	}
 	f.noBorrows(ctx, t, "an interrupted edit")
 
-	// Held by another client: refused before the editor runs, naming it.
+	// The borrow is taken over while editing: the update is refused, the
+	// edited value kept in the file the error names.
 	other, err := f.cl.RegisterClient(ctx, "ws-7")
 	if err != nil {
 		t.Fatal(err)
 	}
+	f.ed.reset()
+	f.ed.set("wait", 1, "")
+	f.ed.set("out", 1, `{"name": "lost"}`)
+	go func() {
+		_, errs, code := f.kv(ctx, t, "", "edit", "parts", id)
+		lost <- errs
+		done <- code
+	}()
+	waitFile(t, filepath.Join(f.ed.dir, "started1"))
+	if _, err := f.cl.TakeOver(ctx, "parts", f.key, other.ID, "urgent", 0); err != nil {
+		t.Fatal(err)
+	}
+	f.ed.set("go", 1, "")
+	if code := <-done; code != exitConflict {
+		t.Fatalf("edit whose borrow was taken: code %d", code)
+	}
+	errs = <-lost
+	_, kept, ok := strings.Cut(errs, "the edited value is kept in ")
+	if !ok || strings.Contains(errs, "could not be returned") {
+		t.Fatalf("edit whose borrow was taken: stderr %q", errs)
+	}
+	keptFile := strings.TrimSuffix(strings.TrimSpace(kept), ")")
+	t.Cleanup(func() { os.RemoveAll(filepath.Dir(keptFile)) })
+	if b, err := os.ReadFile(keptFile); err != nil || !strings.Contains(string(b), `"lost"`) {
+		t.Fatalf("kept file %s: %q %v", keptFile, b, err)
+	}
+	if _, err := f.cl.Return(ctx, "parts", f.key, other.ID); err != nil {
+		t.Fatal(err)
+	}
+
+	// Held by another client: refused before the editor runs, naming it.
 	if _, err := f.cl.Borrow(ctx, "parts", f.key, other.ID, 0); err != nil {
 		t.Fatal(err)
 	}
