@@ -461,6 +461,20 @@ func TestRecordWritesOnServer(t *testing.T) {
 	run(0, "", "return", "parts", id, "--client", other.ID)
 	_, errs = run(exitNotFound, "", "checkout", "parts", id, "--client", "nobody")
 	wantLines(t, errs, "--client nobody: no such registered client")
+
+	// Each write of update has its own key (K.borrow, K.update, K.return):
+	// the same command again with the same key applies none of them twice.
+	nk, err := api.ParseKey(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(0, "", "update", "parts", id, `{"name": "once"}`, "--idempotency-key", "upd-1")
+	_, r1 := f.part(ctx, t, nk)
+	run(0, "", "update", "parts", id, `{"name": "once"}`, "--idempotency-key", "upd-1")
+	if _, r2 := f.part(ctx, t, nk); r2.Index != r1.Index || r1.Index == 0 {
+		t.Fatalf("the repeated update was applied again: index %d, then %d", r1.Index, r2.Index)
+	}
+	f.noBorrows(ctx, t, "a repeated update")
 }
 
 // TestMain runs kvctl's main when the test binary is started as kvctl
