@@ -12,6 +12,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"text/tabwriter"
 	"time"
 
@@ -46,6 +47,23 @@ Commands:
                                server default 100) or every page with -all
   put TREE JSON|-              create a record from JSON (argument, or stdin
                                for "-") with a cluster-assigned id; prints ID/REV
+  edit TREE ID [--client C] [--ttl D]
+                               check out, edit the value as JSON in $VISUAL,
+                               $EDITOR or vi, check against the schema (reopens
+                               on a mistake), check in; the borrow is returned
+                               on every way out
+  update TREE ID JSON|- [--client C]
+                               replace a record's value (borrow, update, return)
+  delete TREE ID [--client C]  delete a record (borrow, delete)
+  checkout TREE ID [--ttl D] [--client C]
+                               borrow a record as the operator client
+  return TREE ID [--client C]  return the operator client's borrow
+  release TREE ID [--client C] make a draft immutable (except its state)
+  revise TREE ID               new draft revision of a released record
+  state TREE ID N [--client C] set a record's state number
+                               (--client: the client kvctl acts as, name or id,
+                               env SHELF_CLIENT; default kvctl@HOSTNAME,
+                               registered once per cluster: kvctl help edit)
   leases [TREE]                current borrows: record, holder (name and id),
                                since when, when it expires
   leases return TREE ID[/REV] (--client CLIENT | --force [--reason R])
@@ -176,6 +194,8 @@ type cli struct {
 	deadline  commandDeadline // --timeout
 	wrote     bool            // a write was sent (with c.idemKey)
 	unbounded bool            // --timeout does not bound the command (unboundedCommands)
+	inEditor  atomic.Bool     // kvctl edit is running the editor: Ctrl-C is the editor's
+	operator  string          // --client (env SHELF_CLIENT): the client kvctl acts as
 }
 
 // usageError is a bad command line; line is the command's synopsis.
@@ -190,8 +210,12 @@ func usagef(line, format string, args ...any) error {
 // run runs kvctl with args (without the program name) and returns the exit
 // code.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	c := &cli{stdin: os.Stdin, stdout: stdout, stderr: stderr, getenv: os.Getenv, now: time.Now}
-	return c.main(ctx, args)
+	return newCLI(stdout, stderr).main(ctx, args)
+}
+
+// newCLI returns an invocation reading os.Stdin and the environment.
+func newCLI(stdout, stderr io.Writer) *cli {
+	return &cli{stdin: os.Stdin, stdout: stdout, stderr: stderr, getenv: os.Getenv, now: time.Now}
 }
 
 // commands maps a command name to its handler.
@@ -204,6 +228,14 @@ var commands = map[string]func(*cli, context.Context, []string) error{
 	"get":      (*cli).get,
 	"list":     (*cli).list,
 	"put":      (*cli).put,
+	"update":   (*cli).update,
+	"edit":     (*cli).edit,
+	"delete":   (*cli).deleteRecord,
+	"checkout": (*cli).checkout,
+	"return":   (*cli).returnRecord,
+	"release":  (*cli).release,
+	"revise":   (*cli).revise,
+	"state":    (*cli).state,
 	"leases":   (*cli).leases,
 	"ranges":   (*cli).ranges,
 	"clients":  (*cli).clients,
@@ -374,7 +406,11 @@ func (c *cli) write(ctx context.Context, send func(ctx context.Context) error) e
 	if c.idemKey == "" {
 		c.idemKey = api.NewIdempotencyKey()
 	}
-	ctx = api.WithIdempotencyKey(ctx, c.idemKey)
+	if api.IdempotencyKey(ctx) == "" {
+		// One write per command; commands with several give each its
+		// own key (step).
+		ctx = api.WithIdempotencyKey(ctx, c.idemKey)
+	}
 	c.wrote = true
 	wait := c.retryWait
 	if wait <= 0 {

@@ -19,11 +19,38 @@ import (
 	"context"
 	"os"
 	"os/signal"
+	"syscall"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
+	c := newCLI(os.Stdout, os.Stderr)
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		for {
+			select {
+			case s := <-sigs:
+				// While kvctl edit runs the editor, Ctrl-C belongs to the
+				// editor (as with git): the terminal sends it to both.
+				// SIGTERM and SIGHUP end the edit, and its borrow is
+				// returned.
+				if s == os.Interrupt && c.inEditor.Load() {
+					continue
+				}
+				cancel()
+			case <-done:
+				return
+			}
+		}
+	}()
+	code := c.main(ctx, os.Args[1:])
+	signal.Stop(sigs)
+	close(done)
+	<-stopped
+	cancel()
 	os.Exit(code)
 }

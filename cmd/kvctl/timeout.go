@@ -28,8 +28,9 @@ func (c *cli) timeoutEnv() error {
 // unboundedCommands run as long as they need to: watch (until
 // interrupted; it bounds each wait for a node itself), snapshot (a
 // large snapshot takes as long as its transfer), export and import
-// (a request per page or record, as many as the trees hold).
-var unboundedCommands = map[string]bool{"watch": true, "snapshot": true, "export": true, "import": true}
+// (a request per page or record, as many as the trees hold), and edit
+// (the editor takes its time; edit bounds each network step itself).
+var unboundedCommands = map[string]bool{"watch": true, "snapshot": true, "export": true, "import": true, "edit": true}
 
 // commandDeadline is --timeout: once the command line is parsed, the
 // command has this long for all its requests (and the waits between
