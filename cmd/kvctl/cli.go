@@ -153,8 +153,8 @@ Flags (before or after the command):
   --timeout D    bound on all the network waits of a command, such as 10s or 1m
                  (env SHELF_TIMEOUT, default 10s; 0: none); then "timed out after
                  D waiting for ..." and exit 5. Not bounded: watch (each wait
-                 for a node is: 30s long poll plus D), snapshot save, export
-                 and import
+                 for a node is: 30s long poll plus D), snapshot save, export,
+                 import, and edit (D bounds each of its network steps)
   -consistency C linearizable (default): a read reflects every write acknowledged
                  before it, whichever node answers; stale: the node's own state as
                  it is, faster, possibly behind (env SHELF_CONSISTENCY)
