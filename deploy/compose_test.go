@@ -540,11 +540,12 @@ func toInt(v any) (int64, bool) {
 }
 
 // composeCommand finds docker compose or docker-compose and a running
-// Docker engine, or skips the test.
+// Docker engine. The test runs only when asked for (-compose), so a
+// missing engine or compose tool fails it rather than skipping it.
 func composeCommand(t *testing.T) []string {
 	t.Helper()
 	if err := exec.Command("docker", "info").Run(); err != nil {
-		t.Skipf("no Docker engine (docker info: %v)", err)
+		t.Fatalf("-compose needs a running Docker engine (docker info: %v)", err)
 	}
 	if exec.Command("docker", "compose", "version").Run() == nil {
 		return []string{"docker", "compose"}
@@ -552,7 +553,7 @@ func composeCommand(t *testing.T) []string {
 	if exec.Command("docker-compose", "version").Run() == nil {
 		return []string{"docker-compose"}
 	}
-	t.Skip("neither docker compose nor docker-compose is installed")
+	t.Fatal("-compose needs docker compose or docker-compose; neither is installed")
 	return nil
 }
 
