@@ -1,6 +1,7 @@
 package faults
 
 import (
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -9,6 +10,8 @@ import (
 	"github.com/anishathalye/porcupine"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	wal "github.com/hashicorp/raft-wal"
+	"github.com/hashicorp/raft-wal/metadb"
 
 	"github.com/shelfdb/shelf/api"
 )
@@ -114,34 +117,57 @@ func TestCheckHoldersCatchesOverlap(t *testing.T) {
 
 // TestCheckRaftLogsNamesDivergentIndex writes two raft logs that agree
 // up to index 2 and differ at 3 (same term, other data: what a deposed
-// leader writing under the new term leaves behind).
+// leader writing under the new term leaves behind), in raft.db and in
+// raft-wal/ (-faults.raftlog wal).
 func TestCheckRaftLogsNamesDivergentIndex(t *testing.T) {
-	var nodes []*node
-	for i, data := range []string{"new-leader", "old-leader"} {
-		dir := t.TempDir()
-		s, err := raftboltdb.NewBoltStore(filepath.Join(dir, "raft.db"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		err = s.StoreLogs([]*raft.Log{
-			{Index: 1, Term: 1, Type: raft.LogConfiguration, Data: []byte("conf")},
-			{Index: 2, Term: 1, Type: raft.LogCommand, Data: []byte("a")},
-			{Index: 3, Term: 2, Type: raft.LogCommand, Data: []byte(data)},
+	for _, kind := range []string{"bolt", "wal"} {
+		t.Run(kind, func(t *testing.T) {
+			var nodes []*node
+			for i, data := range []string{"new-leader", "old-leader"} {
+				dir := t.TempDir()
+				s, err := newTestLogStore(kind, dir)
+				if err != nil {
+					t.Fatal(err)
+				}
+				err = s.StoreLogs([]*raft.Log{
+					{Index: 1, Term: 1, Type: raft.LogConfiguration, Data: []byte("conf")},
+					{Index: 2, Term: 1, Type: raft.LogCommand, Data: []byte("a")},
+					{Index: 3, Term: 2, Type: raft.LogCommand, Data: []byte(data)},
+				})
+				s.Close()
+				if err != nil {
+					t.Fatal(err)
+				}
+				nodes = append(nodes, &node{ID: []string{"n1", "n2"}[i], Dir: dir})
+			}
+			r := newReport()
+			checkRaftLogs(nodes, 2, r)
+			if len(r.violations) != 0 {
+				t.Errorf("logs equal up to the commit index 2, reported: %v", r.violations)
+			}
+			checkRaftLogs(nodes, 3, r)
+			got := r.violations["raft-logs"]
+			if len(got) != 1 || !strings.Contains(got[0], "index 3") {
+				t.Errorf("divergence at index 3: reported %q", got)
+			}
 		})
-		s.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-		nodes = append(nodes, &node{ID: []string{"n1", "n2"}[i], Dir: dir})
 	}
-	r := newReport()
-	checkRaftLogs(nodes, 2, r)
-	if len(r.violations) != 0 {
-		t.Errorf("logs equal up to the commit index 2, reported: %v", r.violations)
+}
+
+// newTestLogStore creates a raft log of kind in dataDir where kvnode
+// keeps it.
+func newTestLogStore(kind, dataDir string) (raftLogReader, error) {
+	if kind == "bolt" {
+		return raftboltdb.NewBoltStore(filepath.Join(dataDir, "raft.db"))
 	}
-	checkRaftLogs(nodes, 3, r)
-	got := r.violations["raft-logs"]
-	if len(got) != 1 || !strings.Contains(got[0], "index 3") {
-		t.Errorf("divergence at index 3: reported %q", got)
+	dir := filepath.Join(dataDir, "raft-wal")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return nil, err
 	}
+	meta := &metadb.BoltMetaDB{}
+	w, err := wal.Open(dir, wal.WithMetaStore(meta))
+	if err != nil {
+		return nil, err
+	}
+	return &walCopy{WAL: w, meta: meta}, nil
 }

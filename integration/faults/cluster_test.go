@@ -141,7 +141,8 @@ func newCluster(tb testing.TB, logDir string) *cluster {
 }
 
 // Start starts the node's process inside its namespace with the fixed
-// flags plus extra; later restarts reuse extra. It does not wait.
+// flags (with -raft-log from -faults.raftlog) plus extra; later restarts
+// reuse extra. It does not wait.
 func (n *node) Start(extra ...string) {
 	n.tb.Helper()
 	if err := n.start(extra); err != nil {
@@ -164,7 +165,7 @@ func (n *node) start(extra []string) error {
 		return errors.New("start: already running")
 	}
 	n.extra = extra
-	args := append([]string{"-id", n.ID, "-data", n.Dir, "-http", n.HTTP, "-raft", n.Raft, "-gossip", n.Gossip}, extra...)
+	args := append([]string{"-id", n.ID, "-data", n.Dir, "-http", n.HTTP, "-raft", n.Raft, "-gossip", n.Gossip, "-raft-log", *flagRaftLog}, extra...)
 	f, err := os.OpenFile(n.Log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return fmt.Errorf("log: %w", err)

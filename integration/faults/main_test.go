@@ -18,6 +18,7 @@ var (
 	flagSeed      = flag.Uint64("faults.seed", 0, "run only the schedule of this seed (replay)")
 	flagDuration  = flag.Duration("faults.duration", 25*time.Second, "nemesis and workload time of one schedule")
 	flagKinds     = flag.String("faults.kinds", "", "comma-separated fault kinds to draw from (default all: kill9-restart, pause-leader, isolate-leader, minority, flip, one-way)")
+	flagRaftLog   = flag.String("faults.raftlog", "bolt", "raft log store of every kvnode (its -raft-log): bolt or wal")
 )
 
 // kvnodeBin is the kvnode binary TestMain builds.
@@ -27,6 +28,10 @@ var kvnodeBin string
 // removes the directory.
 func TestMain(m *testing.M) {
 	flag.Parse()
+	if *flagRaftLog != "bolt" && *flagRaftLog != "wal" {
+		fmt.Fprintf(os.Stderr, "faults: -faults.raftlog %q: want bolt or wal\n", *flagRaftLog)
+		os.Exit(2)
+	}
 	if testing.Short() {
 		os.Exit(m.Run()) // the tests skip themselves
 	}
