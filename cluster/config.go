@@ -118,8 +118,9 @@ type Config struct {
 	// disk write and sends in one AppendEntries (group commit);
 	// DefaultMaxAppendEntries when zero, at most 1024 (raft's limit).
 	MaxAppendEntries int
-	// LogStore names the raft log store: LogStoreBolt (raft.db, the
-	// default when empty) or LogStoreWAL (the raft-wal directory). A node
+	// LogStore names the raft log store: LogStoreBolt (raft.db) or
+	// LogStoreWAL (the raft-wal directory); LogStoreAuto or empty: the
+	// kind the data directory holds, DefaultLogStore for a new one. A node
 	// refuses to start on a data directory that holds the other kind
 	// (ErrOtherLogStore).
 	LogStore string
@@ -239,10 +240,10 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	switch c.LogStore {
 	case "":
-		c.LogStore = LogStoreBolt
-	case LogStoreBolt, LogStoreWAL:
+		c.LogStore = LogStoreAuto
+	case LogStoreBolt, LogStoreWAL, LogStoreAuto:
 	default:
-		return c, fmt.Errorf("cluster: unknown LogStore %q: want %q or %q", c.LogStore, LogStoreBolt, LogStoreWAL)
+		return c, fmt.Errorf("cluster: unknown LogStore %q: want %q, %q or %q", c.LogStore, LogStoreBolt, LogStoreWAL, LogStoreAuto)
 	}
 	if c.EventBuffer <= 0 {
 		c.EventBuffer = DefaultEventBuffer

@@ -246,6 +246,9 @@ func (n *Node) openStores() error {
 		}
 		return fmt.Errorf("cluster: open state machine: %w", err)
 	}
+	if err := n.logReachesApplied(snaps); err != nil {
+		return err
+	}
 	cid := n.fsm.ClusterID()
 	n.lastCluster.Store(&cid)
 	if err := n.restoreIfBehind(snaps); err != nil {

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"path/filepath"
 	"slices"
 
 	"github.com/hashicorp/raft"
@@ -58,13 +57,11 @@ func Recover(cfg RecoverConfig) (res RecoverResult, err error) {
 		return res, fmt.Errorf("cluster: recover: %w", err)
 	}
 	// The log store is of the kind the directory holds.
-	kind := ""
-	switch {
-	case exists(filepath.Join(cfg.DataDir, walDir)):
-		kind = LogStoreWAL
-	case exists(filepath.Join(cfg.DataDir, raftDBFile)):
-		kind = LogStoreBolt
-	default:
+	kind, err := logStoreOnDisk(cfg.DataDir)
+	if err != nil {
+		return res, fmt.Errorf("cluster: recover: %w", err)
+	}
+	if kind == "" {
 		return res, fmt.Errorf("cluster: recover: %s has no raft log (%s or %s): is it the survivor's data directory?", cfg.DataDir, raftDBFile, walDir)
 	}
 	n := &Node{cfg: Config{DataDir: cfg.DataDir, NodeID: cfg.NodeID, Logger: cfg.Logger, LogStore: kind,

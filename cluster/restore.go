@@ -32,7 +32,8 @@ type RestoreConfig struct {
 	NodeID   string
 	RaftAddr string
 	// LogStore is the raft log store the node will run with (kvnode
-	// -raft-log): LogStoreBolt (the default when empty) or LogStoreWAL.
+	// -raft-log): LogStoreBolt or LogStoreWAL; DefaultLogStore when empty
+	// or LogStoreAuto.
 	LogStore string
 	// KeepClusterID keeps the backup's cluster id. By default the restored
 	// cluster gets a new id, so that replicas and nodes of the old cluster
@@ -75,11 +76,11 @@ func Restore(cfg RestoreConfig, r io.Reader) (res RestoreResult, err error) {
 		return res, fmt.Errorf("cluster: restore: %w", err)
 	}
 	switch cfg.LogStore {
-	case "":
-		cfg.LogStore = LogStoreBolt
+	case "", LogStoreAuto: // a new data directory
+		cfg.LogStore = DefaultLogStore
 	case LogStoreBolt, LogStoreWAL:
 	default:
-		return res, fmt.Errorf("cluster: restore: unknown log store %q: want %q or %q", cfg.LogStore, LogStoreBolt, LogStoreWAL)
+		return res, fmt.Errorf("cluster: restore: unknown log store %q: want %q, %q or %q", cfg.LogStore, LogStoreBolt, LogStoreWAL, LogStoreAuto)
 	}
 	created, err := prepareEmptyDir(cfg.DataDir)
 	if err != nil {

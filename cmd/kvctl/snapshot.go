@@ -35,7 +35,7 @@ func (c *cli) snapshot(ctx context.Context, args []string) error {
 	data := fs.String("data", "", "restore: the new node's data directory (absent or empty)")
 	id := fs.String("id", "", "restore: the new node's id (its kvnode -id)")
 	raftAddr := fs.String("raft", defaultRaftAddr, "restore: the new node's raft address (its kvnode -raft)")
-	raftLog := fs.String("raft-log", cluster.LogStoreBolt, "restore: the new node's raft log store, as its kvnode -raft-log: bolt or wal")
+	raftLog := fs.String("raft-log", cluster.DefaultLogStore, "restore: the new node's raft log store, as its kvnode -raft-log: bolt or wal")
 	keep := fs.Bool("keep-cluster-id", false, "restore: keep the backup's cluster id (default: a new one)")
 	pos, err := c.parse(fs, snapshotLine, args, 2, 2)
 	if err != nil {

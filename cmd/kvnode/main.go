@@ -147,7 +147,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*o
 	fs.StringVar(&logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
 	fs.DurationVar(&o.borrowTTL, "borrow-ttl", 0, "expiry of borrows that ask for none (`duration`; 0: never expire; set the same on every node)")
 	fs.DurationVar(&o.commitTimeout, "commit-timeout", cluster.DefaultCommitTimeout, "how long the leader lets an idle follower wait before telling it that entries committed (`duration`, raft's CommitTimeout; lower: events sooner at a follower between writes, more idle AppendEntries)")
-	fs.StringVar(&o.raftLog, "raft-log", cluster.LogStoreBolt, "raft log `store`: bolt (raft.db) or wal (raft-wal); a data directory keeps the kind it was created with")
+	fs.StringVar(&o.raftLog, "raft-log", cluster.LogStoreAuto, "raft log `store`: bolt (raft.db), wal (raft-wal) or auto (the kind the data directory holds; "+cluster.DefaultLogStore+" for a new one); a data directory keeps the kind it was created with")
 	fs.DurationVar(&o.expiryGrace, "expiry-grace", cluster.DefaultExpiryGrace, "how long a new leader waits before it expires borrows (`duration`)")
 	fs.StringVar(&o.tls.Cert, "tls-cert", "", "node certificate `file` (PEM; kvctl certs issue --node): serve HTTPS and raft over TLS")
 	fs.StringVar(&o.tls.Key, "tls-key", "", "private key `file` of -tls-cert")
@@ -246,8 +246,8 @@ func (o *options) validate() error {
 	if o.id == "" {
 		errs = append(errs, errors.New("-id is required (or -dev)"))
 	}
-	if o.raftLog != cluster.LogStoreBolt && o.raftLog != cluster.LogStoreWAL {
-		errs = append(errs, fmt.Errorf("-raft-log %q: want %s or %s", o.raftLog, cluster.LogStoreBolt, cluster.LogStoreWAL))
+	if o.raftLog != cluster.LogStoreBolt && o.raftLog != cluster.LogStoreWAL && o.raftLog != cluster.LogStoreAuto {
+		errs = append(errs, fmt.Errorf("-raft-log %q: want %s, %s or %s", o.raftLog, cluster.LogStoreBolt, cluster.LogStoreWAL, cluster.LogStoreAuto))
 	}
 	if o.borrowTTL < 0 || o.expiryGrace < 0 {
 		errs = append(errs, errors.New("-borrow-ttl and -expiry-grace must not be negative"))
