@@ -152,6 +152,9 @@ type Config struct {
 	// bootID replaces the kernel's boot id for fsm.Config.BootID (tests
 	// simulate a reboot with it).
 	bootID string
+	// walSegmentSize replaces raft-wal's segment size (64 MiB) when not
+	// zero (tests: many segments from few entries).
+	walSegmentSize int
 }
 
 // PeerTLS holds the TLS configurations of the links between nodes.

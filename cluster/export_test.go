@@ -7,3 +7,7 @@ func (n *Node) Crash() error { return n.shutdown(false) }
 // WithBootID returns cfg with the kernel's boot id replaced by id, so that
 // a test can simulate a restart of the machine.
 func WithBootID(cfg Config, id string) Config { cfg.bootID = id; return cfg }
+
+// WithWALSegmentSize returns cfg with raft-wal segments of size bytes, so
+// that a test gets sealed segments from a few records.
+func WithWALSegmentSize(cfg Config, size int) Config { cfg.walSegmentSize = size; return cfg }

@@ -174,7 +174,8 @@ func (n *Node) openWAL(dir string) error {
 		if err := checkWALSegments(dir, state.Segments); err != nil {
 			return err
 		}
-		w, err = wal.Open(dir, wal.WithMetaStore(meta), wal.WithLogger(newHCLogger(n.log, "raft-wal")))
+		w, err = wal.Open(dir, wal.WithMetaStore(meta), wal.WithLogger(newHCLogger(n.log, "raft-wal")),
+			wal.WithSegmentSize(n.cfg.walSegmentSize)) // 0: wal.DefaultSegmentSize
 		return err
 	})
 	if err != nil {
