@@ -21,11 +21,11 @@ import (
 // The raft log stores a node can use (Config.LogStore).
 const (
 	// LogStoreBolt keeps the raft log and raft's stable state in raft.db,
-	// a bbolt file (hashicorp/raft-boltdb/v2). The default.
+	// a bbolt file (hashicorp/raft-boltdb/v2): two fdatasyncs per append.
 	LogStoreBolt = "bolt"
 	// LogStoreWAL keeps them in the directory raft-wal: append-only
-	// segment files with a checksum per entry plus wal-meta.db
-	// (hashicorp/raft-wal).
+	// segment files with a checksum per commit, plus wal-meta.db
+	// (hashicorp/raft-wal): one fdatasync per append.
 	LogStoreWAL = "wal"
 	// LogStoreAuto (or an empty Config.LogStore) keeps the kind the data
 	// directory holds, and gives a new data directory DefaultLogStore.
