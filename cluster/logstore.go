@@ -171,9 +171,12 @@ func (n *Node) openWAL(dir string) error {
 		if err != nil {
 			return fmt.Errorf("%s: %w", metaPath, err)
 		}
-		if err := checkWALSegments(dir, state.Segments); err != nil {
+		start := time.Now()
+		read, err := checkWALSegments(dir, state.Segments)
+		if err != nil {
 			return err
 		}
+		n.log.Info("cluster: raft-wal segments checked", "segments", len(state.Segments), "bytes", read, "took", time.Since(start).Round(time.Millisecond))
 		w, err = wal.Open(dir, wal.WithMetaStore(meta), wal.WithLogger(newHCLogger(n.log, "raft-wal")),
 			wal.WithSegmentSize(n.cfg.walSegmentSize)) // 0: wal.DefaultSegmentSize
 		return err

@@ -48,25 +48,29 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // included: raft-wal recreates a missing tail as empty (for a crash of
 // the machine between creating the segment and its first fsync), which
 // cannot be told from a tail that held entries and was deleted.
-func checkWALSegments(dir string, segs []types.SegmentInfo) error {
+//
+// It returns the bytes it read.
+func checkWALSegments(dir string, segs []types.SegmentInfo) (int64, error) {
+	var read int64
 	for i, si := range segs {
 		path := filepath.Join(dir, segment.FileName(si))
 		tail := si.SealTime.IsZero()
 		if tail && i < len(segs)-1 {
-			return fmt.Errorf("%w: %s: the meta file %s lists an unsealed segment before the last one", ErrWALDamaged, path, walMetaName)
+			return read, fmt.Errorf("%w: %s: the meta file %s lists an unsealed segment before the last one", ErrWALDamaged, path, walMetaName)
 		}
-		if err := checkSegment(path, si, tail); err != nil {
-			return err
+		if err := checkSegment(path, si, tail, &read); err != nil {
+			return read, err
 		}
 	}
-	return nil
+	return read, nil
 }
 
 // walMetaName is raft-wal's meta file (metadb.FileName).
 const walMetaName = "wal-meta.db"
 
-// checkSegment reads one segment file through.
-func checkSegment(path string, si types.SegmentInfo, tail bool) error {
+// checkSegment reads one segment file through and adds the bytes of
+// header and frames it read to *read.
+func checkSegment(path string, si types.SegmentInfo, tail bool, read *int64) error {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: %s: %s", ErrWALDamaged, path, fmt.Sprintf(format, args...))
 	}
@@ -113,6 +117,7 @@ func checkSegment(path string, si types.SegmentInfo, tail bool) error {
 		frame     [frameHeaderLen]byte
 		payload   []byte
 	)
+	defer func() { *read += offset }()
 	stop := "" // why the walk ended early, for a sealed segment
 walk:
 	for {
