@@ -145,6 +145,13 @@ func TestSearch(t *testing.T) {
 		}
 	}
 
+	// GET /v1/trees counts stored revisions: 5 ids, id 1 in two.
+	var trees []api.Tree
+	e.json("GET", "/v1/trees", "", 200, &trees)
+	if len(trees) != 1 || trees[0].Records != 6 {
+		t.Fatalf("trees %+v, want parts with 6 records (revisions)", trees)
+	}
+
 	// The answer: records as GET .../records gives them, with their values.
 	s := search("field=name&value=washer")
 	if len(s.Records) != 1 || s.Records[0].Value["name"] != "washer" || s.Scanned != 6 {
