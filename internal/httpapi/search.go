@@ -135,6 +135,7 @@ func (h *handler) search(w http.ResponseWriter, r *http.Request) error {
 type searchQuery struct {
 	op        string
 	field     []string // nil: any top-level field
+	all       bool     // neither field nor value given: every record matches
 	byID      bool     // field "id": the record id
 	id        uint64   // byID: the id compared with
 	needle    any      // the value, parsed as JSON when it parses
@@ -170,6 +171,7 @@ func parseSearch(r *http.Request) (*searchQuery, error) {
 		return nil, err
 	}
 	q.byID = len(q.field) == 1 && q.field[0] == "id"
+	q.all = !qv.Has("field") && !qv.Has("value")
 	if q.sort, err = parsePath("sort", qv.Get("sort")); err != nil {
 		return nil, err
 	}
@@ -307,8 +309,8 @@ type hit struct {
 
 // evaluate decides whether rec matches q, and takes its sort value.
 func (q *searchQuery) evaluate(rec *api.Record) *hit {
-	c := &hit{key: rec.Key, index: rec.Index, match: q.byID}
-	needValue := !q.byID || (q.sort != nil && !q.sortID)
+	c := &hit{key: rec.Key, index: rec.Index, match: q.byID || q.all}
+	needValue := !c.match || (q.sort != nil && !q.sortID)
 	if !needValue {
 		return c
 	}
@@ -316,7 +318,7 @@ func (q *searchQuery) evaluate(rec *api.Record) *hit {
 	if err != nil {
 		return &hit{key: rec.Key, index: rec.Index} // a value without a plain view matches nothing
 	}
-	if !q.byID {
+	if !q.byID && !q.all {
 		if q.field == nil {
 			if m, ok := v.(map[string]any); ok {
 				for _, fv := range m {

@@ -133,6 +133,11 @@ func TestSearch(t *testing.T) {
 		{"field=name&op=prefix&value=&sort=dims.w&desc=true", "2/1,3/1,1/2,4/1,5/1", 5},
 		{"field=name&op=prefix&value=&sort=id&desc=1", "5/1,4/1,3/1,2/1,1/2", 5},
 		{"field=name&op=prefix&value=&desc=1", "5/1,4/1,3/1,2/1,1/2", 5},
+		// Neither field nor value: every record (to sort and page a tree).
+		{"sort=name&desc=1", "4/1,3/1,2/1,1/2,5/1", 5},
+		{"limit=2&offset=1", "2/1,3/1", 5},
+		{"released=1", "1/1,1/2,2/1,3/1,4/1,5/1", 6},
+		{"value=", "", 0}, // an empty value is a filter: any field equal to ""
 		// Paging: total counts every match.
 		{"field=name&op=prefix&value=&sort=qty&limit=2", "3/1,2/1", 5},
 		{"field=name&op=prefix&value=&sort=qty&limit=2&offset=2", "1/2,4/1", 5},
