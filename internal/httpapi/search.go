@@ -49,8 +49,8 @@ func (h *handler) search(w http.ResponseWriter, r *http.Request) error {
 	var pending *hit
 	after := q.start
 	for {
-		if err := r.Context().Err(); err != nil {
-			return err // the client is gone: stop scanning
+		if r.Context().Err() != nil {
+			return nil // the client is gone: stop scanning, answer nobody
 		}
 		n, chunkFull, stop := 0, false, false
 		err := st.Scan(tree, after, func(rec *api.Record) (bool, error) {
@@ -137,7 +137,6 @@ type searchQuery struct {
 	field     []string // nil: any top-level field
 	all       bool     // neither field nor value given: every record matches
 	byID      bool     // field "id": the record id
-	id        uint64   // byID: the id compared with
 	needle    any      // the value, parsed as JSON when it parses
 	text      string   // the value as text: a JSON string's contents, else as given
 	when      time.Time
@@ -239,7 +238,6 @@ func (q *searchQuery) idRange() error {
 	if id == 0 {
 		return api.Errorf(api.CodeInvalid, "invalid value %q for field id: want a record id (a positive integer)", q.text)
 	}
-	q.id = id
 	switch q.op {
 	case api.SearchEq:
 		q.start = api.Key{ID: id - 1, Rev: math.MaxUint32}
