@@ -69,6 +69,7 @@ func newAuthEnv(t *testing.T) *authEnv {
 	m := metrics.New()
 	e := newEnvWith(t, func(_ *cluster.Config, h *httpapi.Config) {
 		h.Metrics, h.Pprof = m, true
+		h.UI = testUI
 		h.Auth = true
 		h.Peer = httpapi.ClusterTokenPeer("cluster-a")
 		h.Logger = slog.New(rec)
@@ -167,6 +168,9 @@ func TestRouteRoleTable(t *testing.T) {
 	}
 	js := "application/json"
 	requests := map[string]request{
+		"GET /v1/whoami":                                        {"/v1/whoami", "", nil},
+		"GET /{$}":                                              {"/", "", nil},
+		"GET /ui/":                                              {"/ui/app.js", "", nil},
 		"GET /v1/status":                                        {"/v1/status", "", nil},
 		"GET /v1/members":                                       {"/v1/members", "", nil},
 		"DELETE /v1/members/{id}":                               {"/v1/members/nosuch", "", nil},
@@ -192,6 +196,7 @@ func TestRouteRoleTable(t *testing.T) {
 		"POST /v1/clients/{id}/ranges":                          {"/v1/clients/" + ae.a + "/ranges", js, jsonBody(`{"size":10}`)},
 		"GET /v1/log":                                           {"/v1/log?client=" + ae.a, "", nil},
 		"GET /v1/events":                                        {"/v1/events", "", nil},
+		"GET /v1/events/stream":                                 {"/v1/events/stream?tree=nosuch", "", nil},
 		"GET /v1/hash":                                          {"/v1/hash", "", nil},
 		"GET /v1/snapshot":                                      {"/v1/snapshot", "", nil},
 		"POST /v1/batch":                                        {"/v1/batch", api.ContentCBOR, batch},
@@ -246,7 +251,7 @@ func TestRouteRoleTable(t *testing.T) {
 		return "ok"
 	}
 
-	table := httpapi.Routes(httpapi.Config{Node: ae.node, Metrics: ae.metrics, Pprof: true})
+	table := httpapi.Routes(httpapi.Config{Node: ae.node, Metrics: ae.metrics, Pprof: true, UI: testUI})
 	if len(table) < len(requests) {
 		t.Errorf("route table has %d routes, the test %d requests", len(table), len(requests))
 	}

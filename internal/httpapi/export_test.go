@@ -1,5 +1,7 @@
 package httpapi
 
+import "time"
+
 // RouteAccess is a route of the route table and who may call it.
 type RouteAccess struct{ Pattern, Access string }
 
@@ -11,3 +13,7 @@ func Routes(cfg Config) []RouteAccess {
 	}
 	return out
 }
+
+// SetStreamPing makes the event streams of the handler of cfg ping after
+// d of silence instead of StreamPingInterval.
+func SetStreamPing(cfg *Config, d time.Duration) { cfg.streamPing = d }

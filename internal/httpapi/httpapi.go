@@ -91,6 +91,23 @@ type Config struct {
 	// ReadyMaxLag is how far behind the leader's commit index the node
 	// may be for GET /readyz to answer 200; cluster.DefaultReadyMaxLag if 0.
 	ReadyMaxLag uint64
+	// UI, when set, serves the web viewer: GET / (the page) and GET /ui/
+	// (its assets), open to every caller (the page must load before its
+	// login; it then calls GET /v1/whoami), with a strict
+	// Content-Security-Policy (UIHeaders). Optional.
+	UI http.Handler
+
+	// streamPing is StreamPingInterval unless a test shortens it.
+	streamPing time.Duration
+}
+
+// UIHeaders are the headers of every answer of Config.UI: the page may
+// load scripts, styles and images from its own origin only (and images
+// as data: URLs), talk to its own origin only, and be framed by nobody.
+var UIHeaders = map[string]string{
+	"Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'",
+	"X-Content-Type-Options":  "nosniff",
+	"Referrer-Policy":         "no-referrer",
 }
 
 type handler struct {
@@ -105,6 +122,9 @@ type handler struct {
 	table    []route
 	mux      *http.ServeMux
 	ops      ops // the operations routes (ops.go)
+	ui       http.Handler
+	// streamPing is how long an event stream may stay silent.
+	streamPing time.Duration
 }
 
 // New returns the HTTP handler of the API.
@@ -124,7 +144,11 @@ func build(cfg Config) *handler {
 	if cfg.ClientSeenInterval == 0 {
 		cfg.ClientSeenInterval = DefaultClientSeenInterval
 	}
-	h := &handler{node: cfg.Node, log: cfg.Logger, maxBody: cfg.MaxBody, stopping: cfg.Stopping, peer: cfg.Peer, auth: cfg.Auth, mux: http.NewServeMux()}
+	if cfg.streamPing <= 0 {
+		cfg.streamPing = StreamPingInterval
+	}
+	h := &handler{node: cfg.Node, log: cfg.Logger, maxBody: cfg.MaxBody, stopping: cfg.Stopping, peer: cfg.Peer, auth: cfg.Auth, mux: http.NewServeMux(),
+		ui: cfg.UI, streamPing: cfg.streamPing}
 	h.audit = &auditLog{log: cfg.Logger, now: time.Now}
 	if cfg.Auth && cfg.Peer == nil {
 		h.peer = func(*http.Request) error {
@@ -143,6 +167,7 @@ func build(cfg Config) *handler {
 // may call it (the route table: docs/http-api.md, "Authentication"). The
 // routes that write state take an Idempotency-Key (idempotent).
 func (h *handler) routes() {
+	h.handle("GET /v1/whoami", accessOpen, h.whoami)
 	h.handle("GET /v1/status", accessReader, h.status)
 	h.handle("GET /v1/members", accessReader, h.members)
 	h.handle("DELETE /v1/members/{id}", accessAdmin, h.removeMember)
@@ -168,6 +193,7 @@ func (h *handler) routes() {
 	h.handle("POST /v1/clients/{id}/ranges", accessWriter, h.idempotent(h.grantRange))
 	h.handle("GET /v1/log", accessReader, h.logStream)
 	h.handle("GET /v1/events", accessReader, h.events)
+	h.handle("GET /v1/events/stream", accessReader, h.eventStream)
 	h.handleRead("GET /v1/hash", accessReader, h.contentHash)
 	h.handle("GET /v1/snapshot", accessReader, h.snapshot)
 	h.handle("POST /v1/batch", accessWriter, h.idempotent(h.batch))
@@ -179,6 +205,22 @@ func (h *handler) routes() {
 	h.handle("GET "+cluster.InternalReadIndexPath, accessPeer, h.internalReadIndex)
 	h.opsRoutes()
 	h.handle("GET "+cluster.InternalSightingsPath, accessPeer, h.internalSightings)
+	if h.ui != nil {
+		// "/{$}" is the root alone: every other unknown path stays a 404.
+		ui := uiHandler(h.ui)
+		h.handleHTTP("GET /{$}", accessOpen, ui)
+		h.handleHTTP("GET /ui/", accessOpen, ui)
+	}
+}
+
+// uiHandler serves next with UIHeaders.
+func uiHandler(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for k, v := range UIHeaders {
+			w.Header().Set(k, v)
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // route is one entry of the route table.

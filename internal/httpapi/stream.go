@@ -1,0 +1,176 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/shelfdb/shelf/api"
+	"github.com/shelfdb/shelf/fsm"
+)
+
+// Server-Sent Events (GET /v1/events/stream).
+const (
+	// StreamPingInterval is the longest an event stream stays silent: a
+	// comment line ": ping" goes out when no event did for this long, so
+	// that proxies and the browser see a live connection, and a client
+	// gone is noticed.
+	StreamPingInterval = 15 * time.Second
+	// StreamWriteTimeout bounds each write of an event stream: a client
+	// that does not read for this long is cut off.
+	StreamWriteTimeout = 10 * time.Second
+)
+
+// eventStream serves the node's events as Server-Sent Events: the same
+// events as GET /v1/events (node.EventsMatching), read in a loop with the
+// ping interval as the wait. Each event is
+//
+//	id: <index>
+//	event: <type>
+//	data: <the api.Event as JSON>
+//
+// Events after the Last-Event-ID header, else after ?from= (default now).
+// When the events after that index are no longer kept, the stream sends
+// one "reset" event (its id the index it continues from, data
+// {"reason": ...}) and goes on from now. A stream ends when the client
+// goes, when a write does not complete within StreamWriteTimeout, when the
+// server stops (Config.Stopping) or the node shuts down (then an "error"
+// event says so).
+func (h *handler) eventStream(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	from := api.EventsFromNow
+	if s := q.Get("from"); s != "" && s != "now" {
+		v, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			return api.Errorf(api.CodeInvalid, "invalid from %q: want a log index or \"now\"", s)
+		}
+		from = v
+	}
+	if s := r.Header.Get("Last-Event-ID"); s != "" {
+		v, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			return api.Errorf(api.CodeInvalid, "invalid Last-Event-ID %q: want the log index of an event", s)
+		}
+		from = v
+	}
+	var match func(*api.Event) bool
+	if tree := q.Get("tree"); tree != "" {
+		if err := fsm.ValidTreeName(tree); err != nil {
+			return err
+		}
+		if _, err := h.node.FSM().Schemas(tree); err != nil {
+			return err // tree_not_found
+		}
+		match = func(e *api.Event) bool { return e.Tree == tree }
+	}
+	if from == api.EventsFromNow {
+		// Now is when the request came: a write answered after the
+		// stream opened is in it.
+		from = h.node.FSM().AppliedIndex()
+	}
+
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	if h.stopping != nil {
+		go func() { // ends with the stream at the latest
+			select {
+			case <-h.stopping:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+	}
+	hdr := w.Header()
+	hdr.Set("Content-Type", "text/event-stream")
+	hdr.Set("Cache-Control", "no-store")
+	hdr.Set("X-Content-Type-Options", "nosniff")
+	hdr.Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	send := func(b []byte) error {
+		if err := rc.SetWriteDeadline(time.Now().Add(StreamWriteTimeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+			return err
+		}
+		if _, err := w.Write(b); err != nil {
+			return err
+		}
+		return rc.Flush()
+	}
+	if err := send(nil); err != nil { // the headers, at once
+		return nil
+	}
+	ping := h.streamPing
+	var buf bytes.Buffer
+	for {
+		buf.Reset()
+		asked := time.Now()
+		page, err := h.node.EventsMatching(ctx, from, DefaultEventLimit, ping, match)
+		if ctx.Err() != nil {
+			return nil // the client is gone or the server stops
+		}
+		switch {
+		case errors.Is(err, api.ErrCompacted):
+			from = h.node.FSM().AppliedIndex()
+			writeSSE(&buf, strconv.FormatUint(from, 10), "reset", map[string]string{"reason": errMessage(err)})
+		case err != nil:
+			h.log.Warn("httpapi: event stream failed", "err", err)
+			writeSSE(&buf, "", "error", apiError(err))
+		case len(page.Events) == 0 && time.Since(asked) < ping/2:
+			// EventsMatching answers an empty page before the wait only
+			// when the node shuts down.
+			writeSSE(&buf, "", "error", api.Errorf(api.CodeUnavailable, "node %s is shutting down", h.node.ID()))
+			err = errStreamEnd
+		case len(page.Events) == 0:
+			buf.WriteString(": ping\n\n")
+			from = page.Next
+		default:
+			for i := range page.Events {
+				e := &page.Events[i]
+				writeSSE(&buf, strconv.FormatUint(e.Index, 10), string(e.Type), e)
+			}
+			from = page.Next
+		}
+		if werr := send(buf.Bytes()); werr != nil {
+			h.log.Debug("httpapi: event stream cut", "err", werr)
+			return nil
+		}
+		if err != nil && !errors.Is(err, api.ErrCompacted) {
+			return nil
+		}
+	}
+}
+
+// errStreamEnd ends an event stream after its last event.
+var errStreamEnd = errors.New("event stream ends")
+
+// writeSSE appends one Server-Sent Event to buf: its id (none if ""), its
+// type and v as one line of JSON.
+func writeSSE(buf *bytes.Buffer, id, event string, v any) {
+	data, err := json.Marshal(v)
+	if err != nil {
+		data = []byte(fmt.Sprintf(`{"code":"internal","message":%q}`, err.Error()))
+	}
+	if id != "" {
+		buf.WriteString("id: " + id + "\n")
+	}
+	buf.WriteString("event: " + event + "\ndata: ")
+	buf.Write(data)
+	buf.WriteString("\n\n")
+}
+
+// apiError returns err as the api.Error an answer carries.
+func apiError(err error) *api.Error {
+	var ae *api.Error
+	if !errors.As(err, &ae) {
+		ae = api.Errorf(api.CodeInternal, "%v", err)
+	}
+	return &api.Error{Code: ae.Code, Message: ae.Message}
+}
+
+// errMessage is err's message without the code.
+func errMessage(err error) string { return apiError(err).Message }
