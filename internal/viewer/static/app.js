@@ -75,7 +75,7 @@ async function route() {
       cleanup = login.mount(view, { note: loginNote, session, onLogin: async (t) => {
         setToken(t);
         const s = await loadSession();
-        if (s.who.auth && !s.who.authenticated) { setToken(''); throw new Error('the node did not accept the token'); }
+        if (s.who.auth && !s.who.authenticated) { setToken(''); session = null; renderWho(); throw new Error(`the node refused the token: ${s.who.reason || 'not accepted'}`); }
         loginNote = '';
         let target = sessionStorage.getItem('shelf.after-login') || '#/';
         if (target.startsWith('#/login')) target = '#/';

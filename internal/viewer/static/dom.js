@@ -10,7 +10,7 @@ export function h(tag, attrs, ...children) {
     if (k.startsWith('on') && typeof v === 'function') el.addEventListener(k.slice(2), v);
     else if (k === 'class') el.className = v;
     else if (k === 'dataset') Object.assign(el.dataset, v);
-    else if (k === 'value') el.value = v;
+    else if (k === 'value') { if (tag === 'input') el.setAttribute('value', String(v)); else el.value = v; } // an input's default value: a form reset restores it
     else if (k === 'checked') el.checked = !!v;
     else if (k === 'disabled') el.disabled = !!v;
     else el.setAttribute(k, v === true ? '' : String(v));

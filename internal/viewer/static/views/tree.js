@@ -64,8 +64,8 @@ export function mount(view, session, treeName, params) {
     };
   }
 
-  function headerCell(label, sortKey, extraClass) {
-    if (!sortKey) return h('th', { class: extraClass || '' }, label);
+  function headerCell(label, sortKey, extraClass, testid) {
+    if (!sortKey) return h('th', { class: extraClass || '', 'data-testid': testid }, label);
     const active = st.sort === sortKey;
     return h('th', { class: `sortable ${active ? 'sorted' : ''} ${extraClass || ''}`, 'data-testid': `col-${sortKey}`, 'aria-sort': active ? (st.desc ? 'descending' : 'ascending') : 'none' },
       h('button', { type: 'button', class: 'th-btn', onclick: () => go({ sort: sortKey, desc: active ? !st.desc : false, offset: 0, after: '', prev: '' }) },
@@ -100,7 +100,7 @@ export function mount(view, session, treeName, params) {
     rows = new Map();
     const head = h('tr', {},
       headerCell('id/rev', '', 'key'), h('th', {}, 'status'), h('th', { class: 'num' }, 'state'),
-      columns.map((c) => headerCell(h('span', { title: typeString(def, c.type) }, c.name), SORTABLE.has(c.type.kind) ? c.name : '', '')),
+      columns.map((c) => headerCell(h('span', { title: typeString(def, c.type) }, c.name), SORTABLE.has(c.type.kind) ? c.name : '', '', `col-${c.name}`)),
       def ? null : h('th', {}, 'value'));
     const tbody = h('tbody', { 'data-testid': 'rows' });
     for (const r of page.records) {

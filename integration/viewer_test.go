@@ -1,0 +1,511 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/shelfdb/shelf/api"
+	"github.com/shelfdb/shelf/internal/schema"
+	"github.com/shelfdb/shelf/typed"
+)
+
+// updateScreenshots makes TestViewerInBrowser write the screenshots of
+// docs/viewer.md (docs/viewer/*.png).
+var updateScreenshots = flag.Bool("update-screenshots", false, "TestViewerInBrowser: write the viewer's screenshots to docs/viewer/*.png")
+
+// The record types of the viewer test: every kind of field the form
+// edits (nested struct, slices, maps with string and integer keys, time,
+// a key of another tree's records, a pointer).
+type (
+	Supplier struct {
+		Name string `codec:"name"`
+		City string `codec:"city"`
+	}
+	Dims struct {
+		W float64 `codec:"w"`
+		H float64 `codec:"h"`
+	}
+	Lot struct {
+		Code string `codec:"code"`
+		Qty  int32  `codec:"qty"`
+	}
+	Part struct {
+		Name     string              `codec:"name"`
+		Qty      int64               `codec:"qty"`
+		Price    float64             `codec:"price"`
+		Active   bool                `codec:"active"`
+		Checked  time.Time           `codec:"checked"`
+		Supplier typed.Key[Supplier] `codec:"supplier"`
+		Tags     []string            `codec:"tags"`
+		Dims     Dims                `codec:"dims"`
+		Stock    map[string]int32    `codec:"stock"`
+		Bins     map[int32]string    `codec:"bins"`
+		Lots     []Lot               `codec:"lots"`
+		Note     *string             `codec:"note"`
+	}
+)
+
+// browserPath finds Debian's chromium (or Chrome) on PATH. Without one
+// the test is skipped, unless SHELF_REQUIRE_BROWSER is set (CI sets it
+// after installing chromium): then it fails.
+func browserPath(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	if os.Getenv("SHELF_REQUIRE_BROWSER") != "" {
+		t.Fatal("no chromium on PATH and SHELF_REQUIRE_BROWSER is set: install it (apt-get install chromium; .ci/run does)")
+	}
+	t.Skip("no chromium on PATH (apt-get install chromium); set SHELF_REQUIRE_BROWSER=1 to make this a failure")
+	return ""
+}
+
+// registerSchema registers the schema of Go type T for tree as package
+// typed does (its shape) and returns the version.
+func registerSchema[T any](t *testing.T, c *api.Client, tree string) (uint32, schema.Definition) {
+	t.Helper()
+	def, err := schema.Extract(reflect.TypeFor[T]())
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc, err := def.Shape().Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := c.RegisterSchema(context.Background(), tree, enc)
+	if err != nil {
+		t.Fatalf("register schema of %s: %v", tree, err)
+	}
+	return res.Version, def.Shape()
+}
+
+// tab is one browser tab of the test, with the console messages of its
+// page (logged when the test fails).
+type tab struct {
+	t   *testing.T
+	ctx context.Context
+	mu  sync.Mutex
+	log []string
+}
+
+func newTab(t *testing.T, parent context.Context) *tab {
+	t.Helper()
+	ctx, cancel := chromedp.NewContext(parent)
+	t.Cleanup(cancel)
+	tb := &tab{t: t, ctx: ctx}
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(1280, 800)); err != nil {
+		t.Fatalf("browser: %v", err)
+	}
+	go func() {
+		for m, err := range chromedp.Console(ctx) {
+			if err != nil {
+				return
+			}
+			tb.mu.Lock()
+			tb.log = append(tb.log, fmt.Sprintf("%s: %s", m.Type, m.Text))
+			tb.mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		if t.Failed() {
+			tb.mu.Lock()
+			defer tb.mu.Unlock()
+			t.Logf("browser console:\n%s", strings.Join(tb.log, "\n"))
+		}
+	})
+	return tb
+}
+
+// stepTimeout bounds each step of the browser test.
+const stepTimeout = 20 * time.Second
+
+// do runs one step in the tab within stepTimeout; on failure it logs the
+// page's message area and fails the test.
+func (tb *tab) do(what string, steps ...chromedp.Action[chromedp.Void]) {
+	tb.t.Helper()
+	ctx, cancel := context.WithTimeout(tb.ctx, stepTimeout)
+	defer cancel()
+	if err := chromedp.Do(ctx, steps...); err != nil {
+		tb.t.Fatalf("%s: %v\npage: %s", what, err, tb.pageState())
+	}
+}
+
+// pageState describes what the page shows, for failure messages.
+func (tb *tab) pageState() string {
+	ctx, cancel := context.WithTimeout(tb.ctx, 5*time.Second)
+	defer cancel()
+	s, err := chromedp.Run(ctx, chromedp.Evaluate[string](`location.hash + " | " + [...document.querySelectorAll('.msg')].map(e => e.textContent).join(" | ") + " | " + document.querySelector('#main').innerText.slice(0, 600)`))
+	if err != nil {
+		return "(unreadable: " + err.Error() + ")"
+	}
+	return s
+}
+
+// waitJS polls a JavaScript predicate until it is true, within stepTimeout.
+func (tb *tab) waitJS(what, expr string) {
+	tb.t.Helper()
+	tb.do(what, chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
+		_, err := chromedp.Run(ctx, chromedp.Poll[bool](expr, chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(stepTimeout)))
+		return err
+	}))
+}
+
+func (tb *tab) text(sel string) string {
+	tb.t.Helper()
+	ctx, cancel := context.WithTimeout(tb.ctx, stepTimeout)
+	defer cancel()
+	s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
+	if err != nil {
+		tb.t.Fatalf("text of %s: %v\npage: %s", sel, err, tb.pageState())
+	}
+	return s
+}
+
+func (tb *tab) eval(expr string) bool {
+	tb.t.Helper()
+	ctx, cancel := context.WithTimeout(tb.ctx, stepTimeout)
+	defer cancel()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[bool](expr))
+	if err != nil {
+		tb.t.Fatalf("evaluate %s: %v", expr, err)
+	}
+	return v
+}
+
+// screenshot writes the viewport to docs/viewer/NAME.png with
+// -update-screenshots.
+func (tb *tab) screenshot(name string) {
+	tb.t.Helper()
+	if !*updateScreenshots {
+		return
+	}
+	ctx, cancel := context.WithTimeout(tb.ctx, stepTimeout)
+	defer cancel()
+	// Let a row's flash fade and the focus ring go, so the picture shows
+	// the page at rest.
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.activeElement && document.activeElement.blur(); true`)); err != nil {
+		tb.t.Fatal(err)
+	}
+	buf, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
+	if err != nil {
+		tb.t.Fatalf("screenshot %s: %v", name, err)
+	}
+	dir := filepath.Join("..", "docs", "viewer")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		tb.t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name+".png"), buf, 0o644); err != nil {
+		tb.t.Fatal(err)
+	}
+	tb.t.Logf("wrote docs/viewer/%s.png (%d KB)", name, len(buf)/1024)
+}
+
+func testid(id string) chromedp.CSS { return chromedp.CSS(`[data-testid="` + id + `"]`) }
+
+// TestViewerInBrowser drives the web viewer of a real kvnode (-auth) in
+// headless Chromium: log in with a writer token, browse to a tree, open a
+// record, check it out, edit fields of its typed form, save (check in)
+// and find the change on the server, byte for byte what kvctl would
+// write; watch another client's update appear in the table without a
+// reload; see a record the other client holds marked as borrowed by it,
+// and the check-out refused plainly. A reader token sees no edit
+// controls. With -update-screenshots it writes docs/viewer/*.png.
+func TestViewerInBrowser(t *testing.T) {
+	skipShort(t)
+	browser := browserPath(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+
+	n := newNode(t, "n1")
+	n.Start("-auth", "-cluster-token", "viewer-test-cluster", "-bootstrap")
+	tokenFile := filepath.Join(n.Dir, "admin.token")
+	waitFor(t, readyTimeout, tokenFile, func() (bool, string) {
+		b, err := os.ReadFile(tokenFile)
+		return err == nil && strings.HasPrefix(string(b), api.TokenPrefix), fmt.Sprint(err)
+	})
+	b, _ := os.ReadFile(tokenFile)
+	admin := n.newClient().WithToken(strings.TrimSpace(string(b)))
+	n.Client = admin
+	n.WaitReady()
+	waitFor(t, electionTimeout, "n1 to lead", func() (bool, string) {
+		st, err := admin.Status(ctx)
+		return err == nil && st.State == "Leader" && st.ClusterID != "", fmt.Sprint(st.State, err)
+	})
+
+	// Tokens: the browser's writer (bound to the client the viewer
+	// registers), a reader, and the other client's writer.
+	tok := func(name string, role api.Role) string {
+		ct, err := admin.CreateToken(ctx, api.CreateTokenRequest{Name: name, Role: role})
+		if err != nil {
+			t.Fatalf("create token %s: %v", name, err)
+		}
+		return ct.Token
+	}
+	writerTok, readerTok := tok("browser-desk", api.RoleWriter), tok("dashboard", api.RoleReader)
+	other := n.newClient().WithToken(tok("workstation-7", api.RoleWriter))
+	otherClient, err := other.RegisterClient(ctx, "workstation-7")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The data: suppliers and parts with schemas, as typed would write them.
+	sv, _ := registerSchema[Supplier](t, admin, "suppliers")
+	pv, partDef := registerSchema[Part](t, admin, "parts")
+	put := func(tree string, ver uint32, v any) api.Key {
+		data, err := api.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := admin.Create(ctx, tree, api.WriteRequest{Schema: ver, Data: data})
+		if err != nil {
+			t.Fatalf("create in %s: %v", tree, err)
+		}
+		return res.Key
+	}
+	acme := put("suppliers", sv, Supplier{Name: "Acme Components", City: "Lyon"})
+	put("suppliers", sv, Supplier{Name: "Nordic Parts", City: "Oslo"})
+	note := "reel of 5000"
+	checked := time.Date(2026, 11, 24, 9, 30, 0, 0, time.UTC)
+	var parts []api.Key
+	for i, name := range []string{"R100 resistor 10k", "C220 capacitor 100n", "L330 inductor 4u7", "D440 diode 1N4148", "Q550 transistor BC547", "U660 regulator 3V3"} {
+		p := Part{
+			Name: name, Qty: int64(120 * (i + 1)), Price: 0.02 * float64(i+1), Active: i%3 != 2, Checked: checked.Add(time.Duration(i) * time.Hour),
+			Supplier: typed.KeyOf[Supplier](acme), Tags: []string{"smd", fmt.Sprintf("06%02d", i+3)},
+			Dims: Dims{W: 1.6, H: 0.8}, Stock: map[string]int32{"lyon": int32(40 * i), "oslo": int32(7 + i)},
+			Bins: map[int32]string{int32(10 + i): "A-" + fmt.Sprint(i)}, Lots: []Lot{{Code: fmt.Sprintf("L-%d01", i), Qty: 500}},
+		}
+		if i == 0 {
+			p.Note = &note
+		}
+		parts = append(parts, put("parts", pv, p))
+	}
+	edited, changed, held := parts[0], parts[1], parts[2]
+
+	alloc, cancelAlloc := chromedp.NewExecAllocator(ctx, append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(browser), chromedp.NoSandbox, chromedp.DisableGPU, chromedp.WindowSize(1280, 800),
+		chromedp.UserDataDir(t.TempDir()))...)
+	defer cancelAlloc()
+	base := "http://" + n.HTTP + "/"
+	w := newTab(t, alloc)
+
+	// Log in: the page asks for a token.
+	w.do("open the viewer", chromedp.Navigate(base), chromedp.WaitVisible(testid("login-form")))
+	w.screenshot("login")
+	w.do("log in with a writer token",
+		chromedp.SendKeys(testid("login-token"), writerTok), chromedp.Click(testid("login-submit")),
+		chromedp.WaitVisible(testid("tree-link-parts")))
+	if got := w.text(`[data-testid="tree-count-parts"]`); got != "6" {
+		t.Errorf("trees page: parts has %q records, want 6", got)
+	}
+	if got := w.text(`[data-testid="role"]`); got != "writer" {
+		t.Errorf("header role %q, want writer", got)
+	}
+
+	// Browse the tree: columns from the schema, one row per record.
+	row := func(k api.Key) string { return fmt.Sprintf("row-%d-%d", k.ID, k.Rev) }
+	w.do("browse to the tree", chromedp.Click(testid("tree-link-parts")), chromedp.WaitVisible(testid(row(parts[5]))))
+	for _, col := range []string{"name", "qty", "checked", "supplier", "dims", "stock", "lots"} {
+		if !w.eval(`!!document.querySelector('[data-testid="col-` + col + `"]')`) {
+			t.Errorf("records table: no column %s", col)
+		}
+	}
+	if got := w.text(`[data-testid="` + row(edited) + `"] [data-col="name"]`); got != "R100 resistor 10k" {
+		t.Errorf("row %s name %q", edited, got)
+	}
+	w.screenshot("tree")
+
+	// Sort by qty, descending (a click on the header twice).
+	w.do("sort by qty", chromedp.Click(testid("col-qty")), chromedp.WaitVisible(`[data-testid="col-qty"][aria-sort="ascending"]`))
+	w.do("sort by qty descending", chromedp.Click(testid("col-qty")), chromedp.WaitVisible(`[data-testid="col-qty"][aria-sort="descending"]`))
+	w.waitJS("rows sorted by qty descending", `(() => { const q = [...document.querySelectorAll('[data-testid="rows"] [data-col="qty"]')].map(e => +e.textContent); return q.length === 6 && q.every((x, i) => i === 0 || q[i-1] >= x); })()`)
+	w.do("clear the sort", chromedp.Click(testid("search-clear")), chromedp.WaitNotPresent(testid("search-clear")))
+
+	// Open a record, check it out, edit, save.
+	w.do("open a record", chromedp.Click(testid("open-"+fmt.Sprintf("%d-%d", edited.ID, edited.Rev))), chromedp.WaitVisible(testid("record-form")))
+	if !w.eval(`document.querySelector('[data-testid="field-qty"]').disabled`) {
+		t.Error("the form is editable before check-out")
+	}
+	w.do("check out", chromedp.Click(testid("btn-checkout")), chromedp.WaitVisible(testid("btn-save")))
+	w.do("edit fields",
+		chromedp.Clear(testid("field-qty")), chromedp.SendKeys(testid("field-qty"), "4321"),
+		chromedp.Clear(testid("field-dims.w")), chromedp.SendKeys(testid("field-dims.w"), "2.5"),
+		chromedp.Clear(testid("field-stock{oslo}")), chromedp.SendKeys(testid("field-stock{oslo}"), "99"),
+		chromedp.Clear(testid("field-lots[0].code")), chromedp.SendKeys(testid("field-lots[0].code"), "L-777"))
+	w.screenshot("record-edit")
+	w.do("save (check in)", chromedp.Click(testid("btn-save")))
+	w.waitJS("the save to be reported", `(() => { const m = document.querySelector('[data-testid="record-message"]'); return !!m && m.dataset.kind === 'ok' && m.textContent.startsWith('Saved'); })()`)
+	w.do("the form read-only again", chromedp.WaitVisible(testid("btn-checkout")))
+
+	// On the server: the new values, the rest kept, no borrow, the
+	// bytes kvctl would have written for the same JSON.
+	rec, err := admin.Get(ctx, "parts", edited)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got Part
+	if err := api.Unmarshal(rec.Data, &got); err != nil {
+		t.Fatalf("the saved record does not decode as a Part: %v", err)
+	}
+	want := Part{
+		Name: "R100 resistor 10k", Qty: 4321, Price: 0.02, Active: true, Checked: checked, Supplier: typed.KeyOf[Supplier](acme),
+		Tags: []string{"smd", "0603"}, Dims: Dims{W: 2.5, H: 0.8}, Stock: map[string]int32{"lyon": 0, "oslo": 99},
+		Bins: map[int32]string{10: "A-0"}, Lots: []Lot{{Code: "L-777", Qty: 500}}, Note: &note,
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("saved record:\n got %+v\nwant %+v", got, want)
+	}
+	if rec.Borrow != nil {
+		t.Errorf("still borrowed after save: %+v", rec.Borrow)
+	}
+	if rec.Schema != pv {
+		t.Errorf("saved with schema %d, want %d", rec.Schema, pv)
+	}
+	if kv := kvctlBytes(t, n, "parts", edited, partDef); !bytes.Equal(kv, rec.Data) {
+		t.Errorf("the browser stored\n%x\nkvctl's encoding of the same value is\n%x", rec.Data, kv)
+	}
+	hist, err := admin.History(ctx, "parts", edited)
+	if err != nil || len(hist) != 2 || hist[0].Action != api.AuditBorrowed || hist[1].Action != api.AuditReturned {
+		t.Errorf("history after save: %+v %v, want borrowed then returned", hist, err)
+	}
+
+	// Another client changes a record: the row changes without a reload.
+	w.do("back to the tree", chromedp.Click(testid("crumb-tree")), chromedp.WaitVisible(testid(row(changed))))
+	w.eval(`window.__sameDocument = true; true`)
+	if _, err := other.Borrow(ctx, "parts", changed, otherClient.ID, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	var cv Part
+	r2, err := admin.Get(ctx, "parts", changed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := api.Unmarshal(r2.Data, &cv); err != nil {
+		t.Fatal(err)
+	}
+	cv.Name, cv.Qty = "C220 capacitor 100n X7R", 77
+	data, _ := api.Marshal(cv)
+	if _, err := other.Update(ctx, "parts", changed, api.WriteRequest{Client: otherClient.ID, Schema: pv, Data: data}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.Return(ctx, "parts", changed, otherClient.ID); err != nil {
+		t.Fatal(err)
+	}
+	w.waitJS("the other client's change in the row", `(() => {
+		const r = document.querySelector('[data-testid="`+row(changed)+`"]');
+		return !!r && r.querySelector('[data-col="name"]').textContent === 'C220 capacitor 100n X7R' &&
+			r.querySelector('[data-col="qty"]').textContent === '77' && !r.querySelector('.badge-borrowed');
+	})()`)
+	if !w.eval(`window.__sameDocument === true`) {
+		t.Error("the page reloaded to show the change")
+	}
+	w.screenshot("live-change")
+
+	// The other client holds a record: the row says so, by its name.
+	if _, err := other.Borrow(ctx, "parts", held, otherClient.ID, 10*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	borrowed := fmt.Sprintf("borrowed-%d-%d", held.ID, held.Rev)
+	w.waitJS("the row marked borrowed", `(() => { const b = document.querySelector('[data-testid="`+borrowed+`"]'); return !!b && b.textContent === 'borrowed by workstation-7'; })()`)
+	if !w.eval(`window.__sameDocument === true`) {
+		t.Error("the page reloaded to show the borrow")
+	}
+	w.screenshot("borrowed")
+
+	// Checking it out is refused, plainly.
+	w.do("open the held record", chromedp.Click(testid(fmt.Sprintf("open-%d-%d", held.ID, held.Rev))), chromedp.WaitVisible(testid("record-form")))
+	if got := w.text(`[data-testid="borrow-holder"]`); got != "workstation-7" {
+		t.Errorf("record page: holder %q, want workstation-7", got)
+	}
+	w.do("check out the held record", chromedp.Click(testid("btn-checkout")), chromedp.WaitVisible(`[data-testid="record-message"][data-kind="error"]`))
+	if msg := w.text(`[data-testid="record-message"]`); !strings.Contains(msg, "refused: borrowed by workstation-7") {
+		t.Errorf("refused check-out: message %q, want it to name workstation-7", msg)
+	}
+	if w.eval(`!!document.querySelector('[data-testid="btn-save"]')`) {
+		t.Error("the form became editable although the check-out was refused")
+	}
+	// The other client returns it: the page follows.
+	if _, err := other.Return(ctx, "parts", held, otherClient.ID); err != nil {
+		t.Fatal(err)
+	}
+	w.waitJS("the record page to show the return", `document.querySelector('[data-testid="borrow-holder"]')?.textContent === 'Not borrowed.'`)
+
+	// The cluster page.
+	w.do("cluster page", chromedp.Click(testid("nav-cluster")), chromedp.WaitVisible(testid("leader-badge")))
+	if got := w.text(`[data-testid="member-n1"]`); !strings.Contains(got, "leader") || !strings.Contains(got, "alive") {
+		t.Errorf("cluster page, n1: %q", got)
+	}
+	w.screenshot("cluster")
+	w.do("borrows page", chromedp.Click(testid("nav-borrows")), chromedp.WaitVisible(testid("clients-table")))
+
+	// A reader: everything shown, nothing to edit.
+	r := newTab(t, w.ctx) // a second tab of the same browser: its own sessionStorage
+	r.do("open a record as a reader", chromedp.Navigate(fmt.Sprintf("%s#/trees/parts/records/%d/%d", base, edited.ID, edited.Rev)), chromedp.WaitVisible(testid("login-form")))
+	r.do("log in with a reader token", chromedp.SendKeys(testid("login-token"), readerTok), chromedp.Click(testid("login-submit")), chromedp.WaitVisible(testid("record-form")))
+	r.do("read-only", chromedp.WaitVisible(testid("read-only")))
+	if r.eval(`!!document.querySelector('[data-testid^="btn-"]')`) {
+		t.Error("a reader sees edit buttons")
+	}
+	if !r.eval(`[...document.querySelectorAll('[data-testid="record-form"] input, [data-testid="record-form"] textarea')].every(e => e.disabled)`) {
+		t.Error("a reader's form has enabled inputs")
+	}
+	if got := r.text(`[data-testid="role"]`); got != "reader" {
+		t.Errorf("reader header role %q", got)
+	}
+	// A wrong token is refused on the login page.
+	r.do("log out", chromedp.Click(testid("logout")), chromedp.WaitVisible(testid("login-form")))
+	r.do("log in with a wrong token", chromedp.SendKeys(testid("login-token"), "shelf_not-a-token"), chromedp.Click(testid("login-submit")),
+		chromedp.WaitVisible(`[data-testid="login-message"][data-kind="error"]`))
+	if msg := r.text(`[data-testid="login-message"]`); !strings.Contains(msg, "unknown or revoked token") {
+		t.Errorf("wrong token: message %q", msg)
+	}
+}
+
+// kvctlBytes is what kvctl update would store for the record's current
+// JSON value: the value checked against the schema (Conform) and encoded
+// by the node's encoder.
+func kvctlBytes(t *testing.T, n *Node, tree string, key api.Key, def schema.Definition) []byte {
+	t.Helper()
+	req, _ := http.NewRequest("GET", fmt.Sprintf("http://%s/v1/trees/%s/records/%d/%d", n.HTTP, tree, key.ID, key.Rev), nil)
+	b, _ := os.ReadFile(filepath.Join(n.Dir, "admin.token"))
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(b)))
+	res, err := testHTTP.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var raw struct {
+		Value json.RawMessage `json:"value"`
+	}
+	if err := json.NewDecoder(res.Body).Decode(&raw); err != nil {
+		t.Fatal(err)
+	}
+	var v any
+	if err := api.DecodeJSON(bytes.NewReader(raw.Value), &v); err != nil {
+		t.Fatal(err)
+	}
+	c, err := def.Conform(v)
+	if err != nil {
+		t.Fatalf("conform: %v", err)
+	}
+	data, err := api.EncodeValue(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
