@@ -45,6 +45,11 @@ Commands:
   list TREE [-limit N] [-after ID/REV] [-all]
                                records of a tree, one page (-limit per page,
                                server default 100) or every page with -all
+  search TREE FIELD OP VALUE [-sort PATH] [-desc] [-limit N] [-offset N] [-scan N] [-revisions]
+                               records whose FIELD (a dot path such as dims.w;
+                               "" any top-level field; id the record id) compares
+                               with VALUE by OP: eq, prefix, contains, lt, gt;
+                               a scan (no indexes on the nodes), bounded by -scan
   put TREE JSON|-              create a record from JSON (argument, or stdin
                                for "-") with a cluster-assigned id; prints ID/REV
   edit TREE ID [--client C] [--ttl D]
@@ -227,6 +232,7 @@ var commands = map[string]func(*cli, context.Context, []string) error{
 	"schema":   (*cli).schemas,
 	"get":      (*cli).get,
 	"list":     (*cli).list,
+	"search":   (*cli).search,
 	"put":      (*cli).put,
 	"update":   (*cli).update,
 	"edit":     (*cli).edit,

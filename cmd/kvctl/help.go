@@ -43,6 +43,13 @@ var commandHelp = map[string]helpEntry{
 	"list": {usage: []string{"list TREE [-limit N] [-after ID/REV] [-all]"},
 		about:    "Records of a tree: one page (-limit per page, server default 100), or every page with -all.",
 		examples: []string{"list parts -limit 20", "list parts -all -o json"}},
+	"search": {usage: []string{searchLine},
+		about: "Records of a tree whose FIELD compares with VALUE by OP. FIELD is a dot path into the value (name, dims.w, lots.0.code: a number indexes an array), \"\" for any top-level field, or id for the record id (eq, lt, gt only; read by key, not scanned). " +
+			"OP: eq (numbers by value, so 3 equals 3.0), prefix and contains (strings; contains also finds an element of an array), lt and gt (numbers numerically, strings lexically, times in time order). " +
+			"VALUE is read as JSON when it parses (3, true, \"3\", [\"a\"]), else as a string; a string field compares with it as text, so code eq 12 finds \"12\". " +
+			"Only the latest revision of each id is searched unless -revisions. The nodes have no secondary indexes: the search scans the tree in key order, at most -scan records (default 100000); stderr says how many were examined and whether the scan stopped before the tree's end. " +
+			"-sort PATH orders the matches (records without it last; id: by key), -desc reverses, -offset and -limit page (default 50 shown, at most 1000).",
+		examples: []string{"search parts name eq R1", "search parts dims.w gt 2.5 -sort dims.w -desc", `search parts '' contains steel -limit 10`, "search parts made gt 2026-01-01 -o json", "search parts id lt 100 -revisions"}},
 	"put": {usage: []string{"put TREE JSON|-"},
 		about:    "Create a record from JSON (the argument, or stdin for \"-\") with a cluster-assigned id; prints ID/REV. The write carries an idempotency key and is sent again when its answer is lost: it is applied once.",
 		examples: []string{`put parts '{"name": "R1", "qty": 10}'`, "put parts - < part.json"}},

@@ -180,6 +180,7 @@ func TestRouteRoleTable(t *testing.T) {
 		"POST /v1/trees/{tree}/schemas":                         {"/v1/trees/parts/schemas", js, jsonBody(`{"definition":{"fields":{"n":{"type":"int"}}}}`)},
 		"GET /v1/trees/{tree}/records":                          {"/v1/trees/parts/records", "", nil},
 		"POST /v1/trees/{tree}/records":                         {"/v1/trees/parts/records", js, jsonBody(`{"client":"` + ae.a + `","value":{"n":3}}`)},
+		"GET /v1/trees/{tree}/search":                           {"/v1/trees/parts/search?field=n&value=1", "", nil},
 		"GET /v1/trees/{tree}/records/{id}":                     {fmt.Sprintf("/v1/trees/parts/records/%d", ae.rec.ID), "", nil},
 		"GET /v1/trees/{tree}/records/{id}/{rev}":               {rec, "", nil},
 		"PUT /v1/trees/{tree}/records/{id}/{rev}":               {rec, js, jsonBody(`{"client":"` + ae.a + `","value":{"n":4}}`)},

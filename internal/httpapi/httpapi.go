@@ -176,6 +176,7 @@ func (h *handler) routes() {
 	h.handleRead("GET /v1/trees/{tree}/schemas", accessReader, h.schemas)
 	h.handle("POST /v1/trees/{tree}/schemas", accessWriter, h.idempotent(h.registerSchema))
 	h.handleRead("GET /v1/trees/{tree}/records", accessReader, h.listRecords)
+	h.handleRead("GET /v1/trees/{tree}/search", accessReader, h.search)
 	h.handle("POST /v1/trees/{tree}/records", accessWriter, h.idempotent(h.createRecord))
 	h.handleRead("GET /v1/trees/{tree}/records/{id}", accessReader, h.getRecord)
 	h.handleRead("GET /v1/trees/{tree}/records/{id}/{rev}", accessReader, h.getRecord)
