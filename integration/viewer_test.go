@@ -199,7 +199,7 @@ func (tb *tab) screenshot(name string) {
 	defer cancel()
 	// Let a row's flash fade and the focus ring go, so the picture shows
 	// the page at rest.
-	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.activeElement && document.activeElement.blur(); true`)); err != nil {
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.activeElement && document.activeElement.blur(); window.scrollTo(0, 0); true`)); err != nil {
 		tb.t.Fatal(err)
 	}
 	buf, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
@@ -218,8 +218,8 @@ func (tb *tab) screenshot(name string) {
 
 func testid(id string) chromedp.CSS { return chromedp.CSS(`[data-testid="` + id + `"]`) }
 
-// TestViewerInBrowser drives the web viewer of a real kvnode (-auth) in
-// headless Chromium: log in with a writer token, browse to a tree, open a
+// TestViewerInBrowser drives the web viewer of a follower of a real
+// three-node cluster (-auth) in headless Chromium: log in with a writer token, browse to a tree, open a
 // record, check it out, edit fields of its typed form, save (check in)
 // and find the change on the server, byte for byte what kvctl would
 // write; watch another client's update appear in the table without a
@@ -232,21 +232,39 @@ func TestViewerInBrowser(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 
-	n := newNode(t, "n1")
-	n.Start("-auth", "-cluster-token", "viewer-test-cluster", "-bootstrap")
-	tokenFile := filepath.Join(n.Dir, "admin.token")
+	// Three nodes; the browser talks to a follower (its writes are
+	// forwarded, its events are the follower's), the other client to
+	// the leader.
+	flags := []string{"-auth", "-cluster-token", "viewer-test-cluster"}
+	nodes := []*Node{newNode(t, "n1"), newNode(t, "n2"), newNode(t, "n3")}
+	nodes[0].Start(append(flags, "-bootstrap")...)
+	tokenFile := filepath.Join(nodes[0].Dir, "admin.token")
 	waitFor(t, readyTimeout, tokenFile, func() (bool, string) {
 		b, err := os.ReadFile(tokenFile)
 		return err == nil && strings.HasPrefix(string(b), api.TokenPrefix), fmt.Sprint(err)
 	})
 	b, _ := os.ReadFile(tokenFile)
-	admin := n.newClient().WithToken(strings.TrimSpace(string(b)))
-	n.Client = admin
-	n.WaitReady()
-	waitFor(t, electionTimeout, "n1 to lead", func() (bool, string) {
-		st, err := admin.Status(ctx)
-		return err == nil && st.State == "Leader" && st.ClusterID != "", fmt.Sprint(st.State, err)
-	})
+	adminTok := strings.TrimSpace(string(b))
+	for _, n := range nodes {
+		n.Client = n.newClient().WithToken(adminTok)
+	}
+	nodes[0].WaitReady()
+	for _, n := range nodes[1:] {
+		n.Start(append(flags, "-join", nodes[0].Gossip)...)
+	}
+	for _, n := range nodes[1:] {
+		n.WaitReady()
+	}
+	waitConverged(t, nodes)
+	leader := waitLeader(t, nodes)
+	n := nodes[0]
+	for _, x := range nodes {
+		if x != leader {
+			n = x // the browser's node
+			break
+		}
+	}
+	admin := leader.Client
 
 	// Tokens: the browser's writer (bound to the client the viewer
 	// registers), a reader, and the other client's writer.
@@ -258,7 +276,7 @@ func TestViewerInBrowser(t *testing.T) {
 		return ct.Token
 	}
 	writerTok, readerTok := tok("browser-desk", api.RoleWriter), tok("dashboard", api.RoleReader)
-	other := n.newClient().WithToken(tok("workstation-7", api.RoleWriter))
+	other := leader.newClient().WithToken(tok("workstation-7", api.RoleWriter))
 	otherClient, err := other.RegisterClient(ctx, "workstation-7")
 	if err != nil {
 		t.Fatal(err)
@@ -302,7 +320,9 @@ func TestViewerInBrowser(t *testing.T) {
 		chromedp.UserDataDir(t.TempDir()))...)
 	defer cancelAlloc()
 	base := "http://" + n.HTTP + "/"
+	start := time.Now()
 	w := newTab(t, alloc)
+	t.Logf("%v: browser started", time.Since(start).Round(time.Millisecond))
 
 	// Log in: the page asks for a token.
 	w.do("open the viewer", chromedp.Navigate(base), chromedp.WaitVisible(testid("login-form")))
@@ -335,6 +355,15 @@ func TestViewerInBrowser(t *testing.T) {
 	w.do("sort by qty descending", chromedp.Click(testid("col-qty")), chromedp.WaitVisible(`[data-testid="col-qty"][aria-sort="descending"]`))
 	w.waitJS("rows sorted by qty descending", `(() => { const q = [...document.querySelectorAll('[data-testid="rows"] [data-col="qty"]')].map(e => +e.textContent); return q.length === 6 && q.every((x, i) => i === 0 || q[i-1] >= x); })()`)
 	w.do("clear the sort", chromedp.Click(testid("search-clear")), chromedp.WaitNotPresent(testid("search-clear")))
+	t.Logf("%v: tree browsed and sorted", time.Since(start).Round(time.Millisecond))
+
+	// Search by a field's value (the node's search route).
+	w.do("search name contains diode",
+		chromedp.SetValue(testid("search-field"), "name"), chromedp.SetValue(testid("search-op"), "contains"),
+		chromedp.SendKeys(testid("search-value"), "diode"), chromedp.Click(testid("search-go")),
+		chromedp.WaitVisible(testid("search-clear")))
+	w.waitJS("one match", `document.querySelectorAll('[data-testid="rows"] tr').length === 1 && !!document.querySelector('[data-testid="`+row(parts[3])+`"]')`)
+	w.do("clear the search", chromedp.Click(testid("search-clear")), chromedp.WaitVisible(testid(row(parts[5]))))
 
 	// Open a record, check it out, edit, save.
 	w.do("open a record", chromedp.Click(testid("open-"+fmt.Sprintf("%d-%d", edited.ID, edited.Rev))), chromedp.WaitVisible(testid("record-form")))
@@ -376,7 +405,7 @@ func TestViewerInBrowser(t *testing.T) {
 	if rec.Schema != pv {
 		t.Errorf("saved with schema %d, want %d", rec.Schema, pv)
 	}
-	if kv := kvctlBytes(t, n, "parts", edited, partDef); !bytes.Equal(kv, rec.Data) {
+	if kv := kvctlBytes(t, leader.HTTP, adminTok, "parts", edited, partDef); !bytes.Equal(kv, rec.Data) {
 		t.Errorf("the browser stored\n%x\nkvctl's encoding of the same value is\n%x", rec.Data, kv)
 	}
 	hist, err := admin.History(ctx, "parts", edited)
@@ -415,6 +444,7 @@ func TestViewerInBrowser(t *testing.T) {
 		t.Error("the page reloaded to show the change")
 	}
 	w.screenshot("live-change")
+	t.Logf("%v: edited, saved and saw another client's change", time.Since(start).Round(time.Millisecond))
 
 	// The other client holds a record: the row says so, by its name.
 	if _, err := other.Borrow(ctx, "parts", held, otherClient.ID, 10*time.Minute); err != nil {
@@ -447,8 +477,9 @@ func TestViewerInBrowser(t *testing.T) {
 
 	// The cluster page.
 	w.do("cluster page", chromedp.Click(testid("nav-cluster")), chromedp.WaitVisible(testid("leader-badge")))
-	if got := w.text(`[data-testid="member-n1"]`); !strings.Contains(got, "leader") || !strings.Contains(got, "alive") {
-		t.Errorf("cluster page, n1: %q", got)
+	w.waitJS("three members, alive", `document.querySelectorAll('[data-testid^="member-"]').length === 3 && [...document.querySelectorAll('[data-testid^="member-"]')].every(r => r.textContent.includes('alive'))`)
+	if got := w.text(`[data-testid="member-` + leader.ID + `"]`); !strings.Contains(got, "leader") {
+		t.Errorf("cluster page, %s: %q, want it marked leader", leader.ID, got)
 	}
 	w.screenshot("cluster")
 	w.do("borrows page", chromedp.Click(testid("nav-borrows")), chromedp.WaitVisible(testid("clients-table")))
@@ -479,11 +510,10 @@ func TestViewerInBrowser(t *testing.T) {
 // kvctlBytes is what kvctl update would store for the record's current
 // JSON value: the value checked against the schema (Conform) and encoded
 // by the node's encoder.
-func kvctlBytes(t *testing.T, n *Node, tree string, key api.Key, def schema.Definition) []byte {
+func kvctlBytes(t *testing.T, addr, token, tree string, key api.Key, def schema.Definition) []byte {
 	t.Helper()
-	req, _ := http.NewRequest("GET", fmt.Sprintf("http://%s/v1/trees/%s/records/%d/%d", n.HTTP, tree, key.ID, key.Rev), nil)
-	b, _ := os.ReadFile(filepath.Join(n.Dir, "admin.token"))
-	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(b)))
+	req, _ := http.NewRequest("GET", fmt.Sprintf("http://%s/v1/trees/%s/records/%d/%d", addr, tree, key.ID, key.Rev), nil)
+	req.Header.Set("Authorization", "Bearer "+token)
 	res, err := testHTTP.Do(req)
 	if err != nil {
 		t.Fatal(err)

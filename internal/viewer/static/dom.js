@@ -42,7 +42,9 @@ export function fmtTime(s) {
   if (!s || s.startsWith('0001-01-01')) return '';
   const d = new Date(s);
   if (isNaN(d)) return s;
-  return d.toLocaleString(undefined, { year: 'numeric', month: 'short', day: '2-digit', hour: '2-digit', minute: '2-digit', second: '2-digit' });
+  const opts = { month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit', second: '2-digit', hourCycle: 'h23' };
+  if (d.getFullYear() !== new Date().getFullYear()) opts.year = 'numeric';
+  return d.toLocaleString(undefined, opts);
 }
 
 /** ago says how long ago an RFC 3339 time was ("5 s ago"). */

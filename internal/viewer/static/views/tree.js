@@ -3,7 +3,7 @@
 // updates from the tree's events.
 
 import { get, query, follow, recPath, clientNames } from '../api.js';
-import { h, fill, cellText, messageBox, flash, badge, keyStr } from '../dom.js';
+import { h, fill, cellText, messageBox, flash, badge, keyStr, fmtTime } from '../dom.js';
 import { latest, rootFields, typeString } from '../schema.js';
 import { keyLinker, borrowBadge } from './common.js';
 
@@ -44,7 +44,7 @@ export function mount(view, session, treeName, params) {
     if (next.desc) u.set('desc', '1');
     if (next.offset) u.set('offset', String(next.offset));
     if (limit !== 50) u.set('limit', String(limit));
-    if (!next.value) { u.delete('field'); u.delete('op'); }
+    if (!next.value) { u.delete('field'); u.delete('op'); } else if (next.field === '') u.set('field', '');
     const s = u.toString();
     location.hash = `#/trees/${encodeURIComponent(treeName)}${s ? '?' + s : ''}`;
   };
@@ -52,7 +52,10 @@ export function mount(view, session, treeName, params) {
 
   function renderSearch() {
     const fieldSel = h('select', { name: 'field', 'data-testid': 'search-field', 'aria-label': 'field' },
-      columns.filter((c) => SORTABLE.has(c.type.kind)).map((c) => h('option', { value: c.name, selected: c.name === st.field }, c.name)));
+      h('option', { value: '', selected: st.field === '' && !!st.value }, 'any field'),
+      h('option', { value: 'id', selected: st.field === 'id' }, 'id'),
+      columns.filter((c) => c.type.kind !== 'bytes').map((c) => h('option', { value: c.name, selected: c.name === st.field }, c.name)));
+    if (!st.value && columns.length) fieldSel.value = columns[0].name;
     const opSel = h('select', { name: 'op', 'data-testid': 'search-op', 'aria-label': 'operator' }, OPS.map(([v, l]) => h('option', { value: v, selected: v === st.op }, l)));
     const val = h('input', { type: 'search', name: 'value', class: 'in', value: st.value, placeholder: 'value', 'data-testid': 'search-value', 'aria-label': 'value' });
     fill(searchForm, fieldSel, opSel, val,
@@ -83,12 +86,12 @@ export function mount(view, session, treeName, params) {
       h('td', { class: 'num', 'data-col': '_state' }, String(r.state)),
       columns.map((c) => {
         const x = v[c.name];
-        let content = cellText(x);
+        let content = c.type.kind === 'time' && typeof x === 'string' ? fmtTime(x) : cellText(x);
         if (c.type.kind === 'key' && x && x.id) {
           const l = keyLink(c.type.ref, x);
           if (l) content = h('a', { href: l }, content);
         }
-        return h('td', { 'data-col': c.name, class: ['int', 'uint', 'float'].includes(c.type.kind) ? 'num' : '', title: typeof content === 'string' && content.length > 30 ? content : null }, content);
+        return h('td', { 'data-col': c.name, class: ['int', 'uint', 'float'].includes(c.type.kind) ? 'num' : '', title: typeof x === 'string' && (x.length > 30 || c.type.kind === 'time') ? x : null }, content);
       }),
       def ? null : h('td', { class: 'mono small' }, r.value_error ? h('span', { class: 'err' }, r.value_error) : cellText(v)));
     tr.addEventListener('click', (e) => { if (!e.target.closest('a,button')) location.hash = href; });
@@ -135,8 +138,11 @@ export function mount(view, session, treeName, params) {
   async function fetchPage() {
     if (searching() && searchRoute) {
       try {
+        // A sort without a filter: the search route has no "match all",
+        // and id < 2^64-1 is every record (read in key order, cheaply).
+        const filter = st.value ? { field: st.field, op: st.op, value: st.value } : { field: 'id', op: 'lt', value: '18446744073709551615' };
         const p = await get(`/v1/trees/${encodeURIComponent(treeName)}/search${query({
-          field: st.value ? st.field : '', op: st.value ? st.op : '', value: st.value, sort: st.sort, desc: st.desc ? 1 : '', limit, offset: st.offset,
+          ...filter, sort: st.sort, desc: st.desc ? 1 : '', limit, offset: st.offset,
         })}`);
         return { records: p.records || [], total: p.total, truncated: p.truncated, scanned: p.scanned };
       } catch (err) {
