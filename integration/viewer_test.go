@@ -88,10 +88,11 @@ func registerSchema[T any](t *testing.T, c *api.Client, tree string) (uint32, sc
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := c.RegisterSchema(context.Background(), tree, enc)
-	if err != nil {
-		t.Fatalf("register schema of %s: %v", tree, err)
-	}
+	var res api.WriteResult
+	write(t, context.Background(), "register the schema of "+tree, func(ctx context.Context) (err error) {
+		res, err = c.RegisterSchema(ctx, tree, enc)
+		return err
+	})
 	return res.Version, def.Shape()
 }
 
@@ -218,6 +219,22 @@ func (tb *tab) screenshot(name string) {
 
 func testid(id string) chromedp.CSS { return chromedp.CSS(`[data-testid="` + id + `"]`) }
 
+// write runs one write of the test's other clients, with an idempotency
+// key, again with the same key while the cluster cannot take it (an
+// election on a loaded machine): exactly once, whatever was lost.
+func write(t *testing.T, ctx context.Context, what string, fn func(ctx context.Context) error) {
+	t.Helper()
+	ctx = api.WithIdempotencyKey(ctx, api.NewIdempotencyKey())
+	var err error
+	waitFor(t, electionTimeout, what, func() (bool, string) {
+		err = fn(ctx)
+		if err != nil && !retryable(err) {
+			t.Fatalf("%s: %v", what, err)
+		}
+		return err == nil, fmt.Sprint(err)
+	})
+}
+
 // TestViewerInBrowser drives the web viewer of a follower of a real
 // three-node cluster (-auth) in headless Chromium: log in with a writer token, browse to a tree, open a
 // record, check it out, edit fields of its typed form, save (check in)
@@ -269,18 +286,20 @@ func TestViewerInBrowser(t *testing.T) {
 	// Tokens: the browser's writer (bound to the client the viewer
 	// registers), a reader, and the other client's writer.
 	tok := func(name string, role api.Role) string {
-		ct, err := admin.CreateToken(ctx, api.CreateTokenRequest{Name: name, Role: role})
-		if err != nil {
-			t.Fatalf("create token %s: %v", name, err)
-		}
+		var ct api.CreatedToken
+		write(t, ctx, "create token "+name, func(ctx context.Context) (err error) {
+			ct, err = admin.CreateToken(ctx, api.CreateTokenRequest{Name: name, Role: role})
+			return err
+		})
 		return ct.Token
 	}
 	writerTok, readerTok := tok("browser-desk", api.RoleWriter), tok("dashboard", api.RoleReader)
 	other := leader.newClient().WithToken(tok("workstation-7", api.RoleWriter))
-	otherClient, err := other.RegisterClient(ctx, "workstation-7")
-	if err != nil {
-		t.Fatal(err)
-	}
+	var otherClient api.ClientInfo
+	write(t, ctx, "register workstation-7", func(ctx context.Context) (err error) {
+		otherClient, err = other.RegisterClient(ctx, "workstation-7")
+		return err
+	})
 
 	// The data: suppliers and parts with schemas, as typed would write them.
 	sv, _ := registerSchema[Supplier](t, admin, "suppliers")
@@ -290,10 +309,11 @@ func TestViewerInBrowser(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		res, err := admin.Create(ctx, tree, api.WriteRequest{Schema: ver, Data: data})
-		if err != nil {
-			t.Fatalf("create in %s: %v", tree, err)
-		}
+		var res api.WriteResult
+		write(t, ctx, "create in "+tree, func(ctx context.Context) (err error) {
+			res, err = admin.Create(ctx, tree, api.WriteRequest{Schema: ver, Data: data})
+			return err
+		})
 		return res.Key
 	}
 	acme := put("suppliers", sv, Supplier{Name: "Acme Components", City: "Lyon"})
@@ -336,6 +356,8 @@ func TestViewerInBrowser(t *testing.T) {
 	if got := w.text(`[data-testid="role"]`); got != "writer" {
 		t.Errorf("header role %q, want writer", got)
 	}
+
+	checkPageCodec(t, w, partDef)
 
 	// Browse the tree: columns from the schema, one row per record.
 	row := func(k api.Key) string { return fmt.Sprintf("row-%d-%d", k.ID, k.Rev) }
@@ -416,9 +438,10 @@ func TestViewerInBrowser(t *testing.T) {
 	// Another client changes a record: the row changes without a reload.
 	w.do("back to the tree", chromedp.Click(testid("crumb-tree")), chromedp.WaitVisible(testid(row(changed))))
 	w.eval(`window.__sameDocument = true; true`)
-	if _, err := other.Borrow(ctx, "parts", changed, otherClient.ID, time.Minute); err != nil {
-		t.Fatal(err)
-	}
+	write(t, ctx, "the other client's borrow", func(ctx context.Context) error {
+		_, err := other.Borrow(ctx, "parts", changed, otherClient.ID, time.Minute)
+		return err
+	})
 	var cv Part
 	r2, err := admin.Get(ctx, "parts", changed)
 	if err != nil {
@@ -429,12 +452,14 @@ func TestViewerInBrowser(t *testing.T) {
 	}
 	cv.Name, cv.Qty = "C220 capacitor 100n X7R", 77
 	data, _ := api.Marshal(cv)
-	if _, err := other.Update(ctx, "parts", changed, api.WriteRequest{Client: otherClient.ID, Schema: pv, Data: data}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := other.Return(ctx, "parts", changed, otherClient.ID); err != nil {
-		t.Fatal(err)
-	}
+	write(t, ctx, "the other client's update", func(ctx context.Context) error {
+		_, err := other.Update(ctx, "parts", changed, api.WriteRequest{Client: otherClient.ID, Schema: pv, Data: data})
+		return err
+	})
+	write(t, ctx, "the other client's return", func(ctx context.Context) error {
+		_, err := other.Return(ctx, "parts", changed, otherClient.ID)
+		return err
+	})
 	w.waitJS("the other client's change in the row", `(() => {
 		const r = document.querySelector('[data-testid="`+row(changed)+`"]');
 		return !!r && r.querySelector('[data-col="name"]').textContent === 'C220 capacitor 100n X7R' &&
@@ -447,9 +472,10 @@ func TestViewerInBrowser(t *testing.T) {
 	t.Logf("%v: edited, saved and saw another client's change", time.Since(start).Round(time.Millisecond))
 
 	// The other client holds a record: the row says so, by its name.
-	if _, err := other.Borrow(ctx, "parts", held, otherClient.ID, 10*time.Minute); err != nil {
-		t.Fatal(err)
-	}
+	write(t, ctx, "the other client's borrow", func(ctx context.Context) error {
+		_, err := other.Borrow(ctx, "parts", held, otherClient.ID, 10*time.Minute)
+		return err
+	})
 	borrowed := fmt.Sprintf("borrowed-%d-%d", held.ID, held.Rev)
 	w.waitJS("the row marked borrowed", `(() => { const b = document.querySelector('[data-testid="`+borrowed+`"]'); return !!b && b.textContent === 'borrowed by workstation-7'; })()`)
 	if !w.eval(`window.__sameDocument === true`) {
@@ -470,17 +496,20 @@ func TestViewerInBrowser(t *testing.T) {
 		t.Error("the form became editable although the check-out was refused")
 	}
 	// The other client returns it: the page follows.
-	if _, err := other.Return(ctx, "parts", held, otherClient.ID); err != nil {
-		t.Fatal(err)
-	}
+	write(t, ctx, "the other client's return", func(ctx context.Context) error {
+		_, err := other.Return(ctx, "parts", held, otherClient.ID)
+		return err
+	})
 	w.waitJS("the record page to show the return", `document.querySelector('[data-testid="borrow-holder"]')?.textContent === 'Not borrowed.'`)
 
 	// The cluster page.
 	w.do("cluster page", chromedp.Click(testid("nav-cluster")), chromedp.WaitVisible(testid("leader-badge")))
-	w.waitJS("three members, alive", `document.querySelectorAll('[data-testid^="member-"]').length === 3 && [...document.querySelectorAll('[data-testid^="member-"]')].every(r => r.textContent.includes('alive'))`)
-	if got := w.text(`[data-testid="member-` + leader.ID + `"]`); !strings.Contains(got, "leader") {
-		t.Errorf("cluster page, %s: %q, want it marked leader", leader.ID, got)
-	}
+	// Three members, alive, one of them the leader (which one may have
+	// changed since: an election on a loaded machine).
+	w.waitJS("three members, alive, one leader", `(() => {
+		const rows = [...document.querySelectorAll('[data-testid^="member-"]')];
+		return rows.length === 3 && rows.every((r) => r.textContent.includes('alive')) && document.querySelectorAll('[data-testid="leader-badge"]').length === 1;
+	})()`)
 	w.screenshot("cluster")
 	w.do("borrows page", chromedp.Click(testid("nav-borrows")), chromedp.WaitVisible(testid("clients-table")))
 
@@ -538,4 +567,70 @@ func kvctlBytes(t *testing.T, addr, token, tree string, key api.Key, def schema.
 		t.Fatal(err)
 	}
 	return data
+}
+
+// checkPageCodec checks the page's own CBOR encoder (/ui/cbor.js) and
+// schema check (/ui/schema.js) against the node's: the same bytes as
+// api.EncodeValue for integers of every size and sign, floats, strings
+// sorted as the node sorts map keys, integer-keyed maps, times, byte
+// strings; the same problems, in the same words, as schema.Conform.
+func checkPageCodec(t *testing.T, w *tab, def schema.Definition) {
+	t.Helper()
+	checked, _ := time.Parse(time.RFC3339, "2026-11-24T09:30:00Z")
+	want := []any{
+		map[string]any{"a": int64(1), "b": int64(-1), "c": int64(-24), "d": int64(-25), "e": int64(255), "f": int64(256), "g": int64(65536),
+			"h": int64(4294967296), "i": uint64(18446744073709551615), "j": int64(-9223372036854775808)},
+		map[string]any{"é": int64(1), "z": int64(2), "aa": int64(3), "b": int64(4), "": int64(5), "日本": int64(6), "\U0001F600": int64(7), "\uffff": int64(8)},
+		map[string]any{"x": 1.5, "y": 0.1, "z": -2.25e-10, "w": float64(3)},
+		map[string]any{"m": map[any]any{int64(10): "a", int64(-1): "b", int64(2): "c", int64(300): "d", int64(-300): "e"}},
+		map[string]any{"t": checked, "u": []byte{1, 2, 3}, "n": nil, "bo": true, "arr": []any{int64(1), "x", []any{}, map[string]any{}}},
+	}
+	const js = `(async () => {
+		const { encodeCBOR, CborTime } = await import('/ui/cbor.js');
+		const hex = (b) => [...b].map((x) => x.toString(16).padStart(2, '0')).join('');
+		return [
+			{ a: 1, b: -1, c: -24, d: -25, e: 255, f: 256, g: 65536, h: 4294967296, i: 18446744073709551615n, j: -9223372036854775808n },
+			{ 'é': 1, z: 2, aa: 3, b: 4, '': 5, '日本': 6, '\u{1F600}': 7, '\uffff': 8 },
+			{ x: 1.5, y: 0.1, z: -2.25e-10, w: 3 },
+			{ m: new Map([[10, 'a'], [-1, 'b'], [2, 'c'], [300, 'd'], [-300, 'e']]) },
+			{ t: new CborTime('2026-11-24T09:30:00Z'), u: new Uint8Array([1, 2, 3]), n: null, bo: true, arr: [1, 'x', [], {}] },
+		].map((v) => hex(encodeCBOR(v)));
+	})()`
+	ctx, cancel := context.WithTimeout(w.ctx, stepTimeout)
+	defer cancel()
+	got, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](js, chromedp.EvalAwaitPromise))
+	if err != nil {
+		t.Fatalf("the page's CBOR encoder: %v", err)
+	}
+	for i, v := range want {
+		b, err := api.EncodeValue(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i >= len(got) || got[i] != fmt.Sprintf("%x", b) {
+			t.Errorf("CBOR case %d: the page encodes %v, the node %x", i, got, b)
+		}
+	}
+
+	bad := `{"name": 7, "qty": "12x", "price": true, "checked": "yesterday", "supplier": {"id": -1}, "dims": {"w": "wide", "d": 1},
+		"stock": {"lyon": 3000000000}, "bins": {"x": "A"}, "lots": [{"qty": 1.5}], "note": null, "extra": 1, "tags": "smd"}`
+	var v any
+	if err := api.DecodeJSON(strings.NewReader(bad), &v); err != nil {
+		t.Fatal(err)
+	}
+	_, cerr := def.Conform(v)
+	if cerr == nil {
+		t.Fatal("Conform accepted a bad value")
+	}
+	defJSON, _ := json.Marshal(def)
+	got2, err := chromedp.Run(ctx, chromedp.Evaluate[string](`(async () => {
+		const { conform } = await import('/ui/schema.js');
+		try { conform(`+string(defJSON)+`, `+bad+`); return 'accepted'; } catch (e) { return e.problems ? e.problems.join('\n') : String(e); }
+	})()`, chromedp.EvalAwaitPromise))
+	if err != nil {
+		t.Fatalf("the page's schema check: %v", err)
+	}
+	if got2 != cerr.Error() {
+		t.Errorf("the page's schema check says\n%s\nthe node's (kvctl's)\n%s", got2, cerr)
+	}
 }

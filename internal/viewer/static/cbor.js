@@ -22,11 +22,11 @@ const enc = new TextEncoder();
 function head(out, major, n) {
   // n: a non-negative number or BigInt
   const m = major << 5;
-  if (typeof n === 'number' && n < 24) { out.push(m | n); return; }
-  let b = BigInt(n);
+  const b = BigInt(n);
+  if (b < 24n) { out.push(m | Number(b)); return; }
   if (b < 0x100n) { out.push(m | 24, Number(b)); return; }
   if (b < 0x10000n) { out.push(m | 25, Number(b >> 8n), Number(b & 0xffn)); return; }
-  let bytes = b < 0x100000000n ? 4 : 8;
+  const bytes = b < 0x100000000n ? 4 : 8;
   out.push(m | (bytes === 4 ? 26 : 27));
   for (let i = bytes - 1; i >= 0; i--) out.push(Number((b >> BigInt(8 * i)) & 0xffn));
 }
@@ -35,7 +35,7 @@ function writeInt(out, n) {
   const b = BigInt(n);
   if (b >= 0n) {
     if (b > 0xffffffffffffffffn) throw new Error(`integer ${b} is out of range`);
-    head(out, 0, typeof n === 'number' && n < 24 ? n : b);
+    head(out, 0, b);
   } else {
     const m = -1n - b;
     if (m > 0xffffffffffffffffn) throw new Error(`integer ${b} is out of range`);
