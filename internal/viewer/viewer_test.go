@@ -2,9 +2,9 @@ package viewer
 
 import (
 	"io"
-	"regexp"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 	"testing"
 )
