@@ -56,7 +56,9 @@ const (
 type SearchQuery struct {
 	// Field is a dot path into the record's value ("name", "dims.w",
 	// "lots.0.code": a number indexes an array); "" matches any top-level
-	// field; "id" is the record id (the key), not a value field.
+	// field; "id" is the record id (the key), not a value field. With
+	// Field and Value both "", every record matches (to sort and page a
+	// whole tree).
 	Field string
 	// Op is SearchEq (the default when ""), SearchPrefix, SearchContains,
 	// SearchLt or SearchGt.
@@ -100,11 +102,13 @@ func (c *Client) WhoAmI(ctx context.Context) (WhoAmI, error) {
 // records' values are in Record.Data as CBOR.
 func (c *Client) Search(ctx context.Context, tree string, q SearchQuery) (SearchResult, error) {
 	v := url.Values{}
-	v.Set("field", q.Field)
+	if q.Field != "" || q.Value != "" {
+		v.Set("field", q.Field)
+		v.Set("value", q.Value)
+	}
 	if q.Op != "" {
 		v.Set("op", q.Op)
 	}
-	v.Set("value", q.Value)
 	if q.Sort != "" {
 		v.Set("sort", q.Sort)
 	}

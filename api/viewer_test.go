@@ -50,10 +50,21 @@ func TestClientSearch(t *testing.T) {
 			t.Errorf("query %s = %q, want %q (query %v)", k, query.Get(k), v[0], query)
 		}
 	}
-	// The zero query sends field and value (empty: any field, "") and
-	// leaves the rest to the server's defaults.
+	// The zero query sends no filter (every record) and leaves the rest
+	// to the server's defaults; a value alone is searched in any field.
 	if _, err := c.Search(ctx, "my/parts", SearchQuery{}); err != nil {
 		t.Fatal(err)
+	}
+	for _, k := range []string{"field", "value", "op", "sort", "desc", "limit", "offset", "scan", "released"} {
+		if query.Has(k) {
+			t.Errorf("zero query sends %s=%q", k, query.Get(k))
+		}
+	}
+	if _, err := c.Search(ctx, "my/parts", SearchQuery{Value: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	if !query.Has("field") || query.Get("field") != "" || query.Get("value") != "x" {
+		t.Errorf("a value alone: query %v", query)
 	}
 	for _, k := range []string{"op", "sort", "desc", "limit", "offset", "scan", "released"} {
 		if query.Has(k) {

@@ -25,21 +25,21 @@ import (
 
 // env is one bootstrapped node behind an httptest.Server.
 type env struct {
-	t    *testing.T
+	t    testing.TB
 	node *cluster.Node
 	srv  *httptest.Server
 	cl   *api.Client
 	stop chan struct{} // closing it ends pending long polls
 }
 
-func newEnv(t *testing.T, maxBody int64) *env {
+func newEnv(t testing.TB, maxBody int64) *env {
 	t.Helper()
 	return newEnvWith(t, func(c *cluster.Config, h *httpapi.Config) { h.MaxBody = maxBody })
 }
 
 // newEnvWith is newEnv with changes to the node's and the handler's
 // configuration.
-func newEnvWith(t *testing.T, tune func(*cluster.Config, *httpapi.Config)) *env {
+func newEnvWith(t testing.TB, tune func(*cluster.Config, *httpapi.Config)) *env {
 	t.Helper()
 	logger := testlog.New(t)
 	ccfg := cluster.Config{

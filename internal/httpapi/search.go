@@ -49,8 +49,8 @@ func (h *handler) search(w http.ResponseWriter, r *http.Request) error {
 	var pending *hit
 	after := q.start
 	for {
-		if err := r.Context().Err(); err != nil {
-			return err // the client is gone: stop scanning
+		if r.Context().Err() != nil {
+			return nil // the client is gone: stop scanning, answer nobody
 		}
 		n, chunkFull, stop := 0, false, false
 		err := st.Scan(tree, after, func(rec *api.Record) (bool, error) {
@@ -135,8 +135,8 @@ func (h *handler) search(w http.ResponseWriter, r *http.Request) error {
 type searchQuery struct {
 	op        string
 	field     []string // nil: any top-level field
+	all       bool     // neither field nor value given: every record matches
 	byID      bool     // field "id": the record id
-	id        uint64   // byID: the id compared with
 	needle    any      // the value, parsed as JSON when it parses
 	text      string   // the value as text: a JSON string's contents, else as given
 	when      time.Time
@@ -170,6 +170,7 @@ func parseSearch(r *http.Request) (*searchQuery, error) {
 		return nil, err
 	}
 	q.byID = len(q.field) == 1 && q.field[0] == "id"
+	q.all = !qv.Has("field") && !qv.Has("value")
 	if q.sort, err = parsePath("sort", qv.Get("sort")); err != nil {
 		return nil, err
 	}
@@ -237,7 +238,6 @@ func (q *searchQuery) idRange() error {
 	if id == 0 {
 		return api.Errorf(api.CodeInvalid, "invalid value %q for field id: want a record id (a positive integer)", q.text)
 	}
-	q.id = id
 	switch q.op {
 	case api.SearchEq:
 		q.start = api.Key{ID: id - 1, Rev: math.MaxUint32}
@@ -307,8 +307,8 @@ type hit struct {
 
 // evaluate decides whether rec matches q, and takes its sort value.
 func (q *searchQuery) evaluate(rec *api.Record) *hit {
-	c := &hit{key: rec.Key, index: rec.Index, match: q.byID}
-	needValue := !q.byID || (q.sort != nil && !q.sortID)
+	c := &hit{key: rec.Key, index: rec.Index, match: q.byID || q.all}
+	needValue := !c.match || (q.sort != nil && !q.sortID)
 	if !needValue {
 		return c
 	}
@@ -316,7 +316,7 @@ func (q *searchQuery) evaluate(rec *api.Record) *hit {
 	if err != nil {
 		return &hit{key: rec.Key, index: rec.Index} // a value without a plain view matches nothing
 	}
-	if !q.byID {
+	if !q.byID && !q.all {
 		if q.field == nil {
 			if m, ok := v.(map[string]any); ok {
 				for _, fv := range m {

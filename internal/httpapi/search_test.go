@@ -133,6 +133,11 @@ func TestSearch(t *testing.T) {
 		{"field=name&op=prefix&value=&sort=dims.w&desc=true", "2/1,3/1,1/2,4/1,5/1", 5},
 		{"field=name&op=prefix&value=&sort=id&desc=1", "5/1,4/1,3/1,2/1,1/2", 5},
 		{"field=name&op=prefix&value=&desc=1", "5/1,4/1,3/1,2/1,1/2", 5},
+		// Neither field nor value: every record (to sort and page a tree).
+		{"sort=name&desc=1", "4/1,3/1,2/1,1/2,5/1", 5},
+		{"limit=2&offset=1", "2/1,3/1", 5},
+		{"released=1", "1/1,1/2,2/1,3/1,4/1,5/1", 6},
+		{"value=", "", 0}, // an empty value is a filter: any field equal to ""
 		// Paging: total counts every match.
 		{"field=name&op=prefix&value=&sort=qty&limit=2", "3/1,2/1", 5},
 		{"field=name&op=prefix&value=&sort=qty&limit=2&offset=2", "1/2,4/1", 5},
@@ -268,4 +273,54 @@ func TestSearchChunks(t *testing.T) {
 	if s.Total != n-2-1200 || s.Scanned != n-1 || !s.Truncated {
 		t.Fatalf("search bounded at %d: total %d scanned %d truncated %v", n-1, s.Total, s.Scanned, s.Truncated)
 	}
+}
+
+// BenchmarkSearchVsList compares a search that scans a whole tree of
+// 20,000 records with reading the same tree page by page (GET
+// .../records, 1000 a page): the ratio of the two is what decoding and
+// matching every value costs over a listing.
+func BenchmarkSearchVsList(b *testing.B) {
+	e := newEnv(b, 0)
+	ctx := context.Background()
+	const n = 20_000
+	for start := 0; start < n; start += api.MaxBatchOps {
+		var req api.BatchRequest
+		for i := start; i < start+api.MaxBatchOps; i++ {
+			req.Ops = append(req.Ops, api.BatchOp{Op: "create", Tree: "big", Data: mustValue(b, map[string]any{
+				"n": i, "name": fmt.Sprintf("part-%05d", i), "dims": map[string]any{"w": i % 97, "h": 2.5}, "tags": []any{"steel", "m3"}})})
+		}
+		if _, err := e.cl.Batch(ctx, req); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Run("search", func(b *testing.B) {
+		for b.Loop() {
+			res, err := e.cl.Search(ctx, "big", api.SearchQuery{Field: "dims.w", Op: api.SearchGt, Value: "90", Sort: "name", Desc: true})
+			if err != nil || res.Scanned != n || res.Truncated {
+				b.Fatalf("%+v %v", res.Total, err)
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/n, "ns/record")
+	})
+	b.Run("list", func(b *testing.B) {
+		for b.Loop() {
+			var after api.Key
+			got := 0
+			for {
+				p, err := e.cl.List(ctx, "big", after, 1000)
+				if err != nil {
+					b.Fatal(err)
+				}
+				got += len(p.Records)
+				if p.After == "" {
+					break
+				}
+				after, _ = api.ParseKey(p.After)
+			}
+			if got != n {
+				b.Fatalf("listed %d", got)
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/n, "ns/record")
+	})
 }

@@ -39,8 +39,9 @@ const (
 // one "reset" event (its id the index it continues from, data
 // {"reason": ...}) and goes on from now. A stream ends when the client
 // goes, when a write does not complete within StreamWriteTimeout, when the
-// server stops (Config.Stopping) or the node shuts down (then an "error"
-// event says so).
+// server stops (Config.Stopping), when the node shuts down, or when the
+// caller's token is revoked (then an "error" event says why; the token is
+// checked again at least every ping interval).
 func (h *handler) eventStream(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
 	from := api.EventsFromNow
@@ -105,6 +106,7 @@ func (h *handler) eventStream(w http.ResponseWriter, r *http.Request) error {
 		return nil
 	}
 	ping := h.streamPing
+	caller := callerOf(r.Context())
 	var buf bytes.Buffer
 	for {
 		buf.Reset()
@@ -112,6 +114,11 @@ func (h *handler) eventStream(w http.ResponseWriter, r *http.Request) error {
 		page, err := h.node.EventsMatching(ctx, from, DefaultEventLimit, ping, match)
 		if ctx.Err() != nil {
 			return nil // the client is gone or the server stops
+		}
+		if aerr := h.stillAllowed(caller); aerr != nil {
+			writeSSE(&buf, "", "error", aerr)
+			_ = send(buf.Bytes())
+			return nil
 		}
 		switch {
 		case errors.Is(err, api.ErrCompacted):
@@ -143,6 +150,35 @@ func (h *handler) eventStream(w http.ResponseWriter, r *http.Request) error {
 			return nil
 		}
 	}
+}
+
+// stillAllowed checks once more that the token a long request was
+// authorized with still exists with a role that allows reading: a token
+// revoked (or recreated with less) ends the streams it opened.
+func (h *handler) stillAllowed(c *caller) *api.Error {
+	if c == nil || !c.auth {
+		return nil
+	}
+	var (
+		ti api.TokenInfo
+		ok bool
+	)
+	if c.hash != "" {
+		ti, ok = h.node.FSM().TokenByHash(c.hash)
+	} else {
+		ti, ok = h.node.FSM().TokenNamed(c.token.Name)
+	}
+	switch {
+	case !ok:
+		err := api.Errorf(api.CodeUnauthenticated, "unauthenticated: token %q was revoked", c.token.Name)
+		h.audit.refused(c, err)
+		return err
+	case ti.Role.Rank() < api.RoleReader.Rank():
+		err := api.Errorf(api.CodeForbidden, "forbidden: token %q no longer has a role that reads", c.token.Name)
+		h.audit.refused(c, err)
+		return err
+	}
+	return nil
 }
 
 // errStreamEnd ends an event stream after its last event.

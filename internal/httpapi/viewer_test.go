@@ -15,6 +15,7 @@ import (
 
 	"github.com/shelfdb/shelf/api"
 	"github.com/shelfdb/shelf/cluster"
+	"github.com/shelfdb/shelf/fsm"
 	"github.com/shelfdb/shelf/internal/httpapi"
 )
 
@@ -408,5 +409,50 @@ func TestEventStreamCompacted(t *testing.T) {
 	}
 	if got := s.event(s.next()); got.Index != w.Index || got.Type != api.EventCreated {
 		t.Fatalf("after the reset: %+v, want the create at %d", got, w.Index)
+	}
+}
+
+// TestEventStreamAuth: a reader's stream carries events; revoking its
+// token ends the stream with an error event, before any later event.
+func TestEventStreamAuth(t *testing.T) {
+	ae := newAuthEnv(t)
+	ctx := context.Background()
+	s := openStream(t, ae.srv.URL, ae.srv.Client(), "/v1/events/stream?tree=parts", "Authorization", "Bearer "+ae.tokens["reader"])
+	create := func(n int) uint64 {
+		t.Helper()
+		res, err := ae.node.Apply(ctx, &fsm.Command{Op: fsm.OpCreate, Tree: "parts", Data: mustValue(t, map[string]any{"n": n})})
+		if err == nil {
+			err = res.Error()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.Index
+	}
+	idx := create(10)
+	if ev := s.event(s.next()); ev.Index != idx || ev.Type != api.EventCreated {
+		t.Fatalf("reader's stream: %+v", ev)
+	}
+	res, err := ae.node.Apply(ctx, &fsm.Command{Op: fsm.OpRevokeToken, Name: "reader"})
+	if err != nil || res.Error() != nil {
+		t.Fatalf("revoke: %v %v", err, res.Error())
+	}
+	create(11)
+	ev := s.next()
+	var e api.Error
+	if ev.Event != "error" || json.Unmarshal([]byte(ev.Data), &e) != nil || e.Code != api.CodeUnauthenticated || !strings.Contains(e.Message, "revoked") {
+		t.Fatalf("after the revocation: %+v, want an unauthenticated error event", ev)
+	}
+	select {
+	case _, ok := <-s.events:
+		if ok {
+			t.Fatal("the stream went on after its token was revoked")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the stream did not end after its token was revoked")
+	}
+	// Without a token: 401 before any stream.
+	if status, e, _ := ae.send("none", "GET", "/v1/events/stream", "", nil); status != 401 || e.Code != api.CodeUnauthenticated {
+		t.Fatalf("stream without a token: %d %+v", status, e)
 	}
 }
