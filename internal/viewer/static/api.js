@@ -126,7 +126,9 @@ export async function viewerClient(who) {
   const key = `shelf.viewer.client.${who.cluster || 'default'}`;
   const names = await clientNames(true);
   const id = localStorage.getItem(key);
-  if (id && names.has(id)) return id;
+  // An unbound writer token must register its own client (which binds
+  // it); an admin (or a node without auth) may act as the one kept.
+  if (id && names.has(id) && who.role !== 'writer') return id;
   const c = await request('POST', '/v1/clients', { body: { name: `viewer@${browserID()}` } });
   localStorage.setItem(key, c.id);
   names.set(c.id, c.name);
@@ -181,7 +183,16 @@ export function follow(tree, onEvent, onReset) {
         if (line === '') {
           if (ev.id !== null) last = ev.id;
           if (ev.type === 'reset') onReset();
-          else if (ev.data.length) {
+          else if (ev.type === 'error') {
+            // The node ends the stream and says why ({code, message}).
+            let e = {};
+            try { e = JSON.parse(ev.data.join('\n')); } catch { /* reconnect all the same */ }
+            if (e.code === 'unauthenticated' || e.code === 'forbidden') {
+              window.dispatchEvent(new CustomEvent('shelf:unauthenticated', { detail: e.message || e.code }));
+              throw new APIError(401, e.code, e.message || '');
+            }
+            throw new APIError(503, e.code || 'unavailable', e.message || 'the event stream ended');
+          } else if (ev.data.length) {
             try { onEvent(parseJSON(ev.data.join('\n'))); } catch (err) { console.error('viewer: event', err); }
           }
           ev = { id: null, type: 'message', data: [] };

@@ -13,7 +13,7 @@ export function mount(view, ctx) {
     h('label', { for: 'token', class: 'lbl-block' }, 'API token'), tok, btn,
     h('p', { class: 'muted small' }, 'The token stays in this browser tab (sessionStorage) and goes to this node only, in the Authorization header. An admin creates tokens with ', h('code', {}, 'kvctl tokens create NAME --role writer'), '.'));
   fill(view, form);
-  if (ctx.note) msg.show(ctx.note.startsWith('Logged out') ? 'info' : 'error', ctx.note);
+  if (ctx.note) msg.show(ctx.note.startsWith('The node refused') ? 'error' : 'info', ctx.note);
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
     btn.disabled = true;

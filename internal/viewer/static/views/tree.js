@@ -138,9 +138,8 @@ export function mount(view, session, treeName, params) {
   async function fetchPage() {
     if (searching() && searchRoute) {
       try {
-        // A sort without a filter: the search route has no "match all",
-        // and id < 2^64-1 is every record (read in key order, cheaply).
-        const filter = st.value ? { field: st.field, op: st.op, value: st.value } : { field: 'id', op: 'lt', value: '18446744073709551615' };
+        // Neither field nor value: no filter (a sort of the whole tree).
+        const filter = st.value ? { field: st.field, op: st.op, value: st.value } : {};
         const p = await get(`/v1/trees/${encodeURIComponent(treeName)}/search${query({
           ...filter, sort: st.sort, desc: st.desc ? 1 : '', limit, offset: st.offset,
         })}`);
