@@ -63,6 +63,7 @@ import (
 	"github.com/shelfdb/shelf/internal/metrics"
 	"github.com/shelfdb/shelf/internal/tlsconf"
 	"github.com/shelfdb/shelf/internal/version"
+	"github.com/shelfdb/shelf/internal/viewer"
 )
 
 // Defaults of the address flags.
@@ -116,6 +117,7 @@ type options struct {
 	tls       tlsconf.NodeFiles // all empty: no TLS
 	gossipKey []byte
 	pprof     bool // serve /debug/pprof/
+	ui        bool // serve the web viewer at /
 	version   bool // print the version and exit
 	raftLog   string
 
@@ -158,6 +160,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*o
 	fs.StringVar(&gossipKey, "gossip-key", "", "gossip encryption `key`, base64 of 16, 24 or 32 bytes, the same on every node (kvctl certs gossip-key)")
 	fs.BoolVar(&o.healthcheck, "healthcheck", false, "ask the node of these flags (-http, TLS flags) whether it is ready (/readyz) and exit: 0 when it is, 1 otherwise (for container health checks)")
 	fs.BoolVar(&o.pprof, "pprof", false, "serve Go profiles on /debug/pprof/ of the HTTP address (off by default: anyone who reaches the port may profile)")
+	fs.BoolVar(&o.ui, "ui", true, "serve the web viewer at / of the HTTP address (-ui=false: the API only)")
 	fs.BoolVar(&o.version, "version", false, "print the version and exit")
 	fs.StringVar(&o.restore, "restore", "", "seed the new, empty -data directory from this snapshot `file` (kvctl snapshot save) as a new single-node cluster, then start; once only")
 	fs.BoolVar(&o.keepClusterID, "keep-cluster-id", false, "with -restore: keep the backup's cluster id (default: a new one, which clients of the old cluster refuse)")
@@ -451,8 +454,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 
 	stopping := make(chan struct{})
+	apiConf := httpapi.Config{Node: node, Logger: logger, Stopping: stopping, Peer: peerCheck, Metrics: met, Pprof: o.pprof, Auth: o.auth}
+	if o.ui {
+		apiConf.UI = viewer.Handler()
+	}
 	srv := &http.Server{
-		Handler:           httpapi.New(httpapi.Config{Node: node, Logger: logger, Stopping: stopping, Peer: peerCheck, Metrics: met, Pprof: o.pprof, Auth: o.auth}),
+		Handler:           httpapi.New(apiConf),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
