@@ -23,6 +23,8 @@ import (
 	"github.com/shelfdb/shelf/cluster"
 	"github.com/shelfdb/shelf/fsm"
 	"github.com/shelfdb/shelf/internal/httpapi"
+	"github.com/shelfdb/shelf/internal/loadgen"
+	"github.com/shelfdb/shelf/storage"
 	"github.com/shelfdb/shelf/typed"
 	"github.com/ugorji/go/codec"
 	bolt "go.etcd.io/bbolt"
@@ -152,6 +154,33 @@ func BenchmarkTypedGet(b *testing.B) {
 			}
 		}
 	})
+	// typed.Get against the floor in one process, alternating: a round
+	// is n typed reads, then n floor reads (each timed as a block); a
+	// change of load on the machine hits both alike. It reports the
+	// medians over the rounds: ns per read of each and their ratio.
+	b.Run("vs-floor", func(b *testing.B) {
+		floor := floorReader(b, n)
+		var typedNs, floorNs, ratio []float64
+		for b.Loop() {
+			start := time.Now()
+			for i := range n {
+				if p, err := parts.Get(typed.KeyOf[benchPart](keys[i])); err != nil || p.Name != "R1" {
+					b.Fatal(p, err)
+				}
+			}
+			mid := time.Now()
+			for i := range n {
+				if p, err := floor(i); err != nil || p.Name != "R1" {
+					b.Fatal(p, err)
+				}
+			}
+			t, f := float64(mid.Sub(start))/n, float64(time.Since(mid))/n
+			typedNs, floorNs, ratio = append(typedNs, t), append(floorNs, f), append(ratio, t/f)
+		}
+		b.ReportMetric(loadgen.Median(typedNs), "typed-ns/read")
+		b.ReportMetric(loadgen.Median(floorNs), "floor-ns/read")
+		b.ReportMetric(loadgen.Median(ratio), "x-floor")
+	})
 	b.Run("client.View+decode", func(b *testing.B) {
 		t := db.Tree("parts")
 		b.ReportAllocs()
@@ -178,17 +207,32 @@ func BenchmarkTypedGet(b *testing.B) {
 	})
 }
 
-// BenchmarkFloorGet is the floor for a local typed read: a raw bbolt Get,
-// in its own read transaction, of the same value bytes under a 12-byte
-// key built per call, plus a codec decode into the same struct (with a
-// pooled decoder, as api.Unmarshal does).
+// BenchmarkFloorGet is the floor for a local typed read (see floorReader).
 func BenchmarkFloorGet(b *testing.B) {
 	const n = localGetRecords
-	raw, err := bolt.Open(filepath.Join(b.TempDir(), "raw.db"), 0o600, nil)
+	read := floorReader(b, n)
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		if p, err := read(i % n); err != nil || p.Name != "R1" {
+			b.Fatal(p, err)
+		}
+	}
+}
+
+// floorReader writes n copies of benchValue to a raw bbolt file and
+// returns the floor's read of the i-th: a bbolt Get, in its own read
+// transaction, of the value bytes under a 12-byte key built per call
+// (id i+1, revision 1, as the replica's keys), plus a codec decode into
+// the same struct with a reused decoder. The file has the replica's
+// bbolt options (storage.BoltOptions: statistics off), so the floor is
+// as fast as bbolt is made to be in Shelf. Not safe for concurrent use.
+func floorReader(b *testing.B, n int) func(i int) (benchPart, error) {
+	b.Helper()
+	raw, err := bolt.Open(filepath.Join(b.TempDir(), "raw.db"), 0o600, storage.BoltOptions(storage.Options{NoSync: true}))
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer raw.Close()
+	b.Cleanup(func() { raw.Close() })
 	kb := func(i int) []byte {
 		return binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint64(make([]byte, 0, 12), uint64(i+1)), 1)
 	}
@@ -203,16 +247,14 @@ func BenchmarkFloorGet(b *testing.B) {
 	}); err != nil {
 		b.Fatal(err)
 	}
-	b.ReportAllocs()
 	dec := codec.NewDecoderBytes(nil, api.CBOR)
-	for i := 0; b.Loop(); i++ {
+	return func(i int) (benchPart, error) {
 		var p benchPart
-		if err := raw.View(func(tx *bolt.Tx) error {
-			dec.ResetBytes(tx.Bucket([]byte("parts")).Get(kb(i % n)))
+		err := raw.View(func(tx *bolt.Tx) error {
+			dec.ResetBytes(tx.Bucket([]byte("parts")).Get(kb(i)))
 			return dec.Decode(&p)
-		}); err != nil || p.Name != "R1" {
-			b.Fatal(p, err)
-		}
+		})
+		return p, err
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"iter"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/shelfdb/shelf/api"
@@ -61,16 +62,23 @@ func (t *Tree) Get(key api.Key) (Record, error) {
 	return out, err
 }
 
-// View calls fn with a record whose Data is valid only during the call
-// (it may point into the database map: do not keep or modify it).
+// View calls fn with a record valid only during the call: the *Record is
+// reused after fn returns, and its Data may point into the database map
+// (do not keep or modify either; copy what you need, as Get does).
 func (t *Tree) View(key api.Key, fn func(*Record) error) error { return t.view(key, true, fn) }
 
-// ViewValue is View for a reader of the value alone: the record's Borrow
-// may be nil even when the record is borrowed (the borrow is not looked
-// up, which saves a third of a read). Everything else is as View's.
+// ViewValue is View for a reader of the value alone: only the record's
+// Tree, Key, Schema, Data and Pending are sure to be set, the rest may be
+// zero (the stored metadata is not decoded, the borrow not looked up,
+// which saves a third of a read). Everything else is as View's.
 func (t *Tree) ViewValue(key api.Key, fn func(*Record) error) error { return t.view(key, false, fn) }
 
-func (t *Tree) view(key api.Key, withBorrow bool, fn func(*Record) error) error {
+// records reuses the Record a replica read fills: a read allocates none of
+// its own (fn gets the pointer only for the call, as View says).
+var records = sync.Pool{New: func() any { return new(Record) }}
+
+// view reads the record for View (all: every field) and ViewValue.
+func (t *Tree) view(key api.Key, all bool, fn func(*Record) error) error {
 	if key.Rev != 0 {
 		if e := t.db.out.pending(t.name, key); e != nil {
 			rec, err := t.overlay(e)
@@ -80,8 +88,12 @@ func (t *Tree) view(key api.Key, withBorrow bool, fn func(*Record) error) error 
 			return fn(rec)
 		}
 	}
-	rec := &Record{}
-	err := t.db.replica.ViewRecord(t.name, key, &rec.Record, withBorrow, func() error {
+	rec := records.Get().(*Record)
+	defer func() {
+		*rec = Record{} // nothing of this read stays reachable from the pool
+		records.Put(rec)
+	}()
+	err := t.db.replica.ViewRecord(t.name, key, &rec.Record, all, func() error {
 		if key.Rev == 0 {
 			if e := t.db.out.pending(t.name, rec.Key); e != nil {
 				// rec is the base: no second read of the replica while this

@@ -4,8 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"reflect"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -189,4 +192,111 @@ func TestFieldsWithoutSchemaAndErrors(t *testing.T) {
 	if _, err := tools.Create(ctx, 0, []byte{0xa1, 0x81, 0x01, 0x01}); !errors.Is(err, api.ErrInvalid) {
 		t.Fatalf("map keyed by an array: %v, want %v", err, api.ErrInvalid)
 	}
+}
+
+// TestReadsAreTheirOwn checks what a reader keeps from local reads, which
+// reuse their record internally: Get's result stays as it was whatever is
+// read after it, a View inside another View leaves the outer record
+// alone, ViewValue gives the value with its key and schema, and readers
+// in several goroutines each get their own record (run with -race).
+func TestReadsAreTheirOwn(t *testing.T) {
+	s := testserver.Start(t)
+	db := testserver.Open(t, t.TempDir(), s.Addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	parts := db.Tree("parts")
+	v1, _ := registerType[viewPart](t, ctx, parts)
+	var keys []api.Key
+	for _, name := range []string{"R1", "C2"} {
+		res, err := parts.Create(ctx, v1, marshal(t, viewPart{Name: name, Qty: int32(len(keys) + 1)}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, res.Key)
+	}
+	if err := parts.Checkout(ctx, keys[0], 0); err != nil {
+		t.Fatal(err)
+	}
+	name := func(data []byte) string {
+		var p viewPart
+		if err := api.Unmarshal(data, &p); err != nil {
+			t.Error(err) // also called from the readers' goroutines
+		}
+		return p.Name
+	}
+
+	first, err := parts.Get(keys[0])
+	if err != nil || first.Borrow == nil || first.CreatedBy != db.ClientID() || name(first.Data) != "R1" {
+		t.Fatalf("get: %+v %v", first, err)
+	}
+	kept := first
+	kept.Data = slices.Clone(first.Data)
+	kept.Borrow = new(api.Borrow)
+	*kept.Borrow = *first.Borrow
+	for range 3 {
+		if err := parts.View(keys[1], func(r *client.Record) error { return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := parts.Get(keys[1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !reflect.DeepEqual(first, kept) {
+		t.Fatalf("a Get's record changed under later reads: %+v, was %+v", first, kept)
+	}
+
+	err = parts.View(keys[0], func(outer *client.Record) error {
+		before := *outer
+		if err := parts.View(keys[1], func(inner *client.Record) error {
+			if inner == outer || inner.Key != keys[1] || name(inner.Data) != "C2" {
+				t.Errorf("inner view: %+v", inner)
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		if !reflect.DeepEqual(*outer, before) || name(outer.Data) != "R1" {
+			t.Errorf("outer record changed by the inner view: %+v, was %+v", *outer, before)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	for _, k := range []api.Key{keys[0], {ID: keys[0].ID}} {
+		err = parts.ViewValue(k, func(r *client.Record) error {
+			if r.Tree != "parts" || r.Key != keys[0] || r.Schema != v1 || name(r.Data) != "R1" || r.Pending {
+				t.Errorf("ViewValue %s: %+v", k, r)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			for i := range 200 {
+				k, want := keys[(g+i)%2], []string{"R1", "C2"}[(g+i)%2]
+				read := parts.View
+				if i%3 == 0 {
+					read = parts.ViewValue
+				}
+				err := read(k, func(r *client.Record) error {
+					if got := name(r.Data); r.Key != k || got != want {
+						return fmt.Errorf("read %s: got %s %q", k, r.Key, got)
+					}
+					return nil
+				})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
 }

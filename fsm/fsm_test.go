@@ -691,3 +691,35 @@ func TestSchemaAfterLegacyDefinition(t *testing.T) {
 		t.Fatalf("version after a legacy one: %d", v)
 	}
 }
+
+// TestViewRecordValueOnly checks the two fillings of ViewRecord: all (a
+// borrowed record with its metadata and borrow, as Get gives it) and the
+// value alone (Tree, Key, Schema and Data; nothing else), for a given
+// revision and for the latest one.
+func TestViewRecordValueOnly(t *testing.T) {
+	h, ra, _ := setup(t)
+	key := api.Key{ID: ra.Start, Rev: 1}
+	h.ok(Command{Op: OpRegisterSchema, Tree: "parts", Data: defOf(t, schemaV1{}), Hash: "h1"})
+	h.ok(Command{Op: OpCreate, Tree: "parts", Client: "a", Key: key, Schema: 1, Data: value(t, schemaV1{Name: "R1"})})
+	h.ok(Command{Op: OpBorrow, Tree: "parts", Client: "a", Key: key})
+	full, err := h.f.Get("parts", key)
+	if err != nil || full.Borrow == nil || full.CreatedBy != "a" || full.Created.IsZero() || full.Index == 0 {
+		t.Fatalf("full record %+v, %v", full, err)
+	}
+	for _, k := range []api.Key{key, {ID: key.ID}} {
+		var all, val api.Record
+		if err := h.f.ViewRecord("parts", k, &all, true, func() error { all.Data = bytes.Clone(all.Data); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(all, full) {
+			t.Fatalf("%s: all %+v, want %+v", k, all, full)
+		}
+		if err := h.f.ViewRecord("parts", k, &val, false, func() error { val.Data = bytes.Clone(val.Data); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		want := api.Record{Tree: "parts", Key: key, Schema: 1, Data: full.Data}
+		if !reflect.DeepEqual(val, want) {
+			t.Fatalf("%s: value only %+v, want %+v", k, val, want)
+		}
+	}
+}

@@ -27,13 +27,21 @@ func toRecord(tx *bolt.Tx, tree string, k []byte, v []byte) (api.Record, error) 
 }
 
 // fillRecord sets *out to the record stored under k with value v (Data
-// points into v), with its borrow if withBorrow.
-func fillRecord(tx *bolt.Tx, tree string, k []byte, v []byte, out *api.Record, withBorrow bool) error {
+// points into v): all of it with its borrow if all, else only Tree, Key,
+// Schema and Data.
+func fillRecord(tx *bolt.Tx, tree string, k []byte, v []byte, out *api.Record, all bool) error {
 	key, err := storage.ParseRecordKey(k)
 	if err != nil {
 		return err
 	}
 	var rec storage.Record
+	if !all {
+		if err := storage.DecodeRecordValue(v, &rec); err != nil {
+			return fmt.Errorf("record %s/%s: %w", tree, key, err)
+		}
+		*out = api.Record{Tree: tree, Key: key, Schema: rec.Schema, Data: rec.Data}
+		return nil
+	}
 	if err := storage.DecodeRecord(v, &rec); err != nil {
 		return fmt.Errorf("record %s/%s: %w", tree, key, err)
 	}
@@ -41,9 +49,6 @@ func fillRecord(tx *bolt.Tx, tree string, k []byte, v []byte, out *api.Record, w
 		Tree: tree, Key: key, Schema: rec.Schema, Data: rec.Data, Released: rec.Released, State: rec.State,
 		CreatedBy: rec.CreatedBy, Created: unixTime(rec.Created), UpdatedBy: rec.UpdatedBy,
 		Updated: unixTime(rec.Updated), Index: rec.Index,
-	}
-	if !withBorrow {
-		return nil
 	}
 	raw := tx.Bucket(storage.BucketBorrows).Get(storage.BorrowKey(tree, key))
 	if raw == nil {
@@ -104,9 +109,10 @@ func (f *FSM) View(tree string, key api.Key, fn func(*api.Record) error) error {
 // sets *rec to the record, then calls fn, inside the read transaction
 // (rec.Data is valid only until fn returns). A caller whose rec lives
 // in a larger value it already allocated saves an allocation a read.
-// Without withBorrow, rec.Borrow is left nil and the borrow is not looked
-// up, for readers of the value alone.
-func (f *FSM) ViewRecord(tree string, key api.Key, rec *api.Record, withBorrow bool, fn func() error) error {
+// With all, rec is the whole record with its borrow, as View's; without,
+// only its Tree, Key, Schema and Data are set (the rest is zero, the
+// borrow not looked up), for readers of the value alone.
+func (f *FSM) ViewRecord(tree string, key api.Key, rec *api.Record, all bool, fn func() error) error {
 	if key.ID == 0 {
 		return api.Errorf(api.CodeInvalid, "invalid record id 0")
 	}
@@ -142,7 +148,7 @@ func (f *FSM) ViewRecord(tree string, key api.Key, rec *api.Record, withBorrow b
 	if v == nil {
 		return api.Errorf(api.CodeNotFound, "record %s/%s does not exist", tree, key)
 	}
-	if err := fillRecord(tx, tree, k, v, rec, withBorrow); err != nil {
+	if err := fillRecord(tx, tree, k, v, rec, all); err != nil {
 		return err
 	}
 	return fn()

@@ -16,7 +16,18 @@ import (
 // general decoder, so the result is the same as api.Unmarshal's apart from
 // Data sharing raw's memory. A record that does not decode is ErrCorrupt.
 func DecodeRecord(raw []byte, r *Record) error {
-	if decodeRecordFast(raw, r) {
+	if decodeRecordFast(raw, r, false) {
+		return nil
+	}
+	return decodeRecordSlow(raw, r)
+}
+
+// DecodeRecordValue is DecodeRecord for a reader of the value alone: it
+// checks the whole record as DecodeRecord does, but sets only Schema and
+// Data (the rest may be left zero), which spares it the client id
+// strings.
+func DecodeRecordValue(raw []byte, r *Record) error {
+	if decodeRecordFast(raw, r, true) {
 		return nil
 	}
 	return decodeRecordSlow(raw, r)
@@ -113,12 +124,18 @@ func (c *cborReader) int() int64 {
 	return 0
 }
 
-func (c *cborReader) str() string {
+// str reads a text string or null; with skip it only checks it and
+// returns "".
+func (c *cborReader) str(skip bool) string {
 	if len(c.b) > 0 && c.b[0] == 0xf6 { // null
 		c.b = c.b[1:]
 		return ""
 	}
-	return intern(c.bytesOf(3))
+	b := c.bytesOf(3)
+	if skip {
+		return ""
+	}
+	return intern(b)
 }
 
 // The strings of stored records are client ids, few and repeated in
@@ -164,8 +181,9 @@ func intern(b []byte) string {
 
 // decodeRecordFast reads raw as a definite CBOR map of Record's fields
 // with canonical integer, string and byte-string items. It reports false,
-// leaving *r in any state, on anything else.
-func decodeRecordFast(raw []byte, r *Record) bool {
+// leaving *r in any state, on anything else. With valueOnly, the client
+// id strings are checked but not set.
+func decodeRecordFast(raw []byte, r *Record, valueOnly bool) bool {
 	c := cborReader{b: raw}
 	major, n := c.head()
 	if c.bad || major != 5 || n > uint64(len(raw)) {
@@ -198,11 +216,11 @@ func decodeRecordFast(raw []byte, r *Record) bool {
 		case "st":
 			r.State = c.int()
 		case "cb":
-			r.CreatedBy = c.str()
+			r.CreatedBy = c.str(valueOnly)
 		case "c":
 			r.Created = c.int()
 		case "ub":
-			r.UpdatedBy = c.str()
+			r.UpdatedBy = c.str(valueOnly)
 		case "u":
 			r.Updated = c.int()
 		case "i":

@@ -33,6 +33,7 @@ func TestDecodeRecordMatchesCodec(t *testing.T) {
 		if !equal(got, want) {
 			t.Fatalf("decoded %+v, want %+v", got, want)
 		}
+		checkValue(t, raw, want, nil)
 	}
 	// Other forms: an unknown field, an indefinite-length map, a string
 	// where a number belongs (the general decoder's answer stands).
@@ -55,6 +56,22 @@ func TestDecodeRecordMatchesCodec(t *testing.T) {
 		if err != nil && !errors.Is(err, storage.ErrCorrupt) {
 			t.Fatalf("%x: error %v is not ErrCorrupt", raw, err)
 		}
+		checkValue(t, raw, want, wantErr)
+	}
+}
+
+// checkValue checks DecodeRecordValue on raw against the codec's decoding
+// of it (want, wantErr): the same Schema and Data, or the same refusal,
+// as ErrCorrupt.
+func checkValue(t *testing.T, raw []byte, want storage.Record, wantErr error) {
+	t.Helper()
+	var got storage.Record
+	err := storage.DecodeRecordValue(raw, &got)
+	if (err != nil) != (wantErr != nil) || (err == nil && (got.Schema != want.Schema || !bytes.Equal(got.Data, want.Data))) {
+		t.Fatalf("%x: value decoded %+v, %v; the codec %+v, %v", raw, got, err, want, wantErr)
+	}
+	if err != nil && !errors.Is(err, storage.ErrCorrupt) {
+		t.Fatalf("%x: value error %v is not ErrCorrupt", raw, err)
 	}
 }
 
@@ -84,5 +101,6 @@ func FuzzDecodeRecord(f *testing.F) {
 		if (err != nil) != (wantErr != nil) || (err == nil && !equal(got, want)) {
 			t.Fatalf("%x: decoded %+v, %v; the codec %+v, %v", raw, got, err, want, wantErr)
 		}
+		checkValue(t, raw, want, wantErr)
 	})
 }

@@ -349,6 +349,17 @@ func TestOfflineCreate(t *testing.T) {
 	if r, err := parts.Record(key); err != nil || !r.Pending || r.Value.Name != "offline" {
 		t.Fatalf("pending create: %+v %v", r, err)
 	}
+	// Get and View (the value-only read) see it too, by its key and as
+	// the latest revision of its id.
+	for _, k := range []typed.Key[PartV2]{key, {ID: key.ID}} {
+		if v, err := parts.Get(k); err != nil || v.Name != "offline" {
+			t.Fatalf("Get %v of the pending create: %+v %v", k, v, err)
+		}
+		var name string
+		if err := parts.View(k, func(v *PartV2) error { name = v.Name; return nil }); err != nil || name != "offline" {
+			t.Fatalf("View %v of the pending create: %q %v", k, name, err)
+		}
+	}
 	s.Restart()
 	testserver.WaitFor(t, "create to reach the cluster", func() bool {
 		r, err := parts.Record(key)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/shelfdb/shelf/api"
 	"github.com/shelfdb/shelf/client"
+	"github.com/shelfdb/shelf/storage"
 	"github.com/shelfdb/shelf/typed"
 	bolt "go.etcd.io/bbolt"
 )
@@ -248,7 +249,9 @@ func Reads(ctx context.Context, cfg ReadsConfig) (ReadsResult, error) {
 		keys    []typed.Key[Part]
 		rawKeys [][]byte // the same keys as the raw file has them, encoded before the clock starts
 	)
-	raw, err := bolt.Open(filepath.Join(db.Dir(), "loadgen-raw.db"), 0o600, &bolt.Options{NoSync: true})
+	// The replica's bbolt options: the floor differs from a typed Get only
+	// in Shelf's own work.
+	raw, err := bolt.Open(filepath.Join(db.Dir(), "loadgen-raw.db"), 0o600, storage.BoltOptions(storage.Options{NoSync: true}))
 	if err != nil {
 		return ReadsResult{}, err
 	}
