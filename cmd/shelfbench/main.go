@@ -25,6 +25,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -208,6 +209,7 @@ func runOutbox(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	writers := fs.Int("writers", 64, "concurrent writers in total, writer w creating through client w%clients")
 	n := fs.Int("n", 4000, "creates in total")
 	size := fs.Int("size", 256, "record value size in `bytes` (CBOR)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of this process (the embedded clients' side: opening them and the load) to `file`")
 	wait := fs.String("wait", string(loadgen.WaitApplied), "when a create counts: `applied` (each Create returns once the replica applied it) or stored (creates under client.NoWait return once in local.db; the clock stops when every client's Flush returned)")
 	if err := parse(args); err != nil {
 		return err
@@ -217,6 +219,17 @@ func runOutbox(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	if w := loadgen.Wait(*wait); w != loadgen.WaitApplied && w != loadgen.WaitStored {
 		return usageError{fmt.Errorf("-wait %q: want applied or stored", *wait)}
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	val, err := loadgen.Value(*size)
 	if err != nil {

@@ -133,7 +133,7 @@ func Outbox(ctx context.Context, cfg OutboxConfig) (OutboxResult, error) {
 	}
 	dbs := make([]*client.DB, cfg.Clients)
 	for i := range dbs {
-		db, closeDB, err := openClient(ctx, cfg.Dir, fmt.Sprintf("loadgen-%d", i), cfg.Writers, cfg.Servers[i%len(cfg.Servers)])
+		db, closeDB, err := openClient(ctx, cfg.Dir, fmt.Sprintf("loadgen-%d", i), cfg.Writers, cfg.Servers[i%len(cfg.Servers)], rangeSize(cfg))
 		if err != nil {
 			return OutboxResult{}, fmt.Errorf("client %d: %w", i, err)
 		}
@@ -187,6 +187,14 @@ func Outbox(ctx context.Context, cfg OutboxConfig) (OutboxResult, error) {
 	return OutboxResult{Summary: s, Flush: end.Sub(stored)}, ctx.Err()
 }
 
+// rangeSize is the key range an outbox load's client asks for at a time:
+// enough ids for its share of the load at once, as an app that creates at
+// a high rate would configure, so that a create never waits for a range
+// (under NoWait the creates outrun the default range's refill).
+func rangeSize(cfg OutboxConfig) uint64 {
+	return uint64(max(1000, 2*cfg.Total/cfg.Clients))
+}
+
 // flushTimeout bounds the wait for the clients' outboxes at the end of a
 // WaitStored load.
 const flushTimeout = 5 * time.Minute
@@ -197,7 +205,9 @@ const openTimeout = 2 * time.Minute
 // openClient opens an embedded client with a new replica in a temporary
 // directory under dir, following server, and waits until it is synced.
 // The returned func closes it and removes its directory.
-func openClient(ctx context.Context, dir, name string, conns int, server string) (*client.DB, func(), error) {
+//
+// rangeSize is the client's Config.RangeSize (0: the default).
+func openClient(ctx context.Context, dir, name string, conns int, server string, rangeSize uint64) (*client.DB, func(), error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, nil, err
 	}
@@ -207,7 +217,7 @@ func openClient(ctx context.Context, dir, name string, conns int, server string)
 	}
 	octx, cancel := context.WithTimeout(ctx, openTimeout)
 	defer cancel()
-	db, err := client.Open(octx, client.Config{Dir: d, Servers: []string{server}, Name: name, HTTPClient: HTTPClient(conns), Logger: quiet})
+	db, err := client.Open(octx, client.Config{Dir: d, Servers: []string{server}, Name: name, HTTPClient: HTTPClient(conns), Logger: quiet, RangeSize: rangeSize})
 	if err != nil {
 		os.RemoveAll(d)
 		return nil, nil, err
@@ -319,7 +329,7 @@ func Reads(ctx context.Context, cfg ReadsConfig) (ReadsResult, error) {
 			return ReadsResult{}, err
 		}
 	}
-	db, closeDB, err := openClient(ctx, cfg.Dir, "loadgen-reads", 2, cfg.Servers[0])
+	db, closeDB, err := openClient(ctx, cfg.Dir, "loadgen-reads", 2, cfg.Servers[0], 0)
 	if err != nil {
 		return ReadsResult{}, err
 	}
@@ -488,7 +498,7 @@ func Events(ctx context.Context, cfg EventsConfig) (EventsResult, error) {
 	if cfg.Rate <= 0 || cfg.Total <= 0 {
 		return res, fmt.Errorf("%w: rate %v, total %d", ErrBadConfig, cfg.Rate, cfg.Total)
 	}
-	db, closeDB, err := openClient(ctx, cfg.Dir, "loadgen-events", 2, cfg.Follow)
+	db, closeDB, err := openClient(ctx, cfg.Dir, "loadgen-events", 2, cfg.Follow, 0)
 	if err != nil {
 		return res, err
 	}
@@ -643,7 +653,7 @@ func Sync(ctx context.Context, cfg SyncConfig) (SyncResult, error) {
 		res.Preload, res.Preloads = s, cfg.Records
 	}
 	start := time.Now()
-	db, closeDB, err := openClient(ctx, cfg.Dir, "loadgen-sync", 2, cfg.Servers[0])
+	db, closeDB, err := openClient(ctx, cfg.Dir, "loadgen-sync", 2, cfg.Servers[0], 0)
 	if err != nil {
 		return res, err
 	}
