@@ -23,6 +23,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"runtime/pprof"
@@ -209,6 +210,7 @@ func runOutbox(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	writers := fs.Int("writers", 64, "concurrent writers in total, writer w creating through client w%clients")
 	n := fs.Int("n", 4000, "creates in total")
 	size := fs.Int("size", 256, "record value size in `bytes` (CBOR)")
+	verbose := fs.Bool("v", false, "log the embedded clients' debug messages (outbox batches not sent, retries) to stderr")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of this process (the embedded clients' side: opening them and the load) to `file`")
 	wait := fs.String("wait", string(loadgen.WaitApplied), "when a create counts: `applied` (each Create returns once the replica applied it) or stored (creates under client.NoWait return once in local.db; the clock stops when every client's Flush returned)")
 	if err := parse(args); err != nil {
@@ -240,8 +242,12 @@ func runOutbox(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	defer cleanup()
+	var logger *slog.Logger
+	if *verbose {
+		logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
 	s, err := loadgen.Outbox(ctx, loadgen.OutboxConfig{Servers: c.servers, Dir: dir, Tree: c.tree, Value: val,
-		Clients: *clients, Writers: *writers, Total: *n, Wait: loadgen.Wait(*wait)})
+		Clients: *clients, Writers: *writers, Total: *n, Wait: loadgen.Wait(*wait), Logger: logger})
 	if err != nil {
 		return err
 	}

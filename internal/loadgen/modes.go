@@ -91,6 +91,8 @@ type OutboxConfig struct {
 	Writers int  // writer w creates through client w%Clients
 	Total   int  //
 	Wait    Wait // WaitApplied if empty
+	// Logger receives the clients' logs (default: none).
+	Logger *slog.Logger
 }
 
 // OutboxResult is the outcome of an outbox load. Its Summary counts the
@@ -133,7 +135,7 @@ func Outbox(ctx context.Context, cfg OutboxConfig) (OutboxResult, error) {
 	}
 	dbs := make([]*client.DB, cfg.Clients)
 	for i := range dbs {
-		db, closeDB, err := openClient(ctx, cfg.Dir, fmt.Sprintf("loadgen-%d", i), cfg.Writers, cfg.Servers[i%len(cfg.Servers)], rangeSize(cfg))
+		db, closeDB, err := openClient(ctx, cfg.Dir, fmt.Sprintf("loadgen-%d", i), cfg.Writers, cfg.Servers[i%len(cfg.Servers)], rangeSize(cfg), cfg.Logger)
 		if err != nil {
 			return OutboxResult{}, fmt.Errorf("client %d: %w", i, err)
 		}
@@ -206,8 +208,12 @@ const openTimeout = 2 * time.Minute
 // directory under dir, following server, and waits until it is synced.
 // The returned func closes it and removes its directory.
 //
-// rangeSize is the client's Config.RangeSize (0: the default).
-func openClient(ctx context.Context, dir, name string, conns int, server string, rangeSize uint64) (*client.DB, func(), error) {
+// rangeSize is the client's Config.RangeSize (0: the default), log its
+// logger (nil: none).
+func openClient(ctx context.Context, dir, name string, conns int, server string, rangeSize uint64, log *slog.Logger) (*client.DB, func(), error) {
+	if log == nil {
+		log = quiet
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, nil, err
 	}
@@ -217,7 +223,7 @@ func openClient(ctx context.Context, dir, name string, conns int, server string,
 	}
 	octx, cancel := context.WithTimeout(ctx, openTimeout)
 	defer cancel()
-	db, err := client.Open(octx, client.Config{Dir: d, Servers: []string{server}, Name: name, HTTPClient: HTTPClient(conns), Logger: quiet, RangeSize: rangeSize})
+	db, err := client.Open(octx, client.Config{Dir: d, Servers: []string{server}, Name: name, HTTPClient: HTTPClient(conns), Logger: log, RangeSize: rangeSize})
 	if err != nil {
 		os.RemoveAll(d)
 		return nil, nil, err
@@ -329,7 +335,7 @@ func Reads(ctx context.Context, cfg ReadsConfig) (ReadsResult, error) {
 			return ReadsResult{}, err
 		}
 	}
-	db, closeDB, err := openClient(ctx, cfg.Dir, "loadgen-reads", 2, cfg.Servers[0], 0)
+	db, closeDB, err := openClient(ctx, cfg.Dir, "loadgen-reads", 2, cfg.Servers[0], 0, nil)
 	if err != nil {
 		return ReadsResult{}, err
 	}
@@ -498,7 +504,7 @@ func Events(ctx context.Context, cfg EventsConfig) (EventsResult, error) {
 	if cfg.Rate <= 0 || cfg.Total <= 0 {
 		return res, fmt.Errorf("%w: rate %v, total %d", ErrBadConfig, cfg.Rate, cfg.Total)
 	}
-	db, closeDB, err := openClient(ctx, cfg.Dir, "loadgen-events", 2, cfg.Follow, 0)
+	db, closeDB, err := openClient(ctx, cfg.Dir, "loadgen-events", 2, cfg.Follow, 0, nil)
 	if err != nil {
 		return res, err
 	}
@@ -653,7 +659,7 @@ func Sync(ctx context.Context, cfg SyncConfig) (SyncResult, error) {
 		res.Preload, res.Preloads = s, cfg.Records
 	}
 	start := time.Now()
-	db, closeDB, err := openClient(ctx, cfg.Dir, "loadgen-sync", 2, cfg.Servers[0], 0)
+	db, closeDB, err := openClient(ctx, cfg.Dir, "loadgen-sync", 2, cfg.Servers[0], 0, nil)
 	if err != nil {
 		return res, err
 	}
