@@ -71,7 +71,8 @@ type outcome struct {
 	pending bool // not sent yet (offline): still in the outbox
 }
 
-// outbox sends queued writes in order, one at a time, and keeps the
+// outbox sends queued writes (each record's in order, several batches in
+// flight), settles them in sequence order, and keeps the
 // pending overlay that reads see.
 type outbox struct {
 	db   *DB
@@ -699,7 +700,7 @@ func (o *outbox) settler(answers <-chan answered, done chan<- struct{}) {
 	}
 }
 
-// send sends a batch of entries (the head of the outbox, in order) in one
+// send sends a batch of entries (chosen by take, in sequence order) in one
 // request and returns the entries the cluster answered, for the settler.
 // complete false means the request failed (network, no leader) or an
 // entry's outcome is unknown: the entries not answered stay, in order,
