@@ -6,6 +6,19 @@
 // out record ids from key ranges granted in advance, and delivers every
 // applied change as an event.
 //
+// Writes (Tree.Create, Update, Delete) go through the outbox in local.db.
+// By default an online write returns once the cluster applied it and the
+// local replica has it: its error is the cluster's answer, and the next
+// read shows the cluster's state with it. Under NoWait(ctx) a write
+// returns as soon as it is durable in local.db (WriteResult.Pending); the
+// outbox sends such writes in large batches, several in flight, a
+// rejection becomes a Conflict, and DB.Flush waits until the writes made
+// before it were applied (or became conflicts). Use NoWait when the app
+// writes much and must not wait for the network, Flush where it must
+// know its writes reached the cluster. Either way the writes of one
+// record reach the cluster in their order; writes of different records
+// may be applied in another order than they were made.
+//
 // Files in Config.Dir: replica.db (the replicated state; replaceable at
 // any time by a snapshot) and local.db (this client's identity, pinned
 // cluster, outbox, conflicts and id cursors; never replaced).

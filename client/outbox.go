@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,9 +24,29 @@ type outboxEntry struct {
 	Queued int64   `codec:"queued"` // unix ns, this machine's clock
 
 	rangeStart uint64 // create: the range Key.ID was taken from (stored with the entry)
-	// handed: the cluster answered the entry and the settler has it (o.mu):
-	// the sender skips it.
-	handed bool
+	// state: where the entry is on its way to the cluster (o.mu); the
+	// sender sends only entryQueued ones.
+	state entryState
+	// The cluster's answer, kept while the entry waits to be settled (o.mu).
+	res api.WriteResult
+	rej *api.Error
+}
+
+// entryState is where an outbox entry is on its way to the cluster.
+type entryState uint8
+
+const (
+	entryQueued   entryState = iota // waits to be sent (again)
+	entryInFlight                   // in a request not answered yet
+	entryAnswered                   // answered; the settler waits for the replica to apply it
+	entryApplied                    // answered and applied in the replica; settled in sequence order
+)
+
+// recordID names a record whatever its revision: writes to one record
+// keep their order across batches in flight.
+type recordID struct {
+	tree string
+	id   uint64
 }
 
 // Conflict is an outbox entry the cluster rejected: the write is kept,
@@ -50,7 +71,8 @@ type outcome struct {
 	pending bool // not sent yet (offline): still in the outbox
 }
 
-// outbox sends queued writes in order, one at a time, and keeps the
+// outbox sends queued writes (each record's in order, several batches in
+// flight), settles them in sequence order, and keeps the
 // pending overlay that reads see.
 type outbox struct {
 	db   *DB
@@ -66,6 +88,14 @@ type outbox struct {
 	byKey   map[string]map[api.Key][]uint64 // tree -> key -> pending seqs, in order
 	waiters map[uint64]chan outcome         // seq -> the writer still waiting
 	drained chan struct{}                   // closed when entries becomes empty
+	// progress is closed and replaced whenever entries leave (settled):
+	// Flush waits on it.
+	progress chan struct{}
+	// flight counts, per record, the entries in requests not answered
+	// yet: a later write of the record waits for their answer.
+	flight map[recordID]int
+	// lastSeq is the highest sequence number stored in local.db so far.
+	lastSeq uint64
 
 	// Group commit (see store): writes queued while a commit of local.db
 	// runs are stored together by the next one.
@@ -76,6 +106,9 @@ type outbox struct {
 	// in-memory outbox but still in local.db: the next commit removes
 	// them (see settle for why that is safe, and maxGone for the bound).
 	gone []uint64
+	// removing is the part of gone a commit in progress removes: until
+	// it is durable those entries are still in local.db (see span).
+	removing []uint64
 	// idleFlush: how long gone waits, once the outbox is empty, for a
 	// write's commit to take it along (the constant idleFlush; tests
 	// change it).
@@ -100,11 +133,32 @@ type storeDone struct {
 // settler commits their removal itself. After a crash they are in local.db
 // again and are sent again: the cluster answers each with the result of
 // its first apply as long as its session still remembers the sequence
-// number (fsm.DefaultSessionWindow, 1024, per client). The sequence
-// numbers applied after the oldest entry waiting are at most the others
-// waiting (< maxGone + maxBatch: the settler checks after each batch) and
-// two batches (one answered for the settler, one in flight): < 900.
+// number; maxSpan (below) keeps that true whatever maxGone is, which only
+// trades commits of the settler for entries sent again after a crash.
 const maxGone = 128
+
+// maxInFlight bounds the outbox requests one client has in flight at
+// once. Batches go out while earlier ones are unanswered only if they
+// hold no write of a record with a write in an unanswered batch (see
+// take): writes of one record reach the cluster in their order, and
+// writes of different records do not depend on each other's order.
+const maxInFlight = 4
+
+// maxSpan bounds how far past the lowest sequence number still in
+// local.db (an entry queued, in flight, answered, or confirmed but not yet
+// removed: gone) the sender may send. The cluster keeps, per client
+// session, the results of its last fsm.DefaultSessionWindow (1024)
+// sequence numbers, forgetting the lowest first, and refuses a sequence
+// number at or below the highest it forgot (fsm/session.go). Batches in
+// flight may apply out of order, but every sequence number the cluster
+// holds for this client is at most the highest sent: so while every
+// entry sent is below lowest+maxSpan, fewer than maxSpan sequence numbers
+// above any entry still in local.db were applied, and an entry sent again
+// (after a lost answer or a crash) is either remembered (answered as a
+// repeat) or above the forgotten ones (applied once). 1024 - 128 leaves a
+// margin; the sender commits the removal of gone entries itself when they
+// hold it back.
+const maxSpan = fsm.DefaultSessionWindow - 128
 
 // idleFlush is how long confirmed entries wait in gone, when the outbox
 // is empty, for a write's commit to take them along before the settler
@@ -115,7 +169,7 @@ const idleFlush = 100 * time.Millisecond
 func newOutbox(db *DB) *outbox {
 	return &outbox{db: db, kick: make(chan struct{}, 1), waiters: map[uint64]chan outcome{},
 		bySeq: map[uint64]*outboxEntry{}, byKey: map[string]map[api.Key][]uint64{}, drained: make(chan struct{}),
-		idleFlush: idleFlush}
+		progress: make(chan struct{}), flight: map[recordID]int{}, idleFlush: idleFlush}
 }
 
 func (o *outbox) load() error {
@@ -145,6 +199,7 @@ func (o *outbox) add(e *outboxEntry) {
 	}
 	o.entries = append(o.entries, e)
 	o.n.Store(int64(len(o.entries)))
+	o.lastSeq = max(o.lastSeq, e.Seq)
 	o.bySeq[e.Seq] = e
 	m := o.byKey[e.Tree]
 	if m == nil {
@@ -230,13 +285,22 @@ func (db *DB) Pending() int {
 // Offline (or once the connection drops) it returns with pending set:
 // the entry stays queued and is sent, in order, when a server answers.
 // It returns only once e is stored in local.db.
+//
+// Under NoWait(ctx) it returns, pending, as soon as e is stored.
 func (o *outbox) submit(ctx context.Context, e *outboxEntry) (outcome, error) {
 	e.Queued = time.Now().UnixNano()
-	ch := make(chan outcome, 1)
+	var ch chan outcome
+	noWait := isNoWait(ctx)
+	if !noWait {
+		ch = make(chan outcome, 1)
+	}
 	if err := o.store(e, ch); err != nil {
 		return outcome{}, fmt.Errorf("client: outbox: %w", err)
 	}
 	o.kickNow()
+	if noWait {
+		return outcome{pending: true}, nil
+	}
 	if !o.db.Online() {
 		o.forget(e.Seq)
 		return outcome{pending: true}, nil
@@ -284,7 +348,7 @@ func (o *outbox) store(e *outboxEntry, ch chan outcome) error {
 func (o *outbox) commit(self *storeReq) error {
 	o.gmu.Lock()
 	group, gone := o.queue, o.gone
-	o.queue, o.gone = nil, nil
+	o.queue, o.gone, o.removing = nil, nil, gone
 	o.gmu.Unlock()
 	entries := make([]*outboxEntry, 0, len(group))
 	for _, r := range group {
@@ -293,11 +357,13 @@ func (o *outbox) commit(self *storeReq) error {
 		}
 	}
 	err := o.db.local.commitOutbox(entries, gone)
+	o.gmu.Lock()
 	if err != nil {
-		o.gmu.Lock()
 		o.gone = append(gone, o.gone...) // removed by a later commit
-		o.gmu.Unlock()
-	} else if len(entries) > 0 {
+	}
+	o.removing = nil
+	o.gmu.Unlock()
+	if err == nil && len(entries) > 0 {
 		// In sequence order: commits run one at a time, and this one
 		// adds its entries before the next may start.
 		o.mu.Lock()
@@ -381,76 +447,175 @@ const (
 	maxBatchBytes = 2 << 20
 )
 
-// run sends the outbox while online. After a failed send it tries again
-// after a backoff, or at once when the client comes online or a write is
-// queued.
+// run sends the outbox while online: up to maxInFlight batches at once
+// (take says which entries may go while others are in flight), each
+// answered batch to the settler. After a failed send it tries again after
+// a backoff, or at once when the client comes online, a write is queued or
+// another batch is answered in full.
 //
 // Sending and settling overlap: once the cluster answered a batch, the
-// settler waits for the replica to apply it and settles it while run
-// sends the next batch (in order: after the answer, so the cluster
-// applies it after the one before). At most one answered batch waits for
-// the settler besides the one it settles.
+// settler waits for the replica to apply it and settles the outbox's
+// entries in sequence order while run sends the next batches.
 func (o *outbox) run() {
 	defer o.db.wg.Done()
-	answers := make(chan answered)
+	ctx := o.db.ctx
+	answers := make(chan answered, maxInFlight)
+	results := make(chan sentBatch, maxInFlight)
 	settlerDone := make(chan struct{})
 	go o.settler(answers, settlerDone)
+	inFlight := 0
 	defer func() {
+		for ; inFlight > 0; inFlight-- {
+			<-results // each send ends with ctx; its entries stay in local.db
+		}
 		close(answers)
 		<-settlerDone
 	}()
 	b := newBackoff(200*time.Millisecond, 5*time.Second)
 	wait := 5 * time.Second
+	hold := false // a send failed: wait for the backoff, a kick or a full answer
 	for {
-		select {
-		case <-o.db.ctx.Done():
-			return
-		case <-o.kick:
-		case <-time.After(wait):
-		}
-		wait = 5 * time.Second
-		for o.db.Online() && o.db.ctx.Err() == nil {
-			o.mu.Lock()
-			var batch []*outboxEntry
-			size := 0
-			for _, e := range o.entries {
-				if e.handed {
+		flushed := false
+		for !hold && inFlight < maxInFlight && o.db.Online() && ctx.Err() == nil {
+			batch, stalled := o.take()
+			if len(batch) == 0 {
+				if stalled && !flushed {
+					// Confirmed entries waiting for their removal from
+					// local.db hold the span back: remove them now.
+					flushed = true
+					if err := o.flushGone(); err != nil {
+						o.db.log.Error("client: cannot remove confirmed entries from the outbox file; a later commit removes them", "err", err)
+					}
 					continue
 				}
-				if len(batch) == maxBatch || (len(batch) > 0 && size+len(e.Data) > maxBatchBytes) {
-					break
-				}
-				batch = append(batch, e)
-				size += len(e.Data)
-			}
-			o.mu.Unlock()
-			if len(batch) == 0 {
 				break
 			}
-			a, complete := o.send(batch)
-			if len(a.items) > 0 {
-				o.setHanded(a.items, true)
+			inFlight++
+			go func() { // ends with ctx at the latest (send's own deadline)
+				a, complete := o.send(batch)
+				results <- sentBatch{batch: batch, a: a, complete: complete}
+			}()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-o.kick:
+			hold = false
+		case <-time.After(wait):
+			hold = false
+		case r := <-results:
+			inFlight--
+			o.finish(r)
+			if len(r.a.items) > 0 {
 				select {
-				case answers <- a:
-				case <-o.db.ctx.Done():
+				case answers <- r.a:
+				case <-ctx.Done():
 					return
 				}
 			}
-			if !complete {
-				wait = b.next()
-				break
+			if r.complete {
+				b.reset()
+				hold, wait = false, 5*time.Second
+			} else {
+				hold, wait = true, b.next()
 			}
-			b.reset()
 		}
 	}
 }
 
-// setHanded marks the entries of items as with the settler, or not.
-func (o *outbox) setHanded(items []settled, h bool) {
+// sentBatch is a batch whose request ended: a holds the entries the
+// cluster answered (a prefix of batch), complete whether it answered all.
+type sentBatch struct {
+	batch    []*outboxEntry
+	a        answered
+	complete bool
+}
+
+// take picks the next batch to send and marks it in flight: queued
+// entries in sequence order, up to maxBatch entries and maxBatchBytes,
+// below the lowest sequence number still in local.db plus maxSpan. An
+// entry of a record with an entry in flight is skipped, and so are that
+// record's later entries (they go, in order, once the earlier batch is
+// answered); entries of other records may go past them. stalled tells an
+// empty batch held back by the span while confirmed entries (gone) still
+// wait for their removal from local.db.
+func (o *outbox) take() (batch []*outboxEntry, stalled bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	floor, fromGone := uint64(math.MaxUint64), false
+	if len(o.entries) > 0 {
+		floor = o.entries[0].Seq
+	}
+	o.gmu.Lock() // settle moves entries to gone under o.mu: no entry is in neither
+	for _, list := range [][]uint64{o.gone, o.removing} {
+		for _, seq := range list {
+			if seq < floor {
+				floor, fromGone = seq, true
+			}
+		}
+	}
+	o.gmu.Unlock()
+	var blocked map[recordID]bool
+	size := 0
+	for _, e := range o.entries {
+		if e.state != entryQueued {
+			continue
+		}
+		if e.Seq-floor >= maxSpan {
+			stalled = fromGone && len(batch) == 0
+			break
+		}
+		if len(batch) == maxBatch || (len(batch) > 0 && size+len(e.Data) > maxBatchBytes) {
+			break
+		}
+		id := recordID{e.Tree, e.Key.ID}
+		if o.flight[id] > 0 || blocked[id] {
+			if blocked == nil {
+				blocked = map[recordID]bool{}
+			}
+			blocked[id] = true
+			continue
+		}
+		batch = append(batch, e)
+		size += len(e.Data)
+	}
+	for _, e := range batch {
+		e.state = entryInFlight
+		o.flight[recordID{e.Tree, e.Key.ID}]++
+	}
+	return batch, stalled
+}
+
+// finish records the end of a batch's request: the entries answered wait
+// for the settler, the others are queued to be sent again.
+func (o *outbox) finish(r sentBatch) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for i, e := range r.batch {
+		id := recordID{e.Tree, e.Key.ID}
+		if n := o.flight[id]; n > 1 {
+			o.flight[id] = n - 1
+		} else {
+			delete(o.flight, id)
+		}
+		if i < len(r.a.items) {
+			it := r.a.items[i]
+			e.state, e.res, e.rej = entryAnswered, it.res, it.rej
+		} else {
+			e.state = entryQueued
+		}
+	}
+}
+
+// requeue queues answered entries to be sent again (the replica did not
+// apply them in time; the cluster answers them again as repeats).
+func (o *outbox) requeue(items []settled) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	for _, it := range items {
-		it.e.handed = h
+		if it.e.state == entryAnswered {
+			it.e.state = entryQueued
+		}
 	}
 }
 
@@ -461,10 +626,13 @@ type answered struct {
 	last  uint64
 }
 
-// settler settles answered batches in order, each once the replica has
-// applied it (read your own writes), until answers is closed. It commits
-// the removal of confirmed entries from local.db itself when maxGone wait,
-// or idleFlush after the outbox became empty if no write took them along.
+// settler takes answered batches, in the order their answers came, until
+// answers is closed; once the replica has applied a batch (read your own
+// writes) its entries are ready, and the settler settles the outbox's
+// ready entries in sequence order: those before the first entry not
+// ready. It commits the removal of confirmed entries from local.db itself
+// when maxGone wait, or idleFlush after the outbox became empty if no
+// write took them along.
 func (o *outbox) settler(answers <-chan answered, done chan<- struct{}) {
 	defer close(done)
 	db := o.db
@@ -492,13 +660,30 @@ func (o *outbox) settler(answers <-chan answered, done chan<- struct{}) {
 			err := db.replica.WaitApplied(ctx, a.last)
 			cancel()
 			if err != nil {
-				// The entries stay and are sent again (answered as repeats).
-				o.setHanded(a.items, false)
+				// The entries are sent again (answered as repeats).
+				o.requeue(a.items)
 				o.kickNow()
 				continue
 			}
 		}
-		o.settle(a.items)
+		o.mu.Lock()
+		for _, it := range a.items {
+			if it.e.state == entryAnswered {
+				it.e.state = entryApplied
+			}
+		}
+		var ready []settled
+		for _, e := range o.entries {
+			if e.state != entryApplied {
+				break
+			}
+			ready = append(ready, settled{e: e, res: e.res, rej: e.rej})
+		}
+		o.mu.Unlock()
+		if len(ready) > 0 {
+			o.settle(ready)
+			o.kickNow() // the span moved on
+		}
 		o.gmu.Lock()
 		n := len(o.gone)
 		o.gmu.Unlock()
@@ -515,7 +700,7 @@ func (o *outbox) settler(answers <-chan answered, done chan<- struct{}) {
 	}
 }
 
-// send sends a batch of entries (the head of the outbox, in order) in one
+// send sends a batch of entries (chosen by take, in sequence order) in one
 // request and returns the entries the cluster answered, for the settler.
 // complete false means the request failed (network, no leader) or an
 // entry's outcome is unknown: the entries not answered stay, in order,
@@ -609,8 +794,9 @@ type settled struct {
 	rej *api.Error
 }
 
-// settle removes answered entries, handed to the settler, from the
-// outbox: confirmed, or rejected. A rejection goes to the writer if it is still waiting, else it
+// settle removes answered entries, applied in the replica, from the
+// outbox (in sequence order: the head of the outbox): confirmed, or
+// rejected. A rejection goes to the writer if it is still waiting, else it
 // becomes a Conflict.
 //
 // Rejections are moved to the conflicts in local.db at once, in one
@@ -640,12 +826,10 @@ func (o *outbox) settle(items []settled) {
 				Err: it.rej, Queued: time.Unix(0, e.Queued).UTC(), Rejected: time.Now().UTC()}
 		}
 	}
-	for _, it := range items { // entries not removed below are sent again
-		it.e.handed = false
-	}
 	if rejected {
 		if err := db.local.settle(seqs, conflicts); err != nil {
-			for i, it := range items { // still waiting: answered when sent again
+			for i, it := range items { // sent again; still waiting: answered then
+				it.e.state, it.e.res, it.e.rej = entryQueued, api.WriteResult{}, nil
 				if chans[i] != nil {
 					o.waiters[it.e.Seq] = chans[i]
 				}
@@ -658,12 +842,15 @@ func (o *outbox) settle(items []settled) {
 	for _, seq := range seqs {
 		o.remove(seq)
 	}
-	o.mu.Unlock()
 	if !rejected {
+		// Under o.mu: take sees every entry in the outbox or in gone.
 		o.gmu.Lock()
 		o.gone = append(o.gone, seqs...)
 		o.gmu.Unlock()
 	}
+	close(o.progress)
+	o.progress = make(chan struct{})
+	o.mu.Unlock()
 	var evs []Event
 	for i, it := range items {
 		e := it.e

@@ -205,3 +205,99 @@ func TestOutboxConfirmedEntriesLeaveWithTheNextCommit(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// addEntries puts entries with the given sequence numbers, ops and record
+// ids in the in-memory outbox (no local.db involved).
+func addEntries(o *outbox, specs ...outboxEntry) []*outboxEntry {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var out []*outboxEntry
+	for _, s := range specs {
+		e := s
+		e.Tree = "parts"
+		e.Data = []byte{0xa0}
+		o.add(&e)
+		out = append(out, &e)
+	}
+	return out
+}
+
+func seqsOf(batch []*outboxEntry) []uint64 {
+	var s []uint64
+	for _, e := range batch {
+		s = append(s, e.Seq)
+	}
+	return s
+}
+
+// A batch may go while earlier ones are unanswered only with entries of
+// records that have none in flight; a record's later writes wait, in
+// order, for the earlier batch's answer, and an unanswered batch's
+// entries are sent again.
+func TestTakeKeepsEachRecordsOrderAcrossBatchesInFlight(t *testing.T) {
+	o := newTestOutbox(t, filepath.Join(t.TempDir(), "local.db"))
+	defer o.db.local.close()
+	addEntries(o, outboxEntry{Seq: 1, Op: fsm.OpCreate, Key: api.Key{ID: 10, Rev: 1}})
+	first, _ := o.take()
+	if got := seqsOf(first); !slices.Equal(got, []uint64{1}) {
+		t.Fatalf("first batch %v, want [1]", got)
+	}
+	// An update of the record in flight, a create of another, a second
+	// update of the first record: only the other record's create may go.
+	addEntries(o,
+		outboxEntry{Seq: 2, Op: fsm.OpUpdate, Key: api.Key{ID: 10, Rev: 1}},
+		outboxEntry{Seq: 3, Op: fsm.OpCreate, Key: api.Key{ID: 11, Rev: 1}},
+		outboxEntry{Seq: 4, Op: fsm.OpUpdate, Key: api.Key{ID: 10, Rev: 1}})
+	second, _ := o.take()
+	if got := seqsOf(second); !slices.Equal(got, []uint64{3}) {
+		t.Fatalf("second batch while [1] is in flight: %v, want [3]", got)
+	}
+	if third, _ := o.take(); len(third) != 0 {
+		t.Fatalf("third batch while [1] and [3] are in flight: %v, want none", seqsOf(third))
+	}
+	// [1] answered: the record's two updates go, in order, in one batch.
+	o.finish(sentBatch{batch: first, a: answered{items: []settled{{e: first[0]}}}, complete: true})
+	third, _ := o.take()
+	if got := seqsOf(third); !slices.Equal(got, []uint64{2, 4}) {
+		t.Fatalf("batch after [1] was answered: %v, want [2 4]", got)
+	}
+	// [3] not answered (request failed): it is sent again.
+	o.finish(sentBatch{batch: second})
+	again, _ := o.take()
+	if got := seqsOf(again); !slices.Equal(got, []uint64{3}) {
+		t.Fatalf("batch after [3] failed: %v, want [3]", got)
+	}
+	if len(o.flight) != 2 || o.flight[recordID{"parts", 10}] != 2 || o.flight[recordID{"parts", 11}] != 1 {
+		t.Fatalf("records in flight: %v", o.flight)
+	}
+}
+
+// The sender never sends an entry maxSpan or more past the lowest entry
+// still in local.db, counting confirmed entries not yet removed from it
+// (the cluster's session would have forgotten that one's outcome); it
+// reports when those hold it back, and goes on once they are removed.
+func TestTakeStaysWithinTheSessionWindow(t *testing.T) {
+	o := newTestOutbox(t, filepath.Join(t.TempDir(), "local.db"))
+	defer o.db.local.close()
+	o.gmu.Lock()
+	o.gone = []uint64{5}
+	o.gmu.Unlock()
+	addEntries(o,
+		outboxEntry{Seq: 5 + maxSpan - 1, Op: fsm.OpCreate, Key: api.Key{ID: 1, Rev: 1}},
+		outboxEntry{Seq: 5 + maxSpan, Op: fsm.OpCreate, Key: api.Key{ID: 2, Rev: 1}})
+	batch, stalled := o.take()
+	if got := seqsOf(batch); !slices.Equal(got, []uint64{5 + maxSpan - 1}) || stalled {
+		t.Fatalf("batch %v (stalled %v), want [%d] (not stalled)", got, stalled, 5+maxSpan-1)
+	}
+	batch, stalled = o.take()
+	if len(batch) != 0 || !stalled {
+		t.Fatalf("batch %v (stalled %v) past the span, want none, stalled", seqsOf(batch), stalled)
+	}
+	if err := o.flushGone(); err != nil { // what run does when stalled
+		t.Fatal(err)
+	}
+	batch, stalled = o.take()
+	if got := seqsOf(batch); !slices.Equal(got, []uint64{5 + maxSpan}) || stalled {
+		t.Fatalf("after the removal: batch %v (stalled %v), want [%d]", got, stalled, 5+maxSpan)
+	}
+}

@@ -24,6 +24,33 @@ type idReserve struct {
 
 	cacheMu sync.Mutex
 	cursors map[uint64]uint64 // range start -> next unused id, ahead of local.db until the outbox entry is stored
+	// The replica's ranges of this client as read when its applied index
+	// was rangesAt (the data is at least that new): a create reads them
+	// again only once the replica applied something (a bbolt read saved
+	// per create under load).
+	ranges   []api.Range
+	rangesAt uint64
+}
+
+// replicaRanges returns the replica's ranges of this client (read only:
+// the slice is shared).
+func (r *idReserve) replicaRanges() ([]api.Range, error) {
+	at := r.db.replica.AppliedIndex() // before the read: the data is at least this new
+	r.cacheMu.Lock()
+	if r.ranges != nil && r.rangesAt == at {
+		rs := r.ranges
+		r.cacheMu.Unlock()
+		return rs, nil
+	}
+	r.cacheMu.Unlock()
+	rs, err := r.db.replica.Ranges(r.db.clientID)
+	if err != nil {
+		return nil, err
+	}
+	r.cacheMu.Lock()
+	r.ranges, r.rangesAt = rs, at
+	r.cacheMu.Unlock()
+	return rs, nil
 }
 
 // cursor returns the next unused id of the range starting at start.
@@ -45,7 +72,7 @@ func (r *idReserve) kickNow() {
 
 // ranges returns this client's ranges with the next free id of each.
 func (r *idReserve) free() (ranges []api.Range, next []uint64, available uint64, err error) {
-	ranges, err = r.db.replica.Ranges(r.db.clientID)
+	ranges, err = r.replicaRanges()
 	if err != nil {
 		return nil, nil, 0, err
 	}

@@ -243,9 +243,12 @@ func (t *Tree) queue(ctx context.Context, e *outboxEntry) (WriteResult, error) {
 	e.Tree = t.name
 	// What the cluster would refuse whatever its state (a value nested
 	// deeper than api.MaxDepth, over the size limit, not well-formed)
-	// is refused here, not queued.
-	if err := t.db.replica.Validate(&fsm.Command{Op: e.Op, Tree: e.Tree, Key: e.Key, Schema: e.Schema, Data: e.Data}); err != nil {
-		return WriteResult{}, err
+	// is refused here, not queued. (Create checked it before taking an
+	// id: the check decodes the whole value, once is enough.)
+	if e.Op != fsm.OpCreate {
+		if err := t.db.replica.Validate(&fsm.Command{Op: e.Op, Tree: e.Tree, Key: e.Key, Schema: e.Schema, Data: e.Data}); err != nil {
+			return WriteResult{}, err
+		}
 	}
 	out, err := t.db.out.submit(ctx, e)
 	if err != nil {
@@ -260,7 +263,9 @@ func (t *Tree) queue(ctx context.Context, e *outboxEntry) (WriteResult, error) {
 // Create creates a record with a fresh id from this client's key ranges.
 // Online it returns once the local replica has applied the create; offline
 // it returns at once with Pending set, and the create is sent when the
-// cluster is back. schema is the value's schema version (0: none).
+// cluster is back; under NoWait(ctx) it returns, Pending, once the create
+// is stored in local.db (see NoWait and DB.Flush). schema is the value's
+// schema version (0: none).
 func (t *Tree) Create(ctx context.Context, schema uint32, data []byte) (WriteResult, error) {
 	if err := fsm.ValidTreeName(t.name); err != nil {
 		return WriteResult{}, err

@@ -52,10 +52,10 @@ func shelfLoad(ctx context.Context, c *cluster, writers, n int, val []byte) (loa
 
 // outboxLoad creates n records through embedded clients' outboxes (see
 // loadgen.Outbox): client i follows node i%3, writer w creates through
-// client w%clients.
-func outboxLoad(ctx context.Context, c *cluster, clients, writers, n int, val []byte, dir string) (loadgen.Summary, error) {
+// client w%clients; wait says when a create counts (loadgen.Wait).
+func outboxLoad(ctx context.Context, c *cluster, clients, writers, n int, val []byte, dir string, wait loadgen.Wait) (loadgen.OutboxResult, error) {
 	return loadgen.Outbox(ctx, loadgen.OutboxConfig{Servers: c.endpoints, Dir: dir, Tree: "bench", Value: val,
-		Clients: clients, Writers: writers, Total: n})
+		Clients: clients, Writers: writers, Total: n, Wait: wait})
 }
 
 // fsyncCount is what strace counted on each server of a system.

@@ -194,7 +194,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 
-	results := map[string]map[int][]loadgen.Summary{"etcd": {}, "shelf": {}, "outbox": {}}
+	results := map[string]map[int][]loadgen.Summary{"etcd": {}, "shelf": {}, "outbox": {}, "outbox-stored": {}}
 	for rep := range o.reps {
 		for _, w := range o.writers {
 			order := sys
@@ -222,12 +222,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				logf("rep %d  %-6s writers=%-3d %s", rep+1, "etcd", o.outboxWriters, sum)
 				results["etcd"][o.outboxWriters] = append(results["etcd"][o.outboxWriters], sum)
 			}
-			sum, err := outboxLoad(ctx, shelf, o.outboxClients, o.outboxWriters, o.n, shelfVal, filepath.Join(dir, "clients"))
-			if err != nil {
-				return fmt.Errorf("shelf outbox, %d writers: %w", o.outboxWriters, err)
+			waits := []loadgen.Wait{loadgen.WaitApplied, loadgen.WaitStored}
+			if rep%2 == 1 { // alternate which goes first
+				waits = []loadgen.Wait{loadgen.WaitStored, loadgen.WaitApplied}
 			}
-			logf("rep %d  %-6s writers=%-3d %s", rep+1, "outbox", o.outboxWriters, sum)
-			results["outbox"][o.outboxWriters] = append(results["outbox"][o.outboxWriters], sum)
+			for _, wait := range waits {
+				res, err := outboxLoad(ctx, shelf, o.outboxClients, o.outboxWriters, o.n, shelfVal, filepath.Join(dir, "clients"), wait)
+				if err != nil {
+					return fmt.Errorf("shelf outbox (wait %s), %d writers: %w", wait, o.outboxWriters, err)
+				}
+				name := "outbox"
+				if wait == loadgen.WaitStored {
+					name = "outbox-stored"
+				}
+				logf("rep %d  %-6s writers=%-3d %s", rep+1, name, o.outboxWriters, res)
+				results[name][o.outboxWriters] = append(results[name][o.outboxWriters], res.Summary)
+			}
 		}
 	}
 
@@ -319,6 +329,7 @@ func printTable(w io.Writer, o *options, res map[string]map[int][]loadgen.Summar
 		row("HTTP create", wr, res["shelf"][wr])
 	}
 	if o.outboxWriters > 0 {
-		row(fmt.Sprintf("outbox create (%d clients)", o.outboxClients), o.outboxWriters, res["outbox"][o.outboxWriters])
+		row(fmt.Sprintf("outbox create (%d clients), wait applied", o.outboxClients), o.outboxWriters, res["outbox"][o.outboxWriters])
+		row(fmt.Sprintf("outbox create (%d clients), NoWait + Flush", o.outboxClients), o.outboxWriters, res["outbox-stored"][o.outboxWriters])
 	}
 }

@@ -6,7 +6,7 @@
 // full sync of a new replica.
 //
 //	shelfbench creates -s A,B,C [-writers 16] [-n 4000] [-size 256]
-//	shelfbench outbox  -s A,B,C [-clients 3] [-writers 64] [-n 4000] [-size 256]
+//	shelfbench outbox  -s A,B,C [-clients 3] [-writers 64] [-n 4000] [-size 256] [-wait applied|stored]
 //	shelfbench reads   -s A [-records 100000] [-readers 1] [-duration 5s]
 //	shelfbench events  -s A,B [-rate 200] [-n 2000] [-size 256]
 //	shelfbench sync    -s A [-records 1000000] [-size 200] [-skip-preload]
@@ -23,8 +23,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -203,16 +205,33 @@ func runCreates(ctx context.Context, args []string, stdout, stderr io.Writer) er
 }
 
 func runOutbox(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs, c, parse := flags("outbox", "outbox -s A,B,C [-clients N] [-writers N] [-n N] [-size BYTES]", stderr, 1, "bench")
+	fs, c, parse := flags("outbox", "outbox -s A,B,C [-clients N] [-writers N] [-n N] [-size BYTES] [-wait applied|stored]", stderr, 1, "bench")
 	clients := fs.Int("clients", 3, "embedded clients (client.Open, each its own replica), client i following node i%len(-s)")
 	writers := fs.Int("writers", 64, "concurrent writers in total, writer w creating through client w%clients")
 	n := fs.Int("n", 4000, "creates in total")
 	size := fs.Int("size", 256, "record value size in `bytes` (CBOR)")
+	verbose := fs.Bool("v", false, "log the embedded clients' debug messages (outbox batches not sent, retries) to stderr")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of this process (the embedded clients' side: opening them and the load) to `file`")
+	wait := fs.String("wait", string(loadgen.WaitApplied), "when a create counts: `applied` (each Create returns once the replica applied it) or stored (creates under client.NoWait return once in local.db; the clock stops when every client's Flush returned)")
 	if err := parse(args); err != nil {
 		return err
 	}
 	if err := errors.Join(positive("-clients", *clients), positive("-writers", *writers), positive("-n", *n)); err != nil {
 		return err
+	}
+	if w := loadgen.Wait(*wait); w != loadgen.WaitApplied && w != loadgen.WaitStored {
+		return usageError{fmt.Errorf("-wait %q: want applied or stored", *wait)}
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	val, err := loadgen.Value(*size)
 	if err != nil {
@@ -223,12 +242,16 @@ func runOutbox(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	defer cleanup()
+	var logger *slog.Logger
+	if *verbose {
+		logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
 	s, err := loadgen.Outbox(ctx, loadgen.OutboxConfig{Servers: c.servers, Dir: dir, Tree: c.tree, Value: val,
-		Clients: *clients, Writers: *writers, Total: *n})
+		Clients: *clients, Writers: *writers, Total: *n, Wait: loadgen.Wait(*wait), Logger: logger})
 	if err != nil {
 		return err
 	}
-	loadgen.Print(stdout, fmt.Sprintf("outbox clients=%d writers=%d", *clients, *writers), s)
+	fmt.Fprintf(stdout, "%-28s %s\n", fmt.Sprintf("outbox clients=%d writers=%d wait=%s", *clients, *writers, *wait), s)
 	return c.printMem(stdout)
 }
 

@@ -81,6 +81,27 @@ func TestModesAgainstANode(t *testing.T) {
 			t.Fatalf("want 25 acknowledged creates and no errors:\n%s", out)
 		}
 	})
+	t.Run("outbox-stored", func(t *testing.T) {
+		out, err := shelfbench(t, "outbox", "-s", all, "-clients", "2", "-writers", "5", "-n", "25", "-tree", "obxs", "-wait", "stored")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if number(t, out, "ops") != 25 || number(t, out, "errors") != 0 || !strings.Contains(out, "last create -> flushed=") {
+			t.Fatalf("want 25 creates applied after the flush, no errors, the flush time:\n%s", out)
+		}
+		trees, err := api.NewClient(strings.Split(all, ",")[0], nil).Trees(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := recordsIn(trees, "obxs"); n != 25 {
+			t.Fatalf("tree obxs holds %d records, want 25", n)
+		}
+	})
+	t.Run("bad-wait", func(t *testing.T) {
+		if _, err := shelfbench(t, "outbox", "-s", all, "-wait", "soon"); err == nil || !strings.Contains(err.Error(), "-wait") {
+			t.Fatalf("-wait soon: %v, want a usage error naming -wait", err)
+		}
+	})
 	t.Run("reads", func(t *testing.T) {
 		out, err := shelfbench(t, "reads", "-s", all, "-records", "40", "-readers", "2", "-duration", "100ms")
 		if err != nil {

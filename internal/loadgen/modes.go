@@ -69,44 +69,138 @@ func Creates(ctx context.Context, cfg CreatesConfig) (Summary, error) {
 // cluster did not acknowledge it while the writer waited.
 var ErrNotAcked = errors.New("loadgen: create still pending in the outbox (not acknowledged)")
 
+// Wait says when a create of the outbox load counts.
+type Wait string
+
+const (
+	// WaitApplied: each writer's Tree.Create returns once the cluster
+	// applied the create and the client's replica too (closed loop).
+	WaitApplied Wait = "applied"
+	// WaitStored: writers create under client.NoWait (Tree.Create returns
+	// once the create is in local.db); the clock stops when every client's
+	// Flush returned, every create applied at the replicas.
+	WaitStored Wait = "stored"
+)
+
 // OutboxConfig shapes a load of creates through embedded clients.
 type OutboxConfig struct {
 	Servers []string // client i follows Servers[i%len]
 	Dir     string   // the clients' replicas go in temporary directories under Dir
 	Tree    string
 	Value   []byte
-	Clients int // embedded clients (client.DB)
-	Writers int // writer w creates through client w%Clients
-	Total   int
+	Clients int  // embedded clients (client.DB)
+	Writers int  // writer w creates through client w%Clients
+	Total   int  //
+	Wait    Wait // WaitApplied if empty
+	// Logger receives the clients' logs (default: none).
+	Logger *slog.Logger
+}
+
+// OutboxResult is the outcome of an outbox load. Its Summary counts the
+// creates applied; Elapsed runs from the first create to the last one
+// applied at its client's replica; the latencies are those of the
+// Tree.Create calls (under WaitStored: until the create is in local.db).
+type OutboxResult struct {
+	Summary
+	// Flush is, under WaitStored, the time from the last create's return
+	// to the end of the last client's Flush (0 under WaitApplied).
+	Flush time.Duration
+}
+
+// String is Summary's line, with the flush time under WaitStored.
+func (r OutboxResult) String() string {
+	if r.Flush == 0 {
+		return r.Summary.String()
+	}
+	return r.Summary.String() + fmt.Sprintf("  last create -> flushed=%s ms", Ms(r.Flush))
 }
 
 // Outbox creates cfg.Total records through embedded clients: each create
 // goes into its client's outbox, which sends them to the cluster in
-// batches. A create counts when Tree.Create returns applied (not
-// pending): the cluster acknowledged it and the client's replica applied
-// it. The clients are opened and synced before the clock starts, and
-// closed and removed after.
-func Outbox(ctx context.Context, cfg OutboxConfig) (Summary, error) {
+// batches. Under WaitApplied a create counts when Tree.Create returns
+// applied (not pending): the cluster acknowledged it and the client's
+// replica applied it. Under WaitStored the writers create under
+// client.NoWait, then every client's Flush waits until its creates are
+// applied; a create counts if its Flush succeeded. The clients are opened
+// and synced before the clock starts, and closed and removed after.
+func Outbox(ctx context.Context, cfg OutboxConfig) (OutboxResult, error) {
 	if len(cfg.Servers) == 0 || cfg.Clients <= 0 {
-		return Summary{}, fmt.Errorf("%w: %d servers, %d clients", ErrBadConfig, len(cfg.Servers), cfg.Clients)
+		return OutboxResult{}, fmt.Errorf("%w: %d servers, %d clients", ErrBadConfig, len(cfg.Servers), cfg.Clients)
+	}
+	switch cfg.Wait {
+	case "":
+		cfg.Wait = WaitApplied
+	case WaitApplied, WaitStored:
+	default:
+		return OutboxResult{}, fmt.Errorf("%w: wait %q (applied or stored)", ErrBadConfig, cfg.Wait)
 	}
 	dbs := make([]*client.DB, cfg.Clients)
 	for i := range dbs {
-		db, closeDB, err := openClient(ctx, cfg.Dir, fmt.Sprintf("loadgen-%d", i), cfg.Writers, cfg.Servers[i%len(cfg.Servers)])
+		db, closeDB, err := openClient(ctx, cfg.Dir, fmt.Sprintf("loadgen-%d", i), cfg.Writers, cfg.Servers[i%len(cfg.Servers)], rangeSize(cfg), cfg.Logger)
 		if err != nil {
-			return Summary{}, fmt.Errorf("client %d: %w", i, err)
+			return OutboxResult{}, fmt.Errorf("client %d: %w", i, err)
 		}
 		defer closeDB()
 		dbs[i] = db
 	}
-	return Run(ctx, Config{Writers: cfg.Writers, Total: cfg.Total}, func(ctx context.Context, w int) error {
-		res, err := dbs[w%len(dbs)].Tree(cfg.Tree).Create(ctx, 0, cfg.Value)
-		if err == nil && res.Pending {
-			err = ErrNotAcked
+	if cfg.Wait == WaitApplied {
+		s, err := Run(ctx, Config{Writers: cfg.Writers, Total: cfg.Total}, func(ctx context.Context, w int) error {
+			res, err := dbs[w%len(dbs)].Tree(cfg.Tree).Create(ctx, 0, cfg.Value)
+			if err == nil && res.Pending {
+				err = ErrNotAcked
+			}
+			return err
+		})
+		return OutboxResult{Summary: s}, err
+	}
+	perClient := make([]atomic.Int64, len(dbs)) // creates stored, per client
+	start := time.Now()
+	s, err := Run(ctx, Config{Writers: cfg.Writers, Total: cfg.Total}, func(ctx context.Context, w int) error {
+		c := w % len(dbs)
+		_, err := dbs[c].Tree(cfg.Tree).Create(client.NoWait(ctx), 0, cfg.Value)
+		if err == nil {
+			perClient[c].Add(1)
 		}
 		return err
 	})
+	if err != nil {
+		return OutboxResult{Summary: s}, err
+	}
+	stored := time.Now()
+	fctx, cancel := context.WithTimeout(ctx, flushTimeout)
+	defer cancel()
+	errs := make([]error, len(dbs))
+	var wg sync.WaitGroup
+	for i, db := range dbs {
+		wg.Go(func() { errs[i] = db.Flush(fctx) })
+	}
+	wg.Wait()
+	end := time.Now()
+	for i, err := range errs {
+		if err != nil {
+			n := int(perClient[i].Load())
+			s.Ops -= n
+			s.Errors += n
+			if s.FirstErr == nil {
+				s.FirstErr = fmt.Errorf("client %d: flush: %w", i, err)
+			}
+		}
+	}
+	s.Elapsed = end.Sub(start)
+	return OutboxResult{Summary: s, Flush: end.Sub(stored)}, ctx.Err()
 }
+
+// rangeSize is the key range an outbox load's client asks for at a time:
+// enough ids for its share of the load at once, as an app that creates at
+// a high rate would configure, so that a create never waits for a range
+// (under NoWait the creates outrun the default range's refill).
+func rangeSize(cfg OutboxConfig) uint64 {
+	return uint64(max(1000, 2*cfg.Total/cfg.Clients))
+}
+
+// flushTimeout bounds the wait for the clients' outboxes at the end of a
+// WaitStored load.
+const flushTimeout = 5 * time.Minute
 
 // openTimeout bounds opening and syncing an embedded client.
 const openTimeout = 2 * time.Minute
@@ -114,7 +208,13 @@ const openTimeout = 2 * time.Minute
 // openClient opens an embedded client with a new replica in a temporary
 // directory under dir, following server, and waits until it is synced.
 // The returned func closes it and removes its directory.
-func openClient(ctx context.Context, dir, name string, conns int, server string) (*client.DB, func(), error) {
+//
+// rangeSize is the client's Config.RangeSize (0: the default), log its
+// logger (nil: none).
+func openClient(ctx context.Context, dir, name string, conns int, server string, rangeSize uint64, log *slog.Logger) (*client.DB, func(), error) {
+	if log == nil {
+		log = quiet
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, nil, err
 	}
@@ -124,7 +224,7 @@ func openClient(ctx context.Context, dir, name string, conns int, server string)
 	}
 	octx, cancel := context.WithTimeout(ctx, openTimeout)
 	defer cancel()
-	db, err := client.Open(octx, client.Config{Dir: d, Servers: []string{server}, Name: name, HTTPClient: HTTPClient(conns), Logger: quiet})
+	db, err := client.Open(octx, client.Config{Dir: d, Servers: []string{server}, Name: name, HTTPClient: HTTPClient(conns), Logger: log, RangeSize: rangeSize})
 	if err != nil {
 		os.RemoveAll(d)
 		return nil, nil, err
@@ -236,7 +336,7 @@ func Reads(ctx context.Context, cfg ReadsConfig) (ReadsResult, error) {
 			return ReadsResult{}, err
 		}
 	}
-	db, closeDB, err := openClient(ctx, cfg.Dir, "loadgen-reads", 2, cfg.Servers[0])
+	db, closeDB, err := openClient(ctx, cfg.Dir, "loadgen-reads", 2, cfg.Servers[0], 0, nil)
 	if err != nil {
 		return ReadsResult{}, err
 	}
@@ -407,7 +507,7 @@ func Events(ctx context.Context, cfg EventsConfig) (EventsResult, error) {
 	if cfg.Rate <= 0 || cfg.Total <= 0 {
 		return res, fmt.Errorf("%w: rate %v, total %d", ErrBadConfig, cfg.Rate, cfg.Total)
 	}
-	db, closeDB, err := openClient(ctx, cfg.Dir, "loadgen-events", 2, cfg.Follow)
+	db, closeDB, err := openClient(ctx, cfg.Dir, "loadgen-events", 2, cfg.Follow, 0, nil)
 	if err != nil {
 		return res, err
 	}
@@ -562,7 +662,7 @@ func Sync(ctx context.Context, cfg SyncConfig) (SyncResult, error) {
 		res.Preload, res.Preloads = s, cfg.Records
 	}
 	start := time.Now()
-	db, closeDB, err := openClient(ctx, cfg.Dir, "loadgen-sync", 2, cfg.Servers[0])
+	db, closeDB, err := openClient(ctx, cfg.Dir, "loadgen-sync", 2, cfg.Servers[0], 0, nil)
 	if err != nil {
 		return res, err
 	}
