@@ -51,7 +51,7 @@ type forwarder struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // the sender goroutines
 
-	mu      sync.Mutex
+	mu       sync.Mutex
 	queue    []*fwdCall // calls not sent yet, in arrival order
 	senders  int        // sender goroutines running (<= inFlight)
 	inFlight int        // forwardsInFlight
