@@ -255,13 +255,13 @@ func TestForwardedWriteCallerGivesUp(t *testing.T) {
 	})
 	for i := 1; i < cluster.ForwardsInFlight; i++ {
 		inFlight = append(inFlight, goApply(f, ctx, create(t, fmt.Sprintf("in-flight-%d", i))))
+		waitFor(t, 10*time.Second, "every request slot taken", func() error {
+			if w := g.waiting(); w < i+1 {
+				return fmt.Errorf("%d of %d requests held", w, i+1)
+			}
+			return nil
+		})
 	}
-	waitFor(t, 10*time.Second, "every request slot taken", func() error {
-		if w := g.waiting(); w < cluster.ForwardsInFlight {
-			return fmt.Errorf("%d of %d requests held", w, cluster.ForwardsInFlight)
-		}
-		return nil
-	})
 	// These queue behind them.
 	queuedCtx, giveUpQueued := context.WithCancel(ctx)
 	queued := goApply(f, queuedCtx, create(t, "queued-then-abandoned"))
@@ -430,16 +430,20 @@ func TestShutdownEndsForwarding(t *testing.T) {
 		t.Fatal(err)
 	}
 	g.shut()
+	// Every request slot taken, one caller at a time, and more queued.
 	var waiting []<-chan applied
-	for i := range cluster.ForwardsInFlight + 3 {
+	for i := range cluster.ForwardsInFlight {
 		waiting = append(waiting, goApply(f, ctx, create(t, fmt.Sprintf("w%d", i))))
+		waitFor(t, 10*time.Second, "a request at the gate", func() error {
+			if w := g.waiting(); w < i+1 {
+				return fmt.Errorf("%d of %d requests held", w, i+1)
+			}
+			return nil
+		})
 	}
-	waitFor(t, 10*time.Second, "every request slot taken", func() error {
-		if w := g.waiting(); w < cluster.ForwardsInFlight {
-			return fmt.Errorf("%d of %d requests held", w, cluster.ForwardsInFlight)
-		}
-		return nil
-	})
+	for i := range 3 {
+		waiting = append(waiting, goApply(f, ctx, create(t, fmt.Sprintf("queued%d", i))))
+	}
 	f.stop(t)
 	for i, ch := range waiting {
 		if a := await(t, ch, fmt.Sprintf("caller %d", i)); api.CodeOf(a.err) != api.CodeUnavailable {
