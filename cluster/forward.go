@@ -13,14 +13,17 @@ import (
 
 // Forwarding a follower's writes to the leader.
 //
-// A follower forwards every write it takes (Apply) to the leader and waits
-// for the leader's answer. Writes that arrive while a request is in flight
-// are coalesced (group commit): they queue, and the next request carries
-// all of them to InternalApplyBatchPath, up to forwardBatchCount commands
-// and forwardBatchBytes bytes, so the leader serves one request per
-// follower per round instead of one per write. At most forwardsInFlight
-// requests to the leader are in flight at once. Each caller keeps its own
-// context and gets its own result; see Node.Apply for the errors.
+// A follower forwards every write it takes (Apply) to the leader's
+// InternalApplyBatchPath and waits for the leader's answer. At most
+// forwardsInFlight requests to the leader are in flight at once. While
+// fewer are, a write is sent at once, alone, by its caller (no added
+// latency when writes are few). Writes that arrive while all are in
+// flight are coalesced (group commit): they queue, and when a request
+// ends the next one carries all of them, up to forwardBatchCount commands
+// and forwardBatchBytes bytes, so that under load the leader serves one
+// request per follower per round instead of one per write. Each caller
+// keeps its own context and gets its own result; see Node.Apply for the
+// errors.
 
 const (
 	// forwardBatchCount bounds the commands of one coalesced request.
@@ -30,13 +33,12 @@ const (
 	// internal bodies up to twice its API body limit (8 MiB by default);
 	// if it refuses a batch as too large anyway, the batch is split.
 	forwardBatchBytes = 1 << 20
-	// forwardsInFlight bounds the coalesced requests in flight to the
-	// leader at once: the next batches are sent while the previous one
-	// waits for its commit, so that they join the leader's next raft
-	// round. One in flight serialises a follower's writes on the commit
-	// round; 2, 4 and 8 measured alike within the noise, 4 a little ahead
-	// at 64 writers (docs/performance.md, "Coalesced forwards").
-	forwardsInFlight = 4
+	// forwardsInFlight bounds the requests in flight to the leader at
+	// once; writes beyond wait and are coalesced. One in flight
+	// serialises a follower's writes on the commit round; with 2 to 4
+	// writes wait for a slot at 16 writers over three nodes
+	// (docs/performance.md, "Coalesced forwards").
+	forwardsInFlight = 8
 	// forwardDrain is how long Shutdown lets forwarded requests in flight
 	// finish before it cancels them.
 	forwardDrain = 2 * time.Second
@@ -49,11 +51,11 @@ type forwarder struct {
 	n      *Node
 	ctx    context.Context // bounds every request; cancelled by stop
 	cancel context.CancelFunc
-	wg     sync.WaitGroup // the sender goroutines
+	wg     sync.WaitGroup // the requests in flight: callers' own and senders'
 
 	mu       sync.Mutex
 	queue    []*fwdCall // calls not sent yet, in arrival order
-	senders  int        // sender goroutines running (<= inFlight)
+	busy     int        // requests in flight (<= inFlight)
 	inFlight int        // forwardsInFlight
 	stopped  bool
 }
@@ -90,9 +92,23 @@ func (f *forwarder) apply(ctx context.Context, addr string, cmd *fsm.Command) (*
 		f.mu.Unlock()
 		return nil, unavailable("node %s is shutting down", f.n.cfg.NodeID)
 	}
+	if f.busy < f.inFlight && len(f.queue) == 0 {
+		// A free slot: send it now, from this goroutine, within ctx (and
+		// the node's life).
+		f.busy++
+		f.wg.Add(1)
+		f.mu.Unlock()
+		ctx, cancel := context.WithCancel(ctx)
+		stop := context.AfterFunc(f.ctx, cancel)
+		f.post(ctx, []*fwdCall{c})
+		stop()
+		cancel()
+		f.release()
+		return c.res, c.err
+	}
 	f.queue = append(f.queue, c)
-	if f.senders < f.inFlight {
-		f.senders++
+	if f.busy < f.inFlight {
+		f.busy++
 		f.wg.Add(1)
 		go f.send()
 	}
@@ -120,19 +136,35 @@ func (f *forwarder) apply(ctx context.Context, addr string, cmd *fsm.Command) (*
 	return nil, unavailable("%s forwarded to the leader, no answer in time (%v); it may still be applied", cmd.Op, ctx.Err())
 }
 
-// send sends batches of queued calls until the queue is empty.
+// release ends a caller's own request: its slot goes to a sender if
+// calls are queued.
+func (f *forwarder) release() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.queue) > 0 {
+		go f.send() // takes over the slot and its count in wg
+		return
+	}
+	f.busy--
+	f.wg.Done()
+}
+
+// send sends batches of queued calls until the queue is empty, each
+// within Config.ApplyTimeout and the node's life.
 func (f *forwarder) send() {
 	defer f.wg.Done()
 	for {
 		f.mu.Lock()
 		batch := f.take()
 		if len(batch) == 0 {
-			f.senders--
+			f.busy--
 			f.mu.Unlock()
 			return
 		}
 		f.mu.Unlock()
-		f.post(batch)
+		ctx, cancel := context.WithTimeout(f.ctx, f.n.cfg.ApplyTimeout)
+		f.post(ctx, batch)
+		cancel()
 	}
 }
 
@@ -165,9 +197,7 @@ func (f *forwarder) take() []*fwdCall {
 // gives every call its result: the leader's results answer their calls in
 // order; the calls after a shorter answer (the leader failed after
 // committing a prefix) get unavailable; an error answers every call.
-func (f *forwarder) post(batch []*fwdCall) {
-	ctx, cancel := context.WithTimeout(f.ctx, f.n.cfg.ApplyTimeout)
-	defer cancel()
+func (f *forwarder) post(ctx context.Context, batch []*fwdCall) {
 	body := make([]byte, 0, 9+batchBytes(batch))
 	body = cborArrayHeader(body, len(batch))
 	for _, c := range batch {
@@ -179,8 +209,8 @@ func (f *forwarder) post(batch []*fwdCall) {
 	case err != nil && api.CodeOf(err) == api.CodeTooLarge && len(batch) > 1:
 		// The leader takes smaller bodies than this node assumed: nothing
 		// was applied; send the halves.
-		f.post(batch[:len(batch)/2])
-		f.post(batch[len(batch)/2:])
+		f.post(ctx, batch[:len(batch)/2])
+		f.post(ctx, batch[len(batch)/2:])
 		return
 	case err != nil:
 		for _, c := range batch {

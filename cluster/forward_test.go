@@ -288,12 +288,12 @@ func TestForwardedWriteCallerGivesUp(t *testing.T) {
 	if err := leader.FSM().WaitApplied(ctx, last); err != nil {
 		t.Fatal(err)
 	}
-	// The abandoned write that was sent went with the requests before
-	// the kept one, so by now it is in the log; the one abandoned in the
-	// queue never is.
+	// The write abandoned after it was sent may or may not be applied
+	// (here its request was still at the gate, and its caller's context
+	// cancelled it); the one abandoned in the queue never is.
 	seen := logValues(t, leader, first.Index)
-	if seen["sent-then-abandoned"] != 1 || seen["queued-kept"] != 1 {
-		t.Errorf("log after the gate opened: %v; want the sent write and the kept one once each", seen)
+	if seen["sent-then-abandoned"] > 1 || seen["queued-kept"] != 1 {
+		t.Errorf("log after the gate opened: %v; want the kept write once, the sent one at most once", seen)
 	}
 	if seen["queued-then-abandoned"] != 0 {
 		t.Errorf("a write abandoned before it was sent was applied: %v", seen)
