@@ -35,8 +35,8 @@ const (
 	forwardBatchBytes = 1 << 20
 	// forwardsInFlight bounds the requests in flight to the leader at
 	// once; writes beyond wait and are coalesced. One in flight
-	// serialises a follower's writes on the commit round; with 2 to 4
-	// writes wait for a slot at 16 writers over three nodes
+	// serialises a follower's writes on the commit round; with a cap of
+	// 2 to 4, writes waited for a slot at 16 writers over three nodes
 	// (docs/performance.md, "Coalesced forwards").
 	forwardsInFlight = 8
 	// forwardDrain is how long Shutdown lets forwarded requests in flight
@@ -75,8 +75,9 @@ func newForwarder(n *Node) *forwarder {
 	return &forwarder{n: n, ctx: ctx, cancel: cancel, inFlight: forwardsInFlight}
 }
 
-// apply forwards cmd to the leader at addr, coalesced with the writes
-// forwarded at the same moment, and waits for its result within ctx. The
+// apply forwards cmd to the leader at addr and waits for its result
+// within ctx: at once if a request slot is free, else coalesced with the
+// other writes queued meanwhile. The
 // error is the leader's (no_leader: nothing was applied, the caller may
 // retry), unavailable when the outcome is unknown, or unavailable when ctx
 // ended first (before the command was sent: not applied; after: it may
