@@ -26,12 +26,22 @@ func newCBOR() *codec.CborHandle {
 	return h
 }
 
-// Marshal encodes v as CBOR.
+// encoders reuses CBOR encoders, as decoders does: building one costs
+// more than encoding a small command (every write is encoded on the node
+// that takes it and again on the leader).
+var encoders = sync.Pool{New: func() any { return codec.NewEncoderBytes(nil, CBOR) }}
+
+// Marshal encodes v as CBOR. The bytes are the caller's: each call
+// encodes into a new slice.
 func Marshal(v any) ([]byte, error) {
+	enc := encoders.Get().(*codec.Encoder)
 	var b []byte
-	if err := codec.NewEncoderBytes(&b, CBOR).Encode(v); err != nil {
-		return nil, fmt.Errorf("cbor encode %T: %w", v, err)
+	enc.ResetBytes(&b)
+	if err := enc.Encode(v); err != nil {
+		return nil, fmt.Errorf("cbor encode %T: %w", v, err) // not reused after an error
 	}
+	enc.ResetBytes(nil)
+	encoders.Put(enc)
 	return b, nil
 }
 

@@ -1,9 +1,13 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"reflect"
+	"sync"
 	"testing"
+
+	"github.com/ugorji/go/codec"
 )
 
 // Records holding maps with integer keys decode for tools (formatted keys
@@ -46,5 +50,44 @@ func TestDecodeIntegerKeyedMaps(t *testing.T) {
 	}
 	if !reflect.DeepEqual(g.(map[string]any)["name"], "R1") {
 		t.Fatalf("name %v", g)
+	}
+}
+
+// Encoders are reused: concurrent Marshal calls each get their own bytes,
+// equal to a fresh encoder's.
+func TestMarshalReusesEncodersSafely(t *testing.T) {
+	type item struct {
+		N    int    `codec:"n"`
+		Data []byte `codec:"d"`
+	}
+	want := make([][]byte, 64)
+	for i := range want {
+		var b []byte
+		if err := codec.NewEncoderBytes(&b, CBOR).Encode(item{N: i, Data: bytes.Repeat([]byte{byte(i)}, i*10)}); err != nil {
+			t.Fatal(err)
+		}
+		want[i] = b
+	}
+	got := make([][]byte, len(want))
+	var wg sync.WaitGroup
+	for i := range want {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 20 {
+				b, err := Marshal(item{N: i, Data: bytes.Repeat([]byte{byte(i)}, i*10)})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				got[i] = b
+			}
+		}()
+	}
+	wg.Wait()
+	for i := range want {
+		if !bytes.Equal(got[i], want[i]) {
+			t.Errorf("item %d: %x, want %x", i, got[i], want[i])
+		}
 	}
 }

@@ -24,10 +24,15 @@ import (
 // follower retries.
 const ForwardedHeader = "X-Shelf-Forwarded-By"
 
-// InternalApplyPath is the HTTP route followers forward writes to.
+// InternalApplyPath is the HTTP route followers of earlier versions
+// forward single writes to; followers now send them, coalesced, to
+// InternalApplyBatchPath.
 const InternalApplyPath = "/v1/internal/apply"
 
-// InternalApplyBatchPath is the HTTP route followers forward batches to.
+// InternalApplyBatchPath is the HTTP route followers forward writes to:
+// an ApplyMany batch, or the writes of concurrent Apply calls coalesced.
+// When the leader fails after committing some of the commands, the answer
+// holds the results of that prefix only.
 const InternalApplyBatchPath = "/v1/internal/apply-batch"
 
 // maxAnswer bounds the size of an answer read from the leader.
@@ -59,7 +64,10 @@ func unavailable(format string, args ...any) *api.Error {
 // On the leader the command gets the leader's clock (cmd.Time) and is
 // applied directly; a follower forwards it to the leader, retrying with
 // backoff while there is no leader or leadership moves, within ctx and
-// Config.ApplyTimeout. When Apply returns, the entry is committed (a
+// Config.ApplyTimeout. A follower coalesces the writes it forwards at the
+// same moment into one request to the leader (see forwarder): each
+// caller still gets its own result, and no order is promised between
+// concurrent callers. When Apply returns, the entry is committed (a
 // majority of the voters stored it) and the leader has applied it at
 // res.Index; this node may not have applied it yet when it is a follower
 // (it learns the commit index with the leader's next append, within
@@ -69,7 +77,8 @@ func unavailable(format string, args ...any) *api.Error {
 //
 // The error is non-nil when the command could not be committed (or its
 // outcome is unknown): it is an *api.Error with code no_leader or
-// unavailable, or ctx's error. A command the state machine rejected is
+// unavailable (also when ctx ends while a follower waits for the
+// leader's answer: the command may still be applied), or ctx's error. A command the state machine rejected is
 // not an error here: the rejection is in the Result's Err.
 func (n *Node) Apply(ctx context.Context, cmd *fsm.Command) (*fsm.Result, error) {
 	if cmd == nil {
@@ -91,12 +100,9 @@ func (n *Node) Apply(ctx context.Context, cmd *fsm.Command) (*fsm.Result, error)
 			return nil
 		},
 		func(ctx context.Context, addr string) error {
-			var r fsm.Result
-			if err := n.forward(ctx, addr, InternalApplyPath, cmd, &r); err != nil {
-				return err
-			}
-			res = &r
-			return nil
+			r, err := n.fwd.apply(ctx, addr, cmd)
+			res = r
+			return err
 		})
 	if err != nil {
 		return nil, err
@@ -221,7 +227,8 @@ func (n *Node) raftError(err error, op fsm.Op) error {
 }
 
 // ApplyMany commits cmds as consecutive log entries, in order (a follower
-// forwards them to the leader in one request), and returns one result per
+// forwards them to the leader in one request of their own, not coalesced
+// with other writes), and returns one result per
 // command, rejections included, once they are committed and applied on the
 // leader (as Apply: this node may apply them a moment later). On
 // error, the results are those known (a prefix of cmds); the commands after
@@ -256,8 +263,13 @@ func (n *Node) ApplyMany(ctx context.Context, cmds []*fsm.Command) ([]*fsm.Resul
 			if err := n.forward(ctx, addr, InternalApplyBatchPath, send, &r); err != nil {
 				return err
 			}
-			if len(r) != len(send) {
+			switch {
+			case len(r) > len(send):
 				return unavailable("leader answered %d results for %d commands", len(r), len(send))
+			case len(r) < len(send):
+				// The leader failed after committing a prefix.
+				sent = r
+				return unavailable("the leader applied %d of %d commands, then failed; the rest may or may not be applied", len(r), len(send))
 			}
 			sent = r
 			return nil
@@ -392,13 +404,22 @@ func (n *Node) httpOf(id, raftAddr string) string {
 // A failure to connect is a no_leader error (nothing was sent, so the
 // caller may retry); a failure after sending is unavailable.
 func (n *Node) call(ctx context.Context, method, addr, path string, in, out any) error {
-	var body io.Reader
+	var b []byte
 	if in != nil {
-		b, err := api.Marshal(in)
-		if err != nil {
+		var err error
+		if b, err = api.Marshal(in); err != nil {
 			return api.Errorf(api.CodeInvalid, "encode request: %v", err)
 		}
-		body = bytes.NewReader(b)
+	}
+	return n.callBody(ctx, method, addr, path, b, out)
+}
+
+// callBody is call with the request body already encoded as CBOR (nil for
+// none).
+func (n *Node) callBody(ctx context.Context, method, addr, path string, in []byte, out any) error {
+	var body io.Reader
+	if in != nil {
+		body = bytes.NewReader(in)
 	}
 	scheme := "http://"
 	if n.cfg.PeerTLS != nil {

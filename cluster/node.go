@@ -64,6 +64,7 @@ type Node struct {
 	fsm    *fsm.FSM
 	events *eventBuffer  // the latest events of fsm, for Events
 	reads  *readIndexer  // the leader's read index (linearizable reads)
+	fwd    *forwarder    // a follower's writes to the leader, coalesced
 	store  logStore      // raft.db (raft-boltdb) or raft-wal/, per Config.LogStore
 	logs   raft.LogStore // store behind a cache of the newest entries: raft's and the log stream's reads
 	snaps  *raft.FileSnapshotStore
@@ -124,6 +125,7 @@ func New(cfg Config) (*Node, error) {
 	}
 	n.gossip = newGossip(n)
 	n.reads = &readIndexer{n: n}
+	n.fwd = newForwarder(n)
 	ok := false
 	defer func() {
 		if !ok {
@@ -777,6 +779,7 @@ func (n *Node) shutdown(graceful bool) error {
 	n.stopOnce.Do(func() {
 		n.closed.Store(true)
 		close(n.shutdownCh)
+		n.fwd.stop() // forwarded writes in flight: answered, or cancelled after a moment
 		var errs []error
 		if graceful && n.raft != nil && n.raft.State() == raft.Leader && n.otherVoters() > 0 {
 			f := n.raft.LeadershipTransfer()

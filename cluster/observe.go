@@ -20,9 +20,10 @@ type Observer interface {
 	// it appended to the raft log is committed and applied (or failed), d
 	// after the first raft.Apply.
 	ObserveApply(count int, d time.Duration)
-	// ObserveForward is called on a follower for every write (path
-	// InternalApplyPath or InternalApplyBatchPath) it forwarded to the
-	// leader, with the time the leader took to answer and the error.
+	// ObserveForward is called on a follower for every request forwarding
+	// writes to the leader (path InternalApplyBatchPath: an ApplyMany
+	// batch, or single writes coalesced), with the time the leader took
+	// to answer and the error.
 	ObserveForward(path string, d time.Duration, err error)
 }
 
@@ -32,17 +33,6 @@ func (n *Node) observeApply(start time.Time, count int) {
 	if o := n.cfg.Observer; o != nil {
 		o.ObserveApply(count, time.Since(start))
 	}
-}
-
-// forward sends a write to the leader's internal route path (see call)
-// and reports it to the Observer.
-func (n *Node) forward(ctx context.Context, addr, path string, in, out any) error {
-	start := time.Now()
-	err := n.call(ctx, http.MethodPost, addr, path, in, out)
-	if o := n.cfg.Observer; o != nil {
-		o.ObserveForward(path, time.Since(start), err)
-	}
-	return err
 }
 
 // Stats are a node's raft and state machine figures, cheap to read (no

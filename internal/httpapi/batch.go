@@ -89,11 +89,12 @@ func (h *handler) internalApplyBatch(w http.ResponseWriter, r *http.Request) err
 		}
 	}
 	res, err := h.node.ApplyLeaderMany(r.Context(), cmds)
-	if err != nil {
-		// A follower must not take a partial answer for a whole one: it
-		// answers its caller with the error and the caller resends.
+	if err != nil && len(res) == 0 {
 		return err
 	}
+	// After a failure that follows committed entries, the answer is the
+	// known prefix of the results: fewer results than commands, and the
+	// follower answers the commands after them as of unknown outcome.
 	h.write(w, r, http.StatusOK, res)
 	return nil
 }
