@@ -116,18 +116,7 @@ func (c *cli) list(ctx context.Context, args []string) error {
 		out.Records[i].FillValue()
 	}
 	return c.emit(out, func(w io.Writer) {
-		row(w, "KEY", "RELEASED", "STATE", "BORROWER", "UPDATED", "VALUE")
-		for _, r := range out.Records {
-			borrower := "-"
-			if r.Borrow != nil {
-				borrower = who(r.Borrow.Client, r.Borrow.ClientName)
-			}
-			value := short(r.Value, 60)
-			if r.ValueError != "" {
-				value = "(no JSON view: " + r.ValueError + ")"
-			}
-			row(w, r.Key, yesNo(r.Released), r.State, borrower, c.ago(r.Updated), value)
-		}
+		c.recordTable(w, out.Records)
 		if out.After != "" {
 			fmt.Fprintf(c.stderr, "more records: kvctl list %s -after %s\n", tree, out.After)
 		}
@@ -181,4 +170,21 @@ func short(v any, n int) string {
 	}
 	r := []rune(string(b))
 	return string(r[:n-3]) + "..."
+}
+
+// recordTable writes records as the table of list and search: key,
+// released, state, borrower, last update and a short JSON view.
+func (c *cli) recordTable(w io.Writer, records []api.Record) {
+	row(w, "KEY", "RELEASED", "STATE", "BORROWER", "UPDATED", "VALUE")
+	for _, r := range records {
+		borrower := "-"
+		if r.Borrow != nil {
+			borrower = who(r.Borrow.Client, r.Borrow.ClientName)
+		}
+		value := short(r.Value, 60)
+		if r.ValueError != "" {
+			value = "(no JSON view: " + r.ValueError + ")"
+		}
+		row(w, r.Key, yesNo(r.Released), r.State, borrower, c.ago(r.Updated), value)
+	}
 }

@@ -43,18 +43,7 @@ func (c *cli) search(ctx context.Context, args []string) error {
 		res.Records[i].FillValue()
 	}
 	return c.emit(res, func(w io.Writer) {
-		row(w, "KEY", "RELEASED", "STATE", "BORROWER", "UPDATED", "VALUE")
-		for _, r := range res.Records {
-			borrower := "-"
-			if r.Borrow != nil {
-				borrower = who(r.Borrow.Client, r.Borrow.ClientName)
-			}
-			value := short(r.Value, 60)
-			if r.ValueError != "" {
-				value = "(no JSON view: " + r.ValueError + ")"
-			}
-			row(w, r.Key, yesNo(r.Released), r.State, borrower, c.ago(r.Updated), value)
-		}
+		c.recordTable(w, res.Records)
 		fmt.Fprintf(c.stderr, "%d shown of %d matches; %d records examined\n", len(res.Records), res.Total, res.Scanned)
 		if res.Truncated {
 			fmt.Fprintf(c.stderr, "the scan stopped before the end of the tree: raise -scan (at most %d) or narrow the search\n", api.MaxSearchScan)

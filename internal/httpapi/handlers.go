@@ -581,13 +581,9 @@ func (h *handler) pollContext(r *http.Request, wait time.Duration) (context.Cont
 
 func (h *handler) events(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
-	from := api.EventsFromNow
-	if s := q.Get("from"); s != "" && s != "now" {
-		v, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			return api.Errorf(api.CodeInvalid, "invalid from %q: want a log index or \"now\"", s)
-		}
-		from = v
+	from, err := eventsFrom(q.Get("from"))
+	if err != nil {
+		return err
 	}
 	limit, err := queryInt(r, "limit", DefaultEventLimit, MaxEventLimit)
 	if err != nil {
@@ -681,4 +677,17 @@ func nonNil[T any](s []T) []T {
 		return []T{}
 	}
 	return s
+}
+
+// eventsFrom parses the from parameter of the event routes: a log index,
+// or "now" or empty for api.EventsFromNow.
+func eventsFrom(s string) (uint64, error) {
+	if s == "" || s == "now" {
+		return api.EventsFromNow, nil
+	}
+	v, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return 0, api.Errorf(api.CodeInvalid, "invalid from %q: want a log index or \"now\"", s)
+	}
+	return v, nil
 }

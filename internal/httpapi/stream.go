@@ -44,13 +44,9 @@ const (
 // checked again at least every ping interval).
 func (h *handler) eventStream(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
-	from := api.EventsFromNow
-	if s := q.Get("from"); s != "" && s != "now" {
-		v, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			return api.Errorf(api.CodeInvalid, "invalid from %q: want a log index or \"now\"", s)
-		}
-		from = v
+	from, err := eventsFrom(q.Get("from"))
+	if err != nil {
+		return err
 	}
 	if s := r.Header.Get("Last-Event-ID"); s != "" {
 		v, err := strconv.ParseUint(s, 10, 64)
