@@ -104,13 +104,16 @@ func TestObservability(t *testing.T) {
 			equal("shelf_raft_state", 1, "state", "leader")
 			atLeast("shelf_apply_duration_seconds", writes)
 			atLeast("shelf_raft_apply", writes)
-			atLeast("shelf_http_requests_total", writes, "route", cluster.InternalApplyPath, "code", "200")
+			// A follower forwards every write through the batch route
+			// (cluster/forward.go); these writes are sequential, so one
+			// request each.
+			atLeast("shelf_http_requests_total", writes, "route", cluster.InternalApplyBatchPath, "code", "200")
 		} else {
 			equal("shelf_raft_state", 1, "state", "follower")
 			equal("shelf_raft_state", 0, "state", "leader")
 		}
 		if n == via {
-			equal("shelf_forwarded_writes_total", writes, "route", "apply", "result", "ok")
+			equal("shelf_forwarded_writes_total", writes, "route", "apply-batch", "result", "ok")
 			equal("shelf_forwarded_write_duration_seconds", writes)
 			equal("shelf_http_requests_total", writes, "method", "POST", "route", "/v1/trees/{tree}/records", "code", "201")
 			equal("shelf_log_stream_clients", 1)
