@@ -11,7 +11,7 @@
 // local replica has it: its error is the cluster's answer, and the next
 // read shows the cluster's state with it. Under NoWait(ctx) a write
 // returns as soon as it is durable in local.db (WriteResult.Pending); the
-// outbox sends such writes in large batches, several in flight, a
+// outbox sends such writes in large batches, in order, a
 // rejection becomes a Conflict, and DB.Flush waits until the writes made
 // before it were applied (or became conflicts). Use NoWait when the app
 // writes much and must not wait for the network, Flush where it must

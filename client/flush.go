@@ -17,7 +17,7 @@ type noWaitKey struct{}
 // typed's, which pass their context on) return as soon as the write is
 // durable in this client's local.db, without waiting for the cluster:
 // the WriteResult has Pending set and the record's Key, and no Index. The
-// outbox sends such writes in large batches, several in flight, in the
+// outbox sends such writes in large batches, in order, in the
 // background; reads of this client see them at once (Record.Pending), and
 // events report them when the replica applies them (EventConfirmed with
 // their outbox sequence number, and the record's change).

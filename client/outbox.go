@@ -43,7 +43,7 @@ const (
 )
 
 // recordID names a record whatever its revision: writes to one record
-// keep their order across batches in flight.
+// keep their order when several batches are in flight (maxInFlight > 1).
 type recordID struct {
 	tree string
 	id   uint64
@@ -138,11 +138,14 @@ type storeDone struct {
 const maxGone = 128
 
 // maxInFlight bounds the outbox requests one client has in flight at
-// once. Batches go out while earlier ones are unanswered only if they
-// hold no write of a record with a write in an unanswered batch (see
-// take): writes of one record reach the cluster in their order, and
-// writes of different records do not depend on each other's order.
-const maxInFlight = 4
+// once. It is 1: the outbox's writes reach the cluster in the order the
+// app made them, across records too (a board created after the parts it
+// refers to is never applied before them). take can let a batch go while
+// earlier ones are unanswered (only with records that have no write in
+// them, so each record keeps its order), but 4 in flight measured no
+// faster than 1 (docs/performance.md, "Outbox without waiting"): a deep
+// outbox already fills batches of maxBatch, so order is kept for free.
+const maxInFlight = 1
 
 // maxSpan bounds how far past the lowest sequence number still in
 // local.db (an entry queued, in flight, answered, or confirmed but not yet
