@@ -15,9 +15,8 @@
 // rejection becomes a Conflict, and DB.Flush waits until the writes made
 // before it were applied (or became conflicts). Use NoWait when the app
 // writes much and must not wait for the network, Flush where it must
-// know its writes reached the cluster. Either way the writes of one
-// record reach the cluster in their order; writes of different records
-// may be applied in another order than they were made.
+// know its writes reached the cluster. Either way a client's writes are
+// applied in the order they were made.
 //
 // Files in Config.Dir: replica.db (the replicated state; replaceable at
 // any time by a snapshot) and local.db (this client's identity, pinned
