@@ -778,11 +778,16 @@ func (o *outbox) send(batch []*outboxEntry) (answered, bool) {
 }
 
 // tryNext tells a failed request that another server may take: this one
-// could not be reached, has no leader, or is not ready. (Whatever the
-// first server did with it, the outbox sends entries again until the
-// cluster answers them; see send.)
+// could not be reached or has no leader. (Whatever the first server did
+// with it, the outbox sends entries again until the cluster answers them;
+// see send.) An unavailable answer is not one: the server is up and in
+// touch with the cluster, whose leader was busy or just changed, and
+// the next server would forward to the same leader; worse, the next
+// server in the list may be that old leader, paused or cut off, where the
+// request would wait for its whole timeout. The batch goes again to the
+// first server after the backoff.
 func tryNext(err error) bool {
-	return errors.Is(err, api.ErrUnreachable) || errors.Is(err, api.ErrNoLeader) || errors.Is(err, api.ErrUnavailable)
+	return errors.Is(err, api.ErrUnreachable) || errors.Is(err, api.ErrNoLeader)
 }
 
 // retryable tells an error that says nothing about the write itself.

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"slices"
 	"sync"
@@ -306,7 +307,12 @@ func (n *Node) forward(ctx context.Context, addr, path string, in, out any) erro
 // forwardBody is forward with the request body already encoded.
 func (n *Node) forwardBody(ctx context.Context, addr, path string, body []byte, out any) error {
 	start := time.Now()
-	err := n.callBody(ctx, http.MethodPost, addr, path, body, out)
+	fctx, stop := n.untilLeaderChanges(ctx)
+	err := n.callBody(fctx, http.MethodPost, addr, path, body, out)
+	if err != nil && ctx.Err() == nil && errors.Is(context.Cause(fctx), errLeaderChanged) {
+		err = unavailable("the leader changed while %s had this write (%v); it may or may not be applied", addr, err)
+	}
+	stop()
 	if o := n.cfg.Observer; o != nil {
 		o.ObserveForward(path, time.Since(start), err)
 	}

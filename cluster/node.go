@@ -61,18 +61,19 @@ type Node struct {
 	cfg Config
 	log *slog.Logger
 
-	fsm    *fsm.FSM
-	events *eventBuffer  // the latest events of fsm, for Events
-	reads  *readIndexer  // the leader's read index (linearizable reads)
-	fwd    *forwarder    // a follower's writes to the leader, coalesced
-	store  logStore      // raft.db (raft-boltdb) or raft-wal/, per Config.LogStore
-	logs   raft.LogStore // store behind a cache of the newest entries: raft's and the log stream's reads
-	snaps  *raft.FileSnapshotStore
-	trans  *raft.NetworkTransport
-	rtrans *serialTransport // trans as raft sees it
-	raft   *raft.Raft
-	ml     *memberlist.Memberlist
-	gossip *gossip
+	fsm     *fsm.FSM
+	events  *eventBuffer  // the latest events of fsm, for Events
+	reads   *readIndexer  // the leader's read index (linearizable reads)
+	fwd     *forwarder    // a follower's writes to the leader, coalesced
+	leaders leaderWatch   // wakes forwards in flight when the leader changes
+	store   logStore      // raft.db (raft-boltdb) or raft-wal/, per Config.LogStore
+	logs    raft.LogStore // store behind a cache of the newest entries: raft's and the log stream's reads
+	snaps   *raft.FileSnapshotStore
+	trans   *raft.NetworkTransport
+	rtrans  *serialTransport // trans as raft sees it
+	raft    *raft.Raft
+	ml      *memberlist.Memberlist
+	gossip  *gossip
 
 	raftAddr   string        // advertised raft address
 	staleAfter time.Duration // Config.LeaderStaleAfter or its default
@@ -146,7 +147,8 @@ func New(cfg Config) (*Node, error) {
 		return nil, err
 	}
 
-	n.wg.Add(3)
+	n.wg.Add(4)
+	go n.watchLeader()
 	go n.leaderLoop()
 	go n.expiryLoop()
 	go n.housekeeping()

@@ -1,0 +1,80 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"sync"
+
+	"github.com/hashicorp/raft"
+)
+
+// errLeaderChanged is the cause given to a forward's context when the
+// leader it went to was replaced while it waited for the answer.
+var errLeaderChanged = errors.New("the leader changed")
+
+// leaderWatch wakes whoever waits on the leader this node knows (the
+// forwards in flight) when raft reports another one, or none. The zero
+// value is ready to use.
+type leaderWatch struct {
+	mu sync.Mutex
+	ch chan struct{} // closed at the next change; nil until someone waits
+}
+
+// changed returns a channel closed at the next change of leader.
+func (w *leaderWatch) changed() <-chan struct{} {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.ch == nil {
+		w.ch = make(chan struct{})
+	}
+	return w.ch
+}
+
+// notify wakes the waiters of changed.
+func (w *leaderWatch) notify() {
+	w.mu.Lock()
+	if w.ch != nil {
+		close(w.ch)
+		w.ch = nil
+	}
+	w.mu.Unlock()
+}
+
+// watchLeader turns raft's leader observations into leaderWatch wakeups
+// until the node shuts down.
+func (n *Node) watchLeader() {
+	defer n.wg.Done()
+	obsCh := make(chan raft.Observation, 8)
+	obs := raft.NewObserver(obsCh, false, func(o *raft.Observation) bool {
+		_, ok := o.Data.(raft.LeaderObservation)
+		return ok
+	})
+	n.raft.RegisterObserver(obs)
+	defer n.raft.DeregisterObserver(obs)
+	for {
+		select {
+		case <-obsCh:
+			n.leaders.notify()
+		case <-n.shutdownCh:
+			return
+		}
+	}
+}
+
+// untilLeaderChanges returns ctx cancelled also when this node learns of
+// another leader (or loses the one it had): a write forwarded to a leader
+// that is paused or cut off would otherwise wait for its whole timeout
+// although a new leader is already taking writes. stop releases it.
+func (n *Node) untilLeaderChanges(ctx context.Context) (_ context.Context, stop func()) {
+	changed := n.leaders.changed()
+	ctx, cancel := context.WithCancelCause(ctx)
+	done := make(chan struct{})
+	go func() { // ends with stop at the latest
+		select {
+		case <-changed:
+			cancel(errLeaderChanged)
+		case <-done:
+		}
+	}()
+	return ctx, func() { close(done); cancel(nil) }
+}
