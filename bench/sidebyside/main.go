@@ -195,6 +195,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 
 	results := map[string]map[int][]loadgen.Summary{"etcd": {}, "shelf": {}, "outbox": {}, "outbox-stored": {}}
+	cpu := map[string]map[int][]cpuUse{"etcd": {}, "shelf": {}, "outbox": {}, "outbox-stored": {}}
 	for rep := range o.reps {
 		for _, w := range o.writers {
 			order := sys
@@ -202,12 +203,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				order = []*system{sys[1], sys[0]}
 			}
 			for _, s := range order {
+				m := newCPUMeter(s.c.pids())
 				sum, err := s.load(ctx, w, o.n)
 				if err != nil {
 					return fmt.Errorf("%s, %d writers: %w", s.name, w, err)
 				}
-				logf("rep %d  %-6s writers=%-3d %s", rep+1, s.name, w, sum)
+				use := m.done()
+				logf("rep %d  %-6s writers=%-3d %s  cpu/write servers=%.0fµs loadgen=%.0fµs", rep+1, s.name, w, sum,
+					float64(use.servers.Microseconds())/float64(o.n), float64(use.loadgen.Microseconds())/float64(o.n))
 				results[s.name][w] = append(results[s.name][w], sum)
+				cpu[s.name][w] = append(cpu[s.name][w], use)
 				if err := s.c.dead(); err != nil {
 					return err
 				}
@@ -215,18 +220,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		if o.outboxWriters > 0 {
 			if _, measured := results["etcd"][o.outboxWriters]; !measured || len(results["etcd"][o.outboxWriters]) <= rep {
+				m := newCPUMeter(etcd.pids())
 				sum, err := sys[0].load(ctx, o.outboxWriters, o.n)
 				if err != nil {
 					return fmt.Errorf("etcd, %d writers: %w", o.outboxWriters, err)
 				}
 				logf("rep %d  %-6s writers=%-3d %s", rep+1, "etcd", o.outboxWriters, sum)
 				results["etcd"][o.outboxWriters] = append(results["etcd"][o.outboxWriters], sum)
+				cpu["etcd"][o.outboxWriters] = append(cpu["etcd"][o.outboxWriters], m.done())
 			}
 			waits := []loadgen.Wait{loadgen.WaitApplied, loadgen.WaitStored}
 			if rep%2 == 1 { // alternate which goes first
 				waits = []loadgen.Wait{loadgen.WaitStored, loadgen.WaitApplied}
 			}
 			for _, wait := range waits {
+				m := newCPUMeter(shelf.pids())
 				res, err := outboxLoad(ctx, shelf, o.outboxClients, o.outboxWriters, o.n, shelfVal, filepath.Join(dir, "clients"), wait)
 				if err != nil {
 					return fmt.Errorf("shelf outbox (wait %s), %d writers: %w", wait, o.outboxWriters, err)
@@ -237,11 +245,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				}
 				logf("rep %d  %-6s writers=%-3d %s", rep+1, name, o.outboxWriters, res)
 				results[name][o.outboxWriters] = append(results[name][o.outboxWriters], res.Summary)
+				cpu[name][o.outboxWriters] = append(cpu[name][o.outboxWriters], m.done())
 			}
 		}
 	}
 
-	printTable(stdout, o, results)
+	printTable(stdout, o, results, cpu)
 	if len(fsyncs) > 0 {
 		fmt.Fprintf(stdout, "\nfdatasync+fsync per write, one writer, %d writes (strace -f -c on each server):\n\n", o.n)
 		for _, fc := range fsyncs {
@@ -310,26 +319,33 @@ func median(sums []loadgen.Summary) (rate float64, p50, p99 time.Duration, errs 
 }
 
 // printTable prints the markdown table of the medians.
-func printTable(w io.Writer, o *options, res map[string]map[int][]loadgen.Summary) {
+//
+// The CPU columns are microseconds of CPU time (user + system) per write,
+// medians over the repetitions: "servers" the three server processes
+// together, "load" this process (the load generator, and in the outbox
+// rows the embedded clients with their replicas).
+func printTable(w io.Writer, o *options, res map[string]map[int][]loadgen.Summary, cpu map[string]map[int][]cpuUse) {
 	fmt.Fprintf(w, "\n%d writes of %d B per load, writers round-robin over 3 nodes, fsync on, %d reps, medians (%s)\n\n",
 		o.n, o.size, o.reps, time.Now().UTC().Format("2006-01-02 15:04 UTC"))
-	fmt.Fprintln(w, "| load | writers | etcd puts/s | etcd p50/p99 ms | Shelf writes/s | Shelf p50/p99 ms | ratio | errors etcd/Shelf |")
-	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|")
-	row := func(load string, writers int, shelf []loadgen.Summary) {
+	fmt.Fprintln(w, "| load | writers | etcd puts/s | etcd p50/p99 ms | Shelf writes/s | Shelf p50/p99 ms | ratio | errors etcd/Shelf | CPU µs/write servers etcd/Shelf | CPU µs/write load etcd/Shelf |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	row := func(load string, writers int, name string) {
 		er, e50, e99, eerr := median(res["etcd"][writers])
-		sr, s50, s99, serr := median(shelf)
+		sr, s50, s99, serr := median(res[name][writers])
 		ratio := 0.0
 		if er > 0 {
 			ratio = sr / er
 		}
-		fmt.Fprintf(w, "| %s | %d | %.0f | %s/%s | %.0f | %s/%s | %.2fx | %d/%d |\n",
-			load, writers, er, loadgen.Ms(e50), loadgen.Ms(e99), sr, loadgen.Ms(s50), loadgen.Ms(s99), ratio, eerr, serr)
+		es, el := perWrite(cpu["etcd"][writers], o.n)
+		ss, sl := perWrite(cpu[name][writers], o.n)
+		fmt.Fprintf(w, "| %s | %d | %.0f | %s/%s | %.0f | %s/%s | %.2fx | %d/%d | %.0f/%.0f | %.0f/%.0f |\n",
+			load, writers, er, loadgen.Ms(e50), loadgen.Ms(e99), sr, loadgen.Ms(s50), loadgen.Ms(s99), ratio, eerr, serr, es, ss, el, sl)
 	}
 	for _, wr := range o.writers {
-		row("HTTP create", wr, res["shelf"][wr])
+		row("HTTP create", wr, "shelf")
 	}
 	if o.outboxWriters > 0 {
-		row(fmt.Sprintf("outbox create (%d clients), wait applied", o.outboxClients), o.outboxWriters, res["outbox"][o.outboxWriters])
-		row(fmt.Sprintf("outbox create (%d clients), NoWait + Flush", o.outboxClients), o.outboxWriters, res["outbox-stored"][o.outboxWriters])
+		row(fmt.Sprintf("outbox create (%d clients), wait applied", o.outboxClients), o.outboxWriters, "outbox")
+		row(fmt.Sprintf("outbox create (%d clients), NoWait + Flush", o.outboxClients), o.outboxWriters, "outbox-stored")
 	}
 }
