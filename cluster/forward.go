@@ -307,7 +307,7 @@ func (n *Node) forward(ctx context.Context, addr, path string, in, out any) erro
 // forwardBody is forward with the request body already encoded.
 func (n *Node) forwardBody(ctx context.Context, addr, path string, body []byte, out any) error {
 	start := time.Now()
-	fctx, stop := n.untilLeaderChanges(ctx)
+	fctx, stop := n.untilLeaderChanges(ctx, addr)
 	err := n.callBody(fctx, http.MethodPost, addr, path, body, out)
 	if err != nil && ctx.Err() == nil && errors.Is(context.Cause(fctx), errLeaderChanged) {
 		err = unavailable("the leader changed while %s had this write (%v); it may or may not be applied", addr, err)

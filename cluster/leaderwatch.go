@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/raft"
 )
@@ -61,19 +62,38 @@ func (n *Node) watchLeader() {
 	}
 }
 
-// untilLeaderChanges returns ctx cancelled also when this node learns of
-// another leader (or loses the one it had): a write forwarded to a leader
-// that is paused or cut off would otherwise wait for its whole timeout
-// although a new leader is already taking writes. stop releases it.
-func (n *Node) untilLeaderChanges(ctx context.Context) (_ context.Context, stop func()) {
+// untilLeaderChanges returns ctx cancelled also when this node stops
+// following addr, the leader a write was forwarded to (raft reports
+// another leader, or none), and addr has not answered within
+// HeartbeatTimeout after that: a write forwarded to a leader that froze
+// or was cut off would otherwise wait for its whole timeout although a
+// new leader is already taking writes. A deposed leader that is alive
+// (a leadership transfer) answers within the grace, with the write's
+// result or no_leader, which the caller can retry safely. stop releases
+// it.
+func (n *Node) untilLeaderChanges(ctx context.Context, addr string) (_ context.Context, stop func()) {
 	changed := n.leaders.changed()
 	ctx, cancel := context.WithCancelCause(ctx)
 	done := make(chan struct{})
 	go func() { // ends with stop at the latest
-		select {
-		case <-changed:
-			cancel(errLeaderChanged)
-		case <-done:
+		for {
+			select {
+			case <-changed:
+			case <-done:
+				return
+			}
+			changed = n.leaders.changed()
+			if cur, err := n.leaderHTTP(); err == nil && cur == addr {
+				continue // a late report of the change to addr itself
+			}
+			grace := time.NewTimer(n.cfg.HeartbeatTimeout)
+			select {
+			case <-grace.C:
+				cancel(errLeaderChanged)
+			case <-done:
+				grace.Stop()
+			}
+			return
 		}
 	}()
 	return ctx, func() { close(done); cancel(nil) }
