@@ -117,6 +117,13 @@ type Config struct {
 	// tokens create NAME --role writer), bound to the client it
 	// registers first, or a reader token for a read-only replica.
 	Token string
+	// ReadCache is the memory, in bytes, of the cache of recently read
+	// records (default DefaultReadCache; negative: no cache). A read it
+	// answers skips the replica's bbolt transaction; every change the
+	// replica applies drops the records it changes first, so a read never
+	// answers an older state than the replica's. Each record counts its
+	// value's bytes plus about 200 bytes of overhead (DB.ReadCacheStats).
+	ReadCache int64
 }
 
 // DB is an open client: a local replica kept in sync with a cluster.
@@ -149,6 +156,7 @@ type DB struct {
 	out    *outbox
 	ids    *idReserve
 	idx    *indexes
+	cache  *readCache // nil: off
 }
 
 // Open opens (or creates) the replica in cfg.Dir and starts syncing it
@@ -199,6 +207,9 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.ReadCache == 0 {
+		cfg.ReadCache = DefaultReadCache
+	}
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("client: %w", err)
 	}
@@ -213,7 +224,8 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 		return nil, err
 	}
 	db.idx = &indexes{db: db}
-	db.replica.SetHook(db.idx)
+	db.cache = newReadCache(cfg.ReadCache)
+	db.replica.SetHook(replicaHook{cache: db.cache, idx: db.idx})
 	db.cluster = db.local.get(keyCluster)
 	if rc := db.replica.ClusterID(); rc != "" && db.cluster != "" && rc != db.cluster {
 		db.Close()
@@ -442,6 +454,7 @@ func (db *DB) Close() error {
 		db.wg.Wait()
 	}
 	db.events.close()
+	db.cache.close()
 	var errs []error
 	if db.replica != nil {
 		errs = append(errs, db.replica.Close())
