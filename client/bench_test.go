@@ -143,7 +143,7 @@ const localGetRecords = 2000
 // Each runs with the read cache as configured by default (the records
 // fit: after the first round every read is a hit, no bbolt transaction),
 // with the cache off (-nocache: every read is a bbolt read, as before the
-// cache) and with a cache of 64 KiB, an eighth of what the records need
+// cache) and with a cache of 64 KiB, a seventh of what the records need
 // (-thrash: nearly every read misses, reads bbolt and stores a copy,
 // evicting another). The -parallel ones read from GOMAXPROCS goroutines
 // (run them with -cpu 1,2).

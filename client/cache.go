@@ -107,17 +107,41 @@ type cacheKey struct {
 }
 
 type cacheEntry struct {
-	key  cacheKey
-	rec  api.Record // Data and Borrow are the cache's own copies, never changed
-	full bool       // rec is the whole record (View), not only the value (ViewValue)
-	ref  atomic.Bool
-	gone bool // dropped from entries (guarded by the shard lock)
+	key    cacheKey
+	rkey   api.Key // the record's key (key.rev 0 resolved)
+	schema uint32
+	ref    atomic.Bool
+	gone   bool   // dropped from entries (guarded by the shard lock)
+	data   []byte // the cache's own copy of the value, never changed
+	// meta is the whole record but its Data (Borrow a copy of its own,
+	// never changed) when the entry answers View too; nil when it
+	// answers ViewValue alone.
+	meta *api.Record
 	size int64
 }
 
-// entryOverhead is what an entry costs besides its variable-length parts:
-// the entry, its map slot and key, its ring slot.
+// entryOverhead is what an entry costs besides its value and its
+// metadata: the entry, its map slot and key, its ring slot.
 const entryOverhead = int64(unsafe.Sizeof(cacheEntry{})) + int64(unsafe.Sizeof(cacheKey{})) + 8 + 8 + 16
+
+// metaOverhead is what the metadata of an entry answering View costs
+// besides its strings.
+const metaOverhead = int64(unsafe.Sizeof(api.Record{}))
+
+// fill sets *rec to the entry's record (all: every field, else the value
+// alone), sharing its Data, with a Borrow of the caller's own.
+func (e *cacheEntry) fill(tree string, rec *api.Record, all bool) {
+	if !all || e.meta == nil {
+		*rec = api.Record{Tree: tree, Key: e.rkey, Schema: e.schema, Data: e.data}
+		return
+	}
+	*rec = *e.meta
+	rec.Data = e.data
+	if e.meta.Borrow != nil {
+		b := *e.meta.Borrow // the caller may keep this one (Get, typed.Record)
+		rec.Borrow = &b
+	}
+}
 
 func newReadCache(capacity int64) *readCache {
 	if capacity <= 0 {
@@ -150,7 +174,7 @@ func (c *readCache) get(tree string, key api.Key, all bool) *cacheEntry {
 	s.mu.RLock()
 	e := s.entries[cacheKey{tree, key.ID, key.Rev}]
 	s.mu.RUnlock()
-	if e == nil || (all && !e.full) {
+	if e == nil || (all && e.meta == nil) {
 		s.misses.Add(1)
 		return nil
 	}
@@ -176,9 +200,11 @@ func (c *readCache) put(tree string, key api.Key, rec *api.Record, all bool, gen
 	if c == nil {
 		return
 	}
-	size := entryOverhead + int64(len(rec.Data))
+	// Accounted as allocated: the copy's capacity is its size class.
+	data := bytes.Clone(rec.Data)
+	size := entryOverhead + int64(cap(data))
 	if all {
-		size += int64(len(rec.CreatedBy) + len(rec.UpdatedBy))
+		size += metaOverhead + int64(len(rec.CreatedBy)+len(rec.UpdatedBy))
 		if rec.Borrow != nil {
 			size += int64(unsafe.Sizeof(api.Borrow{}) + uintptr(len(rec.Borrow.Client)+len(rec.Borrow.ClientName)))
 		}
@@ -194,21 +220,22 @@ func (c *readCache) put(tree string, key api.Key, rec *api.Record, all bool, gen
 		return
 	}
 	if old := s.entries[k]; old != nil {
-		if old.full || !all {
+		if old.meta != nil || !all {
 			return // as good already
 		}
 		s.drop(old)
 	}
 	for s.bytes+size > s.limit && s.evict() {
 	}
-	e := &cacheEntry{key: k, full: all, size: size, rec: api.Record{Tree: tree, Key: rec.Key, Schema: rec.Schema, Data: bytes.Clone(rec.Data)}}
+	e := &cacheEntry{key: k, rkey: rec.Key, schema: rec.Schema, data: data, size: size}
 	if all {
-		e.rec = *rec
-		e.rec.Tree, e.rec.Data = tree, bytes.Clone(rec.Data)
+		m := *rec
+		m.Tree, m.Data = tree, nil
 		if rec.Borrow != nil {
 			b := *rec.Borrow
-			e.rec.Borrow = &b
+			m.Borrow = &b
 		}
+		e.meta = &m
 	}
 	s.entries[k] = e
 	s.ring = append(s.ring, e)
@@ -290,7 +317,7 @@ func (c *readCache) invalidate(tx *bolt.Tx, events []api.Event, all bool) {
 			// Neither changes a stored record or its borrow.
 		case api.EventClient, api.EventClientGone:
 			// A borrow shows its holder's name.
-			c.clear(func(e *cacheEntry) bool { return e.rec.Borrow != nil })
+			c.clear(func(e *cacheEntry) bool { return e.meta != nil && e.meta.Borrow != nil })
 		default:
 			c.clear(nil) // a change this code does not know: nothing is safe
 			return

@@ -22,7 +22,7 @@ func cacheTestDB(t *testing.T) *bolt.DB {
 
 func cached(c *readCache, key api.Key) string {
 	if e := c.get("t", key, false); e != nil {
-		return string(e.rec.Data)
+		return string(e.data)
 	}
 	return ""
 }
@@ -140,7 +140,7 @@ func TestReadCacheInvalidation(t *testing.T) {
 		t.Fatal("a value-only entry must answer value reads only")
 	}
 	c.put("t", k, &api.Record{Key: k, Data: []byte("v"), State: 3}, true, c.begin())
-	if e := c.get("t", k, true); e == nil || e.rec.State != 3 {
+	if e := c.get("t", k, true); e == nil || e.meta == nil || e.meta.State != 3 {
 		t.Fatal("a whole record must replace a value-only entry")
 	}
 	c.close()

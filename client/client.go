@@ -121,8 +121,9 @@ type Config struct {
 	// records (default DefaultReadCache; negative: no cache). A read it
 	// answers skips the replica's bbolt transaction; every change the
 	// replica applies drops the records it changes first, so a read never
-	// answers an older state than the replica's. Each record counts its
-	// value's bytes plus about 200 bytes of overhead (DB.ReadCacheStats).
+	// answers an older state than the replica's. A record read for its
+	// value (typed Get, ViewValue) counts its value's bytes plus about 170
+	// bytes; one read whole (View, Get) about 210 more (DB.ReadCacheStats).
 	ReadCache int64
 }
 

@@ -96,11 +96,7 @@ func (t *Tree) view(key api.Key, all bool, fn func(*Record) error) error {
 	cache := t.db.cache
 	if e := cache.get(t.name, key, all); e != nil {
 		// A hit: the cache's copy of the stored record, no transaction.
-		rec.Record = e.rec
-		if e.rec.Borrow != nil {
-			b := *e.rec.Borrow // the caller may keep this one (Get, typed.Record)
-			rec.Borrow = &b
-		}
+		e.fill(t.name, &rec.Record, all)
 		return t.viewed(key, rec, fn)
 	}
 	gen := cache.begin()
