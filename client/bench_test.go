@@ -202,11 +202,15 @@ func benchTypedGet(b *testing.B, db *client.DB, suffix string) {
 	// typed.Get against the floor in one process, alternating: a round
 	// is n typed reads, then n floor reads (each timed as a block); a
 	// change of load on the machine hits both alike. It reports the
-	// medians over the rounds: ns per read of each and their ratio.
+	// medians over the rounds: ns per read of each and their ratio, and
+	// (on Linux) the process's CPU time per read of each, which a busy
+	// machine does not inflate as it does the wall time (-cpu 1: the
+	// reads, the GC and the idle in-process server share one P).
 	b.Run("vs-floor"+suffix, func(b *testing.B) {
 		floor := floorReader(b, n)
-		var typedNs, floorNs, ratio []float64
+		var typedNs, floorNs, ratio, typedCPU, floorCPU []float64
 		for b.Loop() {
+			c0, cpuOK := processCPU()
 			start := time.Now()
 			for i := range n {
 				if p, err := parts.Get(typed.KeyOf[benchPart](keys[i])); err != nil || p.Name != "R1" {
@@ -214,6 +218,7 @@ func benchTypedGet(b *testing.B, db *client.DB, suffix string) {
 				}
 			}
 			mid := time.Now()
+			c1, _ := processCPU()
 			for i := range n {
 				if p, err := floor(i); err != nil || p.Name != "R1" {
 					b.Fatal(p, err)
@@ -221,10 +226,17 @@ func benchTypedGet(b *testing.B, db *client.DB, suffix string) {
 			}
 			t, f := float64(mid.Sub(start))/n, float64(time.Since(mid))/n
 			typedNs, floorNs, ratio = append(typedNs, t), append(floorNs, f), append(ratio, t/f)
+			if c2, _ := processCPU(); cpuOK {
+				typedCPU, floorCPU = append(typedCPU, float64(c1-c0)/n), append(floorCPU, float64(c2-c1)/n)
+			}
 		}
 		b.ReportMetric(loadgen.Median(typedNs), "typed-ns/read")
 		b.ReportMetric(loadgen.Median(floorNs), "floor-ns/read")
 		b.ReportMetric(loadgen.Median(ratio), "x-floor")
+		if len(typedCPU) > 0 {
+			b.ReportMetric(loadgen.Median(typedCPU), "typed-cpu-ns/read")
+			b.ReportMetric(loadgen.Median(floorCPU), "floor-cpu-ns/read")
+		}
 	})
 	b.Run("client.View+decode"+suffix, func(b *testing.B) {
 		t := db.Tree("parts")
