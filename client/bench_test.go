@@ -185,9 +185,18 @@ func benchTypedGet(b *testing.B, db *client.DB, suffix string) {
 			}
 		}
 	})
+	// The same from GOMAXPROCS goroutines. cpu-ns/op is the process's CPU
+	// time per read: readers that contend for a lock or a cache line
+	// spend more of it per read, whatever else the machine runs.
 	b.Run("typed.Get-parallel"+suffix, func(b *testing.B) {
 		b.ReportAllocs()
 		var next atomic.Uint64
+		c0, cpuOK := processCPU()
+		defer func() {
+			if c1, _ := processCPU(); cpuOK {
+				b.ReportMetric(float64(c1-c0)/float64(b.N), "cpu-ns/op")
+			}
+		}()
 		b.RunParallel(func(pb *testing.PB) {
 			i := int(next.Add(1)) * 7919 // readers at different records
 			for ; pb.Next(); i++ {
