@@ -121,8 +121,10 @@ type cacheEntry struct {
 }
 
 // entryOverhead is what an entry costs besides its value and its
-// metadata: the entry, its map slot and key, its ring slot.
-const entryOverhead = int64(unsafe.Sizeof(cacheEntry{})) + int64(unsafe.Sizeof(cacheKey{})) + 8 + 8 + 16
+// metadata: the entry, its map slot (key and pointer, at the map's load
+// factor) and its ring slot. Checked against the heap: 100,000 entries of
+// 50-byte values account 24.8 MB and grow the heap by 24.9 MB.
+const entryOverhead = int64(unsafe.Sizeof(cacheEntry{})) + int64(unsafe.Sizeof(cacheKey{})) + 8 + 8 + 32
 
 // metaOverhead is what the metadata of an entry answering View costs
 // besides its strings.

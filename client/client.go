@@ -18,6 +18,15 @@
 // know its writes reached the cluster. Either way a client's writes are
 // applied in the order they were made.
 //
+// Reads (Tree.Get, View, typed Get) are local: the replica, with this
+// client's pending writes over it. A bounded cache of the stored bytes of
+// recently read records (Config.ReadCache, 32 MiB by default; negative
+// turns it off) answers repeated reads without a bbolt transaction; the
+// replica drops every record a change touches before the change
+// commits, so a read never answers an older state than the replica's,
+// and every read still returns a copy (or a fresh decoded value) of the
+// caller's own.
+//
 // Files in Config.Dir: replica.db (the replicated state; replaceable at
 // any time by a snapshot) and local.db (this client's identity, pinned
 // cluster, outbox, conflicts and id cursors; never replaced).
@@ -122,7 +131,7 @@ type Config struct {
 	// answers skips the replica's bbolt transaction; every change the
 	// replica applies drops the records it changes first, so a read never
 	// answers an older state than the replica's. A record read for its
-	// value (typed Get, ViewValue) counts its value's bytes plus about 170
+	// value (typed Get, ViewValue) counts its value's bytes plus about 185
 	// bytes; one read whole (View, Get) about 210 more (DB.ReadCacheStats).
 	ReadCache int64
 }
