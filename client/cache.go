@@ -305,21 +305,25 @@ func (c *readCache) invalidate(tx *bolt.Tx, events []api.Event, all bool) {
 		c.clear(nil)
 		return
 	}
+	borrowsDropped := false
 	for _, e := range events {
 		switch e.Type {
 		case api.EventCreated, api.EventUpdated, api.EventDeleted, api.EventBorrowed, api.EventReturned,
 			api.EventReleased, api.EventStateChanged:
-			if e.Key.ID != 0 {
+			if e.Key.ID != 0 && e.Tree != "" {
 				c.forget(e.Tree, e.Key)
 				continue
 			}
-			c.clear(nil)
+			c.clear(nil) // a record event that names no record: nothing is safe
 			return
 		case api.EventSchema, api.EventRange:
 			// Neither changes a stored record or its borrow.
 		case api.EventClient, api.EventClientGone:
 			// A borrow shows its holder's name.
-			c.clear(func(e *cacheEntry) bool { return e.meta != nil && e.meta.Borrow != nil })
+			if !borrowsDropped {
+				c.clear(func(e *cacheEntry) bool { return e.meta != nil && e.meta.Borrow != nil })
+				borrowsDropped = true
+			}
 		default:
 			c.clear(nil) // a change this code does not know: nothing is safe
 			return

@@ -126,6 +126,11 @@ func TestReadCacheInvalidation(t *testing.T) {
 		t.Fatalf("an unknown event must drop everything: %+v", st)
 	}
 	rec(1, 1, false)
+	apply(api.Event{Type: api.EventUpdated, Key: api.Key{ID: 5, Rev: 1}}) // names no tree
+	if st := c.stats(); st.Entries != 0 {
+		t.Fatalf("a record event without its tree must drop everything: %+v", st)
+	}
+	rec(1, 1, false)
 	if err := db.Update(func(tx *bolt.Tx) error { c.invalidate(tx, nil, true); return nil }); err != nil {
 		t.Fatal(err)
 	}
