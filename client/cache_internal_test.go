@@ -85,6 +85,15 @@ func TestReadCacheRefusesReadsOlderThanAnApply(t *testing.T) {
 	if got := cached(c, k); got != "old" {
 		t.Fatalf("not stored after abort: %q", got)
 	}
+
+	// A restore that failed may have replaced the file without the hook:
+	// reset drops everything and refuses reads that began before it.
+	before = c.begin()
+	c.reset()
+	c.put("t", k, old, false, before)
+	if st := c.stats(); st.Entries != 0 {
+		t.Fatalf("after reset: %+v", st)
+	}
 }
 
 // TestReadCacheInvalidation checks what each change drops: a record
