@@ -210,7 +210,8 @@ const openTimeout = 2 * time.Minute
 // The returned func closes it and removes its directory.
 //
 // rangeSize is the client's Config.RangeSize (0: the default), log its
-// logger (nil: none).
+// logger (nil: none); configure, if given, changes the rest of its
+// configuration before it opens (the reads mode's ReadCache).
 func openClient(ctx context.Context, dir, name string, conns int, server string, rangeSize uint64, log *slog.Logger, configure ...func(*client.Config)) (*client.DB, func(), error) {
 	if log == nil {
 		log = quiet
