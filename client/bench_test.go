@@ -109,10 +109,17 @@ var bigValue = func() []byte {
 	return b
 }()
 
-func benchOpen(b *testing.B, addr string) *client.DB {
+func benchOpen(b *testing.B, addr string) *client.DB { b.Helper(); return benchOpenWith(b, addr, nil) }
+
+// benchOpenWith is benchOpen with a change to the configuration (nil: none).
+func benchOpenWith(b *testing.B, addr string, configure func(*client.Config)) *client.DB {
 	b.Helper()
 	ctx := context.Background()
-	db, err := client.Open(ctx, client.Config{Dir: b.TempDir(), Servers: []string{addr}, Name: "bench", PollWait: time.Second, Logger: discard()})
+	cfg := client.Config{Dir: b.TempDir(), Servers: []string{addr}, Name: "bench", PollWait: time.Second, Logger: discard()}
+	if configure != nil {
+		configure(&cfg)
+	}
+	db, err := client.Open(ctx, cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -132,11 +139,35 @@ const localGetRecords = 2000
 // the decode into the struct), and the untyped client.View and client.Get
 // each followed by the same decode. BenchmarkFloorGet is the floor the
 // issue compares typed.Get with.
+//
+// Each runs with the read cache as configured by default (the records
+// fit: after the first round every read is a hit, no bbolt transaction),
+// with the cache off (-nocache: every read is a bbolt read, as before the
+// cache) and with a cache of 64 KiB, a seventh of what the records need
+// (-thrash: nearly every read misses, reads bbolt and stores a copy,
+// evicting another). The -parallel ones read from GOMAXPROCS goroutines
+// (run them with -cpu 1,2).
 func BenchmarkTypedGet(b *testing.B) {
 	node, addr := benchServer(b)
 	const n = localGetRecords
 	fill(b, node, "parts", n, benchValue)
-	db := benchOpen(b, addr)
+	for _, c := range []struct {
+		suffix string
+		cache  int64
+	}{{"", 0}, {"-nocache", -1}, {"-thrash", 64 << 10}} {
+		db := benchOpenWith(b, addr, func(cfg *client.Config) { cfg.ReadCache = c.cache })
+		benchTypedGet(b, db, c.suffix)
+		if c.suffix != "-thrash" {
+			continue
+		}
+		if st := db.ReadCacheStats(); st.Hits > st.Misses/4 {
+			b.Fatalf("thrash: %+v, want nearly every read to miss", st)
+		}
+	}
+}
+
+func benchTypedGet(b *testing.B, db *client.DB, suffix string) {
+	const n = localGetRecords
 	keys := make([]api.Key, 0, n)
 	for r := range db.Tree("parts").All() {
 		keys = append(keys, r.Key)
@@ -145,7 +176,7 @@ func BenchmarkTypedGet(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Run("typed.Get", func(b *testing.B) {
+	b.Run("typed.Get"+suffix, func(b *testing.B) {
 		b.ReportAllocs()
 		for i := 0; b.Loop(); i++ {
 			p, err := parts.Get(typed.KeyOf[benchPart](keys[i%n]))
@@ -154,14 +185,41 @@ func BenchmarkTypedGet(b *testing.B) {
 			}
 		}
 	})
+	// The same from GOMAXPROCS goroutines. cpu-ns/op is the process's CPU
+	// time per read: readers that contend for a lock or a cache line
+	// spend more of it per read, whatever else the machine runs.
+	b.Run("typed.Get-parallel"+suffix, func(b *testing.B) {
+		b.ReportAllocs()
+		var next atomic.Uint64
+		c0, cpuOK := processCPU()
+		defer func() {
+			if c1, _ := processCPU(); cpuOK {
+				b.ReportMetric(float64(c1-c0)/float64(b.N), "cpu-ns/op")
+			}
+		}()
+		b.RunParallel(func(pb *testing.PB) {
+			i := int(next.Add(1)) * 7919 // readers at different records
+			for ; pb.Next(); i++ {
+				p, err := parts.Get(typed.KeyOf[benchPart](keys[i%n]))
+				if err != nil || p.Name != "R1" {
+					b.Error(p, err)
+					return
+				}
+			}
+		})
+	})
 	// typed.Get against the floor in one process, alternating: a round
 	// is n typed reads, then n floor reads (each timed as a block); a
 	// change of load on the machine hits both alike. It reports the
-	// medians over the rounds: ns per read of each and their ratio.
-	b.Run("vs-floor", func(b *testing.B) {
+	// medians over the rounds: ns per read of each and their ratio, and
+	// (on Linux) the process's CPU time per read of each, which a busy
+	// machine does not inflate as it does the wall time (-cpu 1: the
+	// reads, the GC and the idle in-process server share one P).
+	b.Run("vs-floor"+suffix, func(b *testing.B) {
 		floor := floorReader(b, n)
-		var typedNs, floorNs, ratio []float64
+		var typedNs, floorNs, ratio, typedCPU, floorCPU []float64
 		for b.Loop() {
+			c0, cpuOK := processCPU()
 			start := time.Now()
 			for i := range n {
 				if p, err := parts.Get(typed.KeyOf[benchPart](keys[i])); err != nil || p.Name != "R1" {
@@ -169,6 +227,7 @@ func BenchmarkTypedGet(b *testing.B) {
 				}
 			}
 			mid := time.Now()
+			c1, _ := processCPU()
 			for i := range n {
 				if p, err := floor(i); err != nil || p.Name != "R1" {
 					b.Fatal(p, err)
@@ -176,12 +235,19 @@ func BenchmarkTypedGet(b *testing.B) {
 			}
 			t, f := float64(mid.Sub(start))/n, float64(time.Since(mid))/n
 			typedNs, floorNs, ratio = append(typedNs, t), append(floorNs, f), append(ratio, t/f)
+			if c2, _ := processCPU(); cpuOK {
+				typedCPU, floorCPU = append(typedCPU, float64(c1-c0)/n), append(floorCPU, float64(c2-c1)/n)
+			}
 		}
 		b.ReportMetric(loadgen.Median(typedNs), "typed-ns/read")
 		b.ReportMetric(loadgen.Median(floorNs), "floor-ns/read")
 		b.ReportMetric(loadgen.Median(ratio), "x-floor")
+		if len(typedCPU) > 0 {
+			b.ReportMetric(loadgen.Median(typedCPU), "typed-cpu-ns/read")
+			b.ReportMetric(loadgen.Median(floorCPU), "floor-cpu-ns/read")
+		}
 	})
-	b.Run("client.View+decode", func(b *testing.B) {
+	b.Run("client.View+decode"+suffix, func(b *testing.B) {
 		t := db.Tree("parts")
 		b.ReportAllocs()
 		for i := 0; b.Loop(); i++ {
@@ -191,7 +257,7 @@ func BenchmarkTypedGet(b *testing.B) {
 			}
 		}
 	})
-	b.Run("client.Get+decode", func(b *testing.B) {
+	b.Run("client.Get+decode"+suffix, func(b *testing.B) {
 		t := db.Tree("parts")
 		b.ReportAllocs()
 		for i := 0; b.Loop(); i++ {

@@ -93,19 +93,16 @@ func (t *Tree) view(key api.Key, all bool, fn func(*Record) error) error {
 		*rec = Record{} // nothing of this read stays reachable from the pool
 		records.Put(rec)
 	}()
+	cache := t.db.cache
+	if e := cache.get(t.name, key, all); e != nil {
+		// A hit: the cache's copy of the stored record, no transaction.
+		e.fill(t.name, &rec.Record, all)
+		return t.viewed(key, rec, fn)
+	}
+	gen := cache.begin()
 	err := t.db.replica.ViewRecord(t.name, key, &rec.Record, all, func() error {
-		if key.Rev == 0 {
-			if e := t.db.out.pending(t.name, rec.Key); e != nil {
-				// rec is the base: no second read of the replica while this
-				// one holds it (a restore waiting in between would block both).
-				over, err := t.overlayOn(e, &rec.Record)
-				if err != nil {
-					return err
-				}
-				return fn(over)
-			}
-		}
-		return fn(rec)
+		cache.put(t.name, key, &rec.Record, all, gen)
+		return t.viewed(key, rec, fn)
 	})
 	if key.Rev == 0 && (errors.Is(err, api.ErrNotFound) || errors.Is(err, api.ErrTreeNotFound)) {
 		// Only pending revisions of this id exist (an offline create).
@@ -124,6 +121,24 @@ func (t *Tree) view(key api.Key, all bool, fn func(*Record) error) error {
 		}
 	}
 	return err
+}
+
+// viewed calls fn with rec, the replica's record of key, or with this
+// client's pending write of it over rec for a read of the latest revision
+// (a read of a given revision checked the outbox before).
+func (t *Tree) viewed(key api.Key, rec *Record, fn func(*Record) error) error {
+	if key.Rev == 0 {
+		if e := t.db.out.pending(t.name, rec.Key); e != nil {
+			// rec is the base: no second read of the replica while this
+			// one holds it (a restore waiting in between would block both).
+			over, err := t.overlayOn(e, &rec.Record)
+			if err != nil {
+				return err
+			}
+			return fn(over)
+		}
+	}
+	return fn(rec)
 }
 
 // overlay builds the record a pending outbox entry stands for, on the

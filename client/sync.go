@@ -145,6 +145,7 @@ func (db *DB) apply(page api.LogPage) error {
 	}
 	results, err := db.replica.TryApplyBatch(entries)
 	if err != nil {
+		db.cache.abort() // nothing of the batch was applied
 		var ae *api.Error
 		if errors.Is(err, fsm.ErrNeedsUpgrade) {
 			err = fmt.Errorf("%w: %w", ErrNeedsUpgrade, err)
@@ -181,6 +182,7 @@ func (db *DB) resync(c *api.Client) error {
 	err := db.replica.Restore(pr)
 	pr.CloseWithError(err) // unblock the download if Restore stopped early
 	if err != nil {
+		db.cache.reset() // the state may have been replaced without the hook
 		return fmt.Errorf("client: snapshot from %s: %w", c.BaseURL(), err)
 	}
 	if got := db.replica.ClusterID(); got != db.ClusterID() {

@@ -7,7 +7,7 @@
 //
 //	shelfbench creates -s A,B,C [-writers 16] [-n 4000] [-size 256]
 //	shelfbench outbox  -s A,B,C [-clients 3] [-writers 64] [-n 4000] [-size 256] [-wait applied|stored]
-//	shelfbench reads   -s A [-records 100000] [-readers 1] [-duration 5s]
+//	shelfbench reads   -s A [-records 100000] [-readers 1] [-duration 5s] [-cache BYTES]
 //	shelfbench events  -s A,B [-rate 200] [-n 2000] [-size 256]
 //	shelfbench sync    -s A [-records 1000000] [-size 200] [-skip-preload]
 //
@@ -256,11 +256,12 @@ func runOutbox(ctx context.Context, args []string, stdout, stderr io.Writer) err
 }
 
 func runReads(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs, c, parse := flags("reads", "reads -s A [-records N] [-readers N] [-duration D] [-skip-preload]", stderr, 1, "bench-reads")
+	fs, c, parse := flags("reads", "reads -s A [-records N] [-readers N] [-duration D] [-skip-preload] [-cache BYTES]", stderr, 1, "bench-reads")
 	records := fs.Int("records", 100_000, "records to preload into -tree (small Part structs, ~50 B)")
 	skip := fs.Bool("skip-preload", false, "read the records -tree already holds (written by an earlier reads run)")
 	readers := fs.Int("readers", 1, "concurrent reader goroutines")
 	d := fs.Duration("duration", 5*time.Second, "length of each measurement (typed, then raw)")
+	cache := fs.Int64("cache", 0, "the client's read cache in `bytes` (client.Config.ReadCache; 0: its default, negative: off)")
 	if err := parse(args); err != nil {
 		return err
 	}
@@ -278,7 +279,7 @@ func runReads(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	defer cleanup()
 	r, err := loadgen.Reads(ctx, loadgen.ReadsConfig{Servers: c.servers, Dir: dir, Tree: c.tree, Records: *records,
-		SkipPreload: *skip, Readers: *readers, Duration: *d})
+		SkipPreload: *skip, Readers: *readers, Duration: *d, ReadCache: *cache})
 	if err != nil {
 		return err
 	}
@@ -286,6 +287,12 @@ func runReads(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fmt.Fprintf(stdout, "  typed Get               %10.0f reads/s  %7.0f ns/read\n", r.TypedPerSec, r.TypedNs)
 	fmt.Fprintf(stdout, "  raw bbolt Get + decode  %10.0f reads/s  %7.0f ns/read\n", r.RawPerSec, r.RawNs)
 	fmt.Fprintf(stdout, "  ratio typed/raw         %.2fx\n", r.Ratio())
+	if st := r.Cache; st.Capacity > 0 {
+		fmt.Fprintf(stdout, "  read cache              %.1f MiB, %d records in %.1f MiB, hits %d misses %d (%.1f%% hits)\n",
+			float64(st.Capacity)/(1<<20), st.Entries, float64(st.Bytes)/(1<<20), st.Hits, st.Misses, 100*float64(st.Hits)/float64(max(1, st.Hits+st.Misses)))
+	} else {
+		fmt.Fprintf(stdout, "  read cache              off\n")
+	}
 	return c.printMem(stdout)
 }
 

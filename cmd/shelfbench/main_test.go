@@ -107,8 +107,16 @@ func TestModesAgainstANode(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if number(t, out, "records") != 40 || !strings.Contains(out, "typed Get") || !strings.Contains(out, "raw bbolt Get + decode") {
-			t.Fatalf("want reads of 40 records, typed and raw:\n%s", out)
+		if number(t, out, "records") != 40 || !strings.Contains(out, "typed Get") || !strings.Contains(out, "raw bbolt Get + decode") ||
+			!strings.Contains(out, "read cache              32.0 MiB, 40 records") {
+			t.Fatalf("want reads of 40 records, typed and raw, all 40 in the default read cache:\n%s", out)
+		}
+		out, err = shelfbench(t, "reads", "-s", all, "-skip-preload", "-duration", "100ms", "-cache", "-1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if number(t, out, "records") != 40 || !strings.Contains(out, "read cache              off") {
+			t.Fatalf("-cache -1: want the 40 records read with the read cache off:\n%s", out)
 		}
 	})
 	t.Run("events", func(t *testing.T) {

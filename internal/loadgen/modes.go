@@ -210,8 +210,9 @@ const openTimeout = 2 * time.Minute
 // The returned func closes it and removes its directory.
 //
 // rangeSize is the client's Config.RangeSize (0: the default), log its
-// logger (nil: none).
-func openClient(ctx context.Context, dir, name string, conns int, server string, rangeSize uint64, log *slog.Logger) (*client.DB, func(), error) {
+// logger (nil: none); configure, if given, changes the rest of its
+// configuration before it opens (the reads mode's ReadCache).
+func openClient(ctx context.Context, dir, name string, conns int, server string, rangeSize uint64, log *slog.Logger, configure ...func(*client.Config)) (*client.DB, func(), error) {
 	if log == nil {
 		log = quiet
 	}
@@ -224,7 +225,11 @@ func openClient(ctx context.Context, dir, name string, conns int, server string,
 	}
 	octx, cancel := context.WithTimeout(ctx, openTimeout)
 	defer cancel()
-	db, err := client.Open(octx, client.Config{Dir: d, Servers: []string{server}, Name: name, HTTPClient: HTTPClient(conns), Logger: log, RangeSize: rangeSize})
+	cfg := client.Config{Dir: d, Servers: []string{server}, Name: name, HTTPClient: HTTPClient(conns), Logger: log, RangeSize: rangeSize}
+	for _, f := range configure {
+		f(&cfg)
+	}
+	db, err := client.Open(octx, cfg)
 	if err != nil {
 		os.RemoveAll(d)
 		return nil, nil, err
@@ -294,6 +299,9 @@ type ReadsConfig struct {
 	SkipPreload bool // the tree already holds Part records
 	Readers     int
 	Duration    time.Duration // of each of the two measurements, in all
+	// ReadCache is the client's Config.ReadCache (0: its default;
+	// negative: off).
+	ReadCache int64
 }
 
 // ReadsResult compares typed Get with the floor.
@@ -303,6 +311,9 @@ type ReadsResult struct {
 	TypedNs     float64 // ns per Get per reader
 	RawPerSec   float64 // raw bbolt Get plus api.Unmarshal of the same bytes into the same struct
 	RawNs       float64
+	// Cache is the client's read cache at the end (its hits and misses
+	// count the warm-up pass too).
+	Cache client.ReadCacheStats
 }
 
 // Ratio is typed over raw time per read.
@@ -336,7 +347,8 @@ func Reads(ctx context.Context, cfg ReadsConfig) (ReadsResult, error) {
 			return ReadsResult{}, err
 		}
 	}
-	db, closeDB, err := openClient(ctx, cfg.Dir, "loadgen-reads", 2, cfg.Servers[0], 0, nil)
+	db, closeDB, err := openClient(ctx, cfg.Dir, "loadgen-reads", 2, cfg.Servers[0], 0, nil,
+		func(c *client.Config) { c.ReadCache = cfg.ReadCache })
 	if err != nil {
 		return ReadsResult{}, err
 	}
@@ -406,7 +418,8 @@ func Reads(ctx context.Context, cfg ReadsConfig) (ReadsResult, error) {
 		}
 		rRate, rNs = append(rRate, rate), append(rNs, ns)
 	}
-	return ReadsResult{Records: len(keys), TypedPerSec: Median(tRate), TypedNs: Median(tNs), RawPerSec: Median(rRate), RawNs: Median(rNs)}, nil
+	return ReadsResult{Records: len(keys), TypedPerSec: Median(tRate), TypedNs: Median(tNs), RawPerSec: Median(rRate), RawNs: Median(rNs),
+		Cache: db.ReadCacheStats()}, nil
 }
 
 // readRounds is how many times Reads alternates typed and raw reads.
