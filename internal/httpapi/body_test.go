@@ -1,8 +1,11 @@
 package httpapi_test
 
 import (
+	"bufio"
 	"bytes"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -85,5 +88,33 @@ func TestMuxRedirect(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode/100 != 3 || resp.Header.Get("Location") != "/v1/status" {
 		t.Fatalf("status %d, Location %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+}
+
+// TestTruncatedBody: a write whose body ends before its Content-Length
+// (the client went away) is refused, not applied with what arrived, even
+// when what arrived is a whole request.
+func TestTruncatedBody(t *testing.T) {
+	e := newEnv(t, 0)
+	whole := `{"value":{"n":1}}`
+	conn, err := net.Dial("tcp", strings.TrimPrefix(e.srv.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST /v1/trees/parts/records HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(whole)+10, whole)
+	if err := conn.(*net.TCPConn).CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("status %d, want 400", resp.StatusCode)
+	}
+	if trees, err := e.cl.Trees(t.Context()); err != nil || len(trees) != 0 {
+		t.Errorf("trees after a truncated create: %v, %v (want none)", trees, err)
 	}
 }

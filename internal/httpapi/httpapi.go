@@ -486,6 +486,10 @@ func (h *handler) writeError(w http.ResponseWriter, r *http.Request, err error) 
 	h.write(w, r, status, &api.Error{Code: ae.Code, Message: ae.Message})
 }
 
+// preallocBody is the largest announced body length that readBody
+// allocates at once.
+const preallocBody = 64 << 10
+
 // readBody reads the request body within the size limit. A forwarded
 // write (the internal routes) may take twice the limit: its commands carry
 // a little more than the body they came in (client id, session, time per
@@ -500,15 +504,19 @@ func (h *handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, erro
 		b   []byte
 		err error
 	)
-	if n := r.ContentLength; n >= 0 && n < limit {
+	if n := r.ContentLength; n >= 0 && n < limit && n < preallocBody {
 		// The announced length in one allocation, and a byte more to see
-		// a body longer than announced (read on, as below).
+		// a body longer than announced (read on, as below). Only for
+		// small bodies: a large one grows with what arrives, so that an
+		// announced length costs no memory before its bytes come.
 		b = make([]byte, n+1)
 		var m int
 		m, err = io.ReadFull(body, b)
 		switch {
-		case err == io.ErrUnexpectedEOF || err == io.EOF:
+		case (err == io.ErrUnexpectedEOF || err == io.EOF) && int64(m) == n:
 			b, err = b[:m], nil
+		case err == io.EOF:
+			err = io.ErrUnexpectedEOF // shorter than announced
 		case err == nil:
 			var rest []byte
 			rest, err = io.ReadAll(body)
