@@ -373,6 +373,21 @@ func (a *answerWriter) Write(b []byte) (int, error) {
 	return a.ResponseWriter.Write(b)
 }
 
+// ReadFrom implements io.ReaderFrom with the underlying writer's, so
+// that a file sent whole (GET /v1/snapshot) still goes by sendfile.
+func (a *answerWriter) ReadFrom(r io.Reader) (int64, error) {
+	if rf, ok := a.ResponseWriter.(io.ReaderFrom); ok && a.routed {
+		if a.status == 0 {
+			a.status = http.StatusOK
+		}
+		return rf.ReadFrom(r)
+	}
+	return io.Copy(writerOnly{a}, r)
+}
+
+// writerOnly hides every method of a writer but Write (from io.Copy).
+type writerOnly struct{ io.Writer }
+
 // Flush implements http.Flusher when the underlying writer does.
 func (a *answerWriter) Flush() {
 	if f, ok := a.ResponseWriter.(http.Flusher); ok && a.routed {
