@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -40,12 +41,15 @@ type Client struct {
 }
 
 // NewClient returns a client for the node at baseURL, "http://host:port" or
-// just "host:port". A nil hc means http.DefaultClient; its Timeout, if any,
-// must leave room for Log's wait and for Snapshot's transfer (prefer
-// deadlines on the context).
+// just "host:port". A nil hc means a client shared by every Client made
+// so: http.DefaultTransport's settings, but keeping up to DefaultIdleConns
+// idle connections per node (http.DefaultClient keeps 2, so that a third
+// concurrent caller pays a new connection per request). A given hc's
+// Timeout, if any, must leave room for Log's wait and for Snapshot's
+// transfer (prefer deadlines on the context).
 func NewClient(baseURL string, hc *http.Client) *Client {
 	if hc == nil {
-		hc = http.DefaultClient
+		hc = defaultHTTP()
 	}
 	if !strings.Contains(baseURL, "://") {
 		baseURL = "http://" + baseURL
@@ -498,8 +502,31 @@ type statusError struct {
 func (e *statusError) Error() string { return e.msg }
 func (e *statusError) Unwrap() error { return e.base }
 
+// DefaultIdleConns is how many idle connections per node the shared
+// client of NewClient(addr, nil) keeps for reuse.
+const DefaultIdleConns = 64
+
+// defaultHTTP returns the shared client of NewClient(addr, nil), made on
+// first use: a clone of http.DefaultTransport (proxies from the
+// environment, its timeouts) that keeps DefaultIdleConns idle
+// connections per host; http.DefaultClient if that transport was replaced
+// by one of another type.
+var defaultHTTP = sync.OnceValue(func() *http.Client {
+	t, ok := http.DefaultTransport.(*http.Transport)
+	if !ok {
+		return http.DefaultClient
+	}
+	t = t.Clone()
+	t.MaxIdleConnsPerHost = DefaultIdleConns
+	t.MaxIdleConns = max(t.MaxIdleConns, 4*DefaultIdleConns)
+	return &http.Client{Transport: t}
+})
+
 // decodeBody decodes a CBOR or JSON body by its media type.
 func decodeBody(contentType string, b []byte, out any) error {
+	if contentType == ContentCBOR { // what a node answers: no parsing
+		return Unmarshal(b, out)
+	}
 	mt, _, _ := mime.ParseMediaType(contentType)
 	switch mt {
 	case ContentCBOR:

@@ -28,21 +28,36 @@ func newCBOR() *codec.CborHandle {
 
 // encoders reuses CBOR encoders, as decoders does: building one costs
 // more than encoding a small command (every write is encoded on the node
-// that takes it and again on the leader).
-var encoders = sync.Pool{New: func() any { return codec.NewEncoderBytes(nil, CBOR) }}
+// that takes it and again on the leader). Each keeps the buffer it last
+// encoded into, so that an encoding grows no slice step by step.
+var encoders = sync.Pool{New: func() any { return &pooledEncoder{enc: codec.NewEncoderBytes(nil, CBOR)} }}
+
+// pooledEncoder is an encoder with its scratch buffer.
+type pooledEncoder struct {
+	enc *codec.Encoder
+	buf []byte
+}
+
+// maxScratch bounds the scratch buffer an encoder keeps between uses.
+const maxScratch = 64 << 10
 
 // Marshal encodes v as CBOR. The bytes are the caller's: each call
-// encodes into a new slice.
+// returns a new slice of exactly the encoding's length.
 func Marshal(v any) ([]byte, error) {
-	enc := encoders.Get().(*codec.Encoder)
-	var b []byte
-	enc.ResetBytes(&b)
-	if err := enc.Encode(v); err != nil {
+	pe := encoders.Get().(*pooledEncoder)
+	b := pe.buf[:0]
+	pe.enc.ResetBytes(&b)
+	if err := pe.enc.Encode(v); err != nil {
 		return nil, fmt.Errorf("cbor encode %T: %w", v, err) // not reused after an error
 	}
-	enc.ResetBytes(nil)
-	encoders.Put(enc)
-	return b, nil
+	out := make([]byte, len(b))
+	copy(out, b)
+	if cap(b) <= maxScratch {
+		pe.buf = b
+	}
+	pe.enc.ResetBytes(nil)
+	encoders.Put(pe)
+	return out, nil
 }
 
 // decoders reuses CBOR decoders: building one is most of the cost of

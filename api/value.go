@@ -53,7 +53,9 @@ func CheckValue(data []byte) error {
 // at most MaxDepth deep (maps, arrays and tags count) that the codec
 // decodes: what passes can always be read back. The bytes are walked
 // first, without decoding (so the decoder never sees a depth or a length
-// the input cannot back), then decoded.
+// the input cannot back), then decoded, unless the walk found only what
+// the decoder always takes (see cborWalker.judge): a value of plain
+// fields, the common case, is checked without a decode.
 func CheckCBOR(data []byte) error {
 	w := cborWalker{b: data}
 	end, err := w.walk(0, 0)
@@ -62,6 +64,9 @@ func CheckCBOR(data []byte) error {
 	}
 	if end != len(data) {
 		return fmt.Errorf("%w: %d trailing bytes", ErrMalformed, len(data)-end)
+	}
+	if !w.judge {
+		return nil
 	}
 	// What a tag may hold, duplicate map keys of different types: the
 	// decoder is the judge.
@@ -164,14 +169,27 @@ func cborHead(b []byte, off int) (major byte, arg uint64, indef bool, next int, 
 // cborWalker checks the structure of CBOR items.
 type cborWalker struct {
 	b []byte
+	// judge is set when the walk met an item whose decoding the walk does
+	// not settle, so that the decoder must judge the whole value: a tag
+	// (what it may hold), a map key other than a definite-length text
+	// string (keys that collide once decoded, tagged keys), an
+	// indefinite-length string, a negative integer beyond int64. Without
+	// them (integers, floats, simple values, definite strings, arrays and
+	// maps keyed by text) the decoder takes every item the walk accepts
+	// (FuzzCheckCBOR holds the two to that).
+	judge bool
 }
 
 // item walks an element of an array or map; a map key must be a scalar
 // (decoders keep keys in hash maps: a list or map cannot be one).
 func (w *cborWalker) item(off, depth int, key bool) (int, error) {
 	if key && off < len(w.b) {
-		if m := w.b[off] >> 5; m == 4 || m == 5 {
-			return 0, fmt.Errorf("%w: a map key is %s", ErrMalformed, cborKind(w.b[off]))
+		c := w.b[off]
+		if m := c >> 5; m == 4 || m == 5 {
+			return 0, fmt.Errorf("%w: a map key is %s", ErrMalformed, cborKind(c))
+		}
+		if c>>5 != 3 || c&31 == 31 {
+			w.judge = true
 		}
 	}
 	return w.walk(off, depth)
@@ -188,6 +206,9 @@ func (w *cborWalker) walk(off, depth int) (int, error) {
 	}
 	switch major {
 	case 0, 1:
+		if major == 1 && arg > math.MaxInt64 {
+			w.judge = true
+		}
 		return off, nil
 	case 2, 3: // strings: definite, or definite chunks of the same type
 		if !indef {
@@ -196,6 +217,7 @@ func (w *cborWalker) walk(off, depth int) (int, error) {
 			}
 			return off + int(arg), nil
 		}
+		w.judge = true
 		for {
 			if off >= len(b) {
 				return 0, errCBORShort
@@ -217,6 +239,7 @@ func (w *cborWalker) walk(off, depth int) (int, error) {
 			return 0, fmt.Errorf("%w: more than %d levels of maps, arrays and tags", ErrTooDeep, MaxDepth)
 		}
 		if major == 6 {
+			w.judge = true
 			return w.walk(off, depth+1)
 		}
 		per := uint64(1)

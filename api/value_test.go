@@ -196,10 +196,21 @@ func FuzzDecodeJSON(f *testing.F) {
 }
 
 // FuzzCheckCBOR: CheckCBOR never panics, and what it accepts the codec
-// decodes (so a stored value can always be read).
+// decodes (so a stored value can always be read), also when the walk
+// alone decides (values without tags, with text keys only).
 func FuzzCheckCBOR(f *testing.F) {
 	ok, _ := EncodeValue(map[string]any{"name": "R1", "n": []any{1, 2.5, "x", nil, true}})
-	for _, b := range [][]byte{ok, nested(10, true), {0xbf, 0x61, 'a', 0x9f, 0xff, 0xff}, {0xa1, 0x61, 'a', 0xc1, 0x00}} {
+	for _, b := range [][]byte{ok, nested(10, true), {0xbf, 0x61, 'a', 0x9f, 0xff, 0xff}, {0xa1, 0x61, 'a', 0xc1, 0x00},
+		{0xa2, 0x61, 'a', 0x01, 0x61, 'a', 0x02},                                // duplicate text keys
+		{0xa2, 0x61, 'a', 0x01, 0x41, 'a', 0x02},                                // text and bytes keys alike
+		{0xa1, 0x61, 'a', 0x3b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, // -2^64
+		{0xa1, 0x61, 'a', 0x3b, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, // min int64
+		{0xa1, 0x61, 'a', 0x7f, 0x61, 'x', 0xff},                                // indefinite text
+		{0xa1, 0x61, 0xff, 0x62, 0xc3, 0x28},                                    // invalid UTF-8 key and value
+		{0xa1, 0x61, 'a', 0xf9, 0x7e, 0x00},                                     // half-float NaN
+		{0xa1, 0xf9, 0x7e, 0x00, 0x01},                                          // NaN key
+		{0xa1, 0x61, 'a', 0xc0, 0x61, 'x'},                                      // bad time
+	} {
 		f.Add(b)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -210,4 +221,21 @@ func FuzzCheckCBOR(f *testing.F) {
 			t.Fatalf("CheckCBOR accepts % x, the codec does not: %v", b, err)
 		}
 	})
+}
+
+// BenchmarkCheckValue measures the check of a record value, which every
+// write passes on the node that takes it, on the leader, and on every
+// replica that applies it.
+func BenchmarkCheckValue(b *testing.B) {
+	v, err := EncodeValue(map[string]any{"name": "R1-2026-12", "qty": 3, "price": 12.5, "active": true,
+		"tags": []any{"a", "b", "c"}, "dims": map[string]any{"w": 10, "h": 20, "unit": "cm"}, "note": strings.Repeat("x", 120)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := CheckValue(v); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

@@ -120,17 +120,20 @@ func (h *handler) authenticate(r *http.Request) (api.TokenInfo, string, *api.Err
 	return api.TokenInfo{}, "", api.Errorf(api.CodeUnauthenticated, "unauthenticated: this node requires a token: send Authorization: Bearer TOKEN (kvctl --token, SHELF_TOKEN, client.Config.Token)")
 }
 
-// authorize decides a request to a route of access acc: nil to serve it
-// (with the caller in the returned request's context), or the refusal,
-// already audited.
+// authorize decides a request to a route of access acc: the caller to
+// serve it as (nil when auth is off or a member forwarded it: nothing is
+// checked), or the refusal, already audited.
 //
 // member says that a cluster member (Config.Peer) forwarded the request:
 // the member authorized its caller already (kvctl members remove sent to
 // a follower reaches the leader this way), so it is served as is.
-func (h *handler) authorize(r *http.Request, pattern string, acc access, member bool) (*http.Request, *api.Error) {
-	c := &caller{auth: h.auth && !member, method: r.Method, pattern: pattern, remote: r.RemoteAddr}
-	if !c.auth || acc == accessOpen || acc == accessPeer {
-		return r.WithContext(context.WithValue(r.Context(), callerCtx{}, c)), nil
+func (h *handler) authorize(r *http.Request, pattern string, acc access, member bool) (*caller, *api.Error) {
+	if !h.auth || member {
+		return nil, nil // no caller: every check passes (callerOf is nil)
+	}
+	c := &caller{auth: true, method: r.Method, pattern: pattern, remote: r.RemoteAddr}
+	if acc == accessOpen || acc == accessPeer {
+		return c, nil
 	}
 	ti, hash, err := h.authenticate(r)
 	if err != nil {
@@ -143,7 +146,7 @@ func (h *handler) authorize(r *http.Request, pattern string, acc access, member 
 		h.audit.refused(c, err)
 		return nil, err
 	}
-	return r.WithContext(context.WithValue(r.Context(), callerCtx{}, c)), nil
+	return c, nil
 }
 
 // adminOps are the commands only an operator gives, whatever the route.

@@ -13,6 +13,7 @@ package httpapi
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -248,7 +249,10 @@ func (h *handler) handle(pattern string, acc access, fn func(http.ResponseWriter
 				forwarded = false // a forged forwarded header: served as a client's own request
 			}
 		}
-		ar, aerr := h.authorize(r, pattern, acc, forwarded && h.peer != nil)
+		if aw, ok := w.(*answerWriter); ok {
+			aw.routed = true
+		}
+		c, aerr := h.authorize(r, pattern, acc, forwarded && h.peer != nil)
 		if aerr != nil {
 			if aerr.Code == api.CodeUnauthenticated {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="shelf"`)
@@ -256,9 +260,17 @@ func (h *handler) handle(pattern string, acc access, fn func(http.ResponseWriter
 			h.writeError(w, r, aerr)
 			return
 		}
-		r = ar
-		if forwarded {
-			r = r.WithContext(cluster.WithForwarded(r.Context()))
+		// One copy of the request at most, and none for a client's own
+		// request with auth off (the common write: nothing to carry).
+		if c != nil || forwarded {
+			ctx := r.Context()
+			if c != nil {
+				ctx = context.WithValue(ctx, callerCtx{}, c)
+			}
+			if forwarded {
+				ctx = cluster.WithForwarded(ctx)
+			}
+			r = r.WithContext(ctx)
 		}
 		if err := fn(w, r); err != nil {
 			h.writeError(w, r, err)
@@ -270,37 +282,131 @@ func (h *handler) handle(pattern string, acc access, fn func(http.ResponseWriter
 // methods a 405, both with an API error body; a panicking handler is
 // logged and answered 500.
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	aw, ok := w.(*answerWriter)
+	if !ok {
+		aw = &answerWriter{ResponseWriter: w}
+	}
 	defer func() {
 		if p := recover(); p != nil {
 			if p == http.ErrAbortHandler {
 				panic(p)
 			}
 			h.log.Error("httpapi: handler panic", "method", r.Method, "path", r.URL.Path, "panic", p, "stack", string(debug.Stack()))
-			h.writeError(w, r, api.Errorf(api.CodeInternal, "internal error: %v", p))
+			aw.routed = true
+			h.writeError(aw, r, api.Errorf(api.CodeInternal, "internal error: %v", p))
 		}
 	}()
-	if _, pattern := h.mux.Handler(r); pattern != "" {
-		h.mux.ServeHTTP(w, r)
+	// The mux routes once: a route's handler marks the writer routed
+	// (handle) before it writes; what the mux answers by itself, without
+	// a route, is captured and answered here.
+	aw.routed = false
+	h.mux.ServeHTTP(aw, r)
+	if aw.routed {
 		return
 	}
-	// No route: let the mux decide between 404, 405 and a redirect, and
-	// give 404 and 405 an API error body.
-	cw := &captureWriter{header: http.Header{}}
-	h.mux.ServeHTTP(cw, r)
+	// No route: the mux decided between 404, 405 and a redirect; give
+	// 404 and 405 an API error body.
+	cw := aw.capture()
+	aw.routed, aw.captured = true, nil
 	switch cw.status {
 	case http.StatusNotFound:
-		h.writeError(w, r, api.Errorf(api.CodeNotFound, "no route %s %s", r.Method, r.URL.Path))
+		h.writeError(aw, r, api.Errorf(api.CodeNotFound, "no route %s %s", r.Method, r.URL.Path))
 	case http.StatusMethodNotAllowed:
 		allow := cw.header.Get("Allow")
-		w.Header().Set("Allow", allow)
-		h.writeError(w, r, api.Errorf(api.CodeMethodNotFound, "method %s not allowed on %s (allowed: %s)", r.Method, r.URL.Path, allow))
+		aw.Header().Set("Allow", allow)
+		h.writeError(aw, r, api.Errorf(api.CodeMethodNotFound, "method %s not allowed on %s (allowed: %s)", r.Method, r.URL.Path, allow))
 	default:
 		for k, v := range cw.header {
-			w.Header()[k] = v
+			aw.Header()[k] = v
 		}
-		w.WriteHeader(cw.status)
-		_, _ = w.Write(cw.body.Bytes())
+		aw.WriteHeader(cw.status)
+		_, _ = aw.Write(cw.body.Bytes())
 	}
+}
+
+// answerWriter is the writer a request is served with: it records the
+// answer's status (for the metrics), and, until a route's handler takes
+// the request (routed), captures what the mux answers by itself.
+type answerWriter struct {
+	http.ResponseWriter
+	status   int
+	routed   bool
+	captured *captureWriter // the mux's own answer, before routed
+}
+
+// capture returns the writer of the mux's own answer.
+func (a *answerWriter) capture() *captureWriter {
+	if a.captured == nil {
+		a.captured = &captureWriter{header: http.Header{}}
+	}
+	return a.captured
+}
+
+// Header implements http.ResponseWriter.
+func (a *answerWriter) Header() http.Header {
+	if !a.routed {
+		return a.capture().header
+	}
+	return a.ResponseWriter.Header()
+}
+
+// WriteHeader implements http.ResponseWriter.
+func (a *answerWriter) WriteHeader(code int) {
+	if !a.routed {
+		a.capture().WriteHeader(code)
+		return
+	}
+	if a.status == 0 {
+		a.status = code
+	}
+	a.ResponseWriter.WriteHeader(code)
+}
+
+// Write implements http.ResponseWriter.
+func (a *answerWriter) Write(b []byte) (int, error) {
+	if !a.routed {
+		return a.capture().Write(b)
+	}
+	if a.status == 0 {
+		a.status = http.StatusOK
+	}
+	return a.ResponseWriter.Write(b)
+}
+
+// ReadFrom implements io.ReaderFrom with the underlying writer's, so
+// that a file sent whole (GET /v1/snapshot) still goes by sendfile.
+func (a *answerWriter) ReadFrom(r io.Reader) (int64, error) {
+	if rf, ok := a.ResponseWriter.(io.ReaderFrom); ok && a.routed {
+		if a.status == 0 {
+			a.status = http.StatusOK
+		}
+		return rf.ReadFrom(r)
+	}
+	return io.Copy(writerOnly{a}, r)
+}
+
+// writerOnly hides every method of a writer but Write (from io.Copy).
+type writerOnly struct{ io.Writer }
+
+// Flush implements http.Flusher when the underlying writer does.
+func (a *answerWriter) Flush() {
+	if f, ok := a.ResponseWriter.(http.Flusher); ok && a.routed {
+		if a.status == 0 {
+			a.status = http.StatusOK
+		}
+		f.Flush()
+	}
+}
+
+// Unwrap gives http.ResponseController the underlying writer.
+func (a *answerWriter) Unwrap() http.ResponseWriter { return a.ResponseWriter }
+
+// code is the answer's status: 200 if the handler wrote nothing.
+func (a *answerWriter) code() int {
+	if a.status == 0 {
+		return http.StatusOK
+	}
+	return a.status
 }
 
 // captureWriter records what the mux answers for a request without route.
@@ -330,7 +436,7 @@ func (c *captureWriter) Write(b []byte) (int, error) {
 
 // wantsCBOR reports whether the answer should be CBOR.
 func wantsCBOR(r *http.Request) bool {
-	for _, a := range r.Header.Values("Accept") {
+	for _, a := range r.Header["Accept"] {
 		if strings.Contains(a, api.ContentCBOR) {
 			return true
 		}
@@ -361,11 +467,24 @@ func (h *handler) write(w http.ResponseWriter, r *http.Request, status int, v an
 		h.writeError(w, r, api.Errorf(api.CodeInternal, "encoding the answer: %v", err))
 		return
 	}
-	w.Header().Set("Content-Type", ct)
-	w.Header().Set("X-Content-Type-Options", "nosniff")
+	hd := w.Header()
+	if ct == api.ContentCBOR {
+		hd["Content-Type"] = cborType
+	} else {
+		hd["Content-Type"] = jsonType
+	}
+	hd["X-Content-Type-Options"] = nosniff
 	w.WriteHeader(status)
 	_, _ = w.Write(b)
 }
+
+// The values of the headers of every answer, shared (never changed):
+// setting them allocates nothing.
+var (
+	cborType = []string{api.ContentCBOR}
+	jsonType = []string{api.ContentJSON}
+	nosniff  = []string{"nosniff"}
+)
 
 // writeError answers err as an api.Error.
 func (h *handler) writeError(w http.ResponseWriter, r *http.Request, err error) {
@@ -382,6 +501,10 @@ func (h *handler) writeError(w http.ResponseWriter, r *http.Request, err error) 
 	h.write(w, r, status, &api.Error{Code: ae.Code, Message: ae.Message})
 }
 
+// preallocBody is the largest announced body length that readBody
+// allocates at once.
+const preallocBody = 64 << 10
+
 // readBody reads the request body within the size limit. A forwarded
 // write (the internal routes) may take twice the limit: its commands carry
 // a little more than the body they came in (client id, session, time per
@@ -391,7 +514,32 @@ func (h *handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, erro
 	if strings.HasPrefix(r.URL.Path, "/v1/internal/") {
 		limit *= 2
 	}
-	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	body := http.MaxBytesReader(w, r.Body, limit)
+	var (
+		b   []byte
+		err error
+	)
+	if n := r.ContentLength; n >= 0 && n < limit && n < preallocBody {
+		// The announced length in one allocation, and a byte more to see
+		// a body longer than announced (read on, as below). Only for
+		// small bodies: a large one grows with what arrives, so that an
+		// announced length costs no memory before its bytes come.
+		b = make([]byte, n+1)
+		var m int
+		m, err = io.ReadFull(body, b)
+		switch {
+		case (err == io.ErrUnexpectedEOF || err == io.EOF) && int64(m) == n:
+			b, err = b[:m], nil
+		case err == io.EOF:
+			err = io.ErrUnexpectedEOF // shorter than announced
+		case err == nil:
+			var rest []byte
+			rest, err = io.ReadAll(body)
+			b = append(b, rest...)
+		}
+	} else {
+		b, err = io.ReadAll(body)
+	}
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
@@ -405,7 +553,11 @@ func (h *handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, erro
 // isCBOR reports whether the request body is CBOR; anything else is
 // taken as JSON.
 func isCBOR(r *http.Request) bool {
-	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	ct := r.Header.Get("Content-Type")
+	if ct == api.ContentCBOR { // what api.Client sends: no parsing
+		return true
+	}
+	mt, _, _ := mime.ParseMediaType(ct)
 	return mt == api.ContentCBOR
 }
 

@@ -94,7 +94,7 @@ func (h *handler) instrumented() http.Handler {
 		if r.Method == http.MethodGet && r.URL.Path == "/v1/log" {
 			defer m.LogStreamStart(r.URL.Query().Get("client"))()
 		}
-		sw := &statusWriter{ResponseWriter: w}
+		sw := &answerWriter{ResponseWriter: w}
 		defer func() {
 			// The mux sets r.Pattern on the request it routes.
 			route := "unmatched"
@@ -107,47 +107,4 @@ func (h *handler) instrumented() http.Handler {
 		}()
 		h.ServeHTTP(sw, r)
 	})
-}
-
-// statusWriter records the status code of an answer.
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-}
-
-// WriteHeader implements http.ResponseWriter.
-func (s *statusWriter) WriteHeader(code int) {
-	if s.status == 0 {
-		s.status = code
-	}
-	s.ResponseWriter.WriteHeader(code)
-}
-
-// Write implements http.ResponseWriter.
-func (s *statusWriter) Write(b []byte) (int, error) {
-	if s.status == 0 {
-		s.status = http.StatusOK
-	}
-	return s.ResponseWriter.Write(b)
-}
-
-// Flush implements http.Flusher when the underlying writer does.
-func (s *statusWriter) Flush() {
-	if f, ok := s.ResponseWriter.(http.Flusher); ok {
-		if s.status == 0 {
-			s.status = http.StatusOK
-		}
-		f.Flush()
-	}
-}
-
-// Unwrap gives http.ResponseController the underlying writer.
-func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
-
-// code is the answer's status: 200 if the handler wrote nothing.
-func (s *statusWriter) code() int {
-	if s.status == 0 {
-		return http.StatusOK
-	}
-	return s.status
 }

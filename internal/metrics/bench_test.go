@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/shelfdb/shelf/api"
+	"github.com/shelfdb/shelf/internal/metrics"
 	"github.com/shelfdb/shelf/internal/testserver"
 )
 
@@ -65,5 +66,15 @@ func BenchmarkGather(b *testing.B) {
 		if _, err := reg.Gather(); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkObserveHTTP measures counting one answered request, as the
+// HTTP API does for every request.
+func BenchmarkObserveHTTP(b *testing.B) {
+	m := metrics.New()
+	b.ReportAllocs()
+	for b.Loop() {
+		m.ObserveHTTP("POST", "/v1/trees/{tree}/records", 201, time.Millisecond)
 	}
 }

@@ -59,6 +59,7 @@ type Metrics struct {
 	httpTotal    *prometheus.CounterVec
 	httpDuration *prometheus.HistogramVec
 	logPolls     prometheus.Gauge
+	httpSeries   sync.Map // httpKey → *httpSeries, resolved once
 
 	logMu      sync.Mutex
 	logClients map[string]time.Time // client id → last poll
@@ -180,8 +181,32 @@ func (m *Metrics) ObserveHTTP(method, route string, code int, d time.Duration) {
 	default:
 		method = "other"
 	}
-	m.httpTotal.WithLabelValues(method, route, strconv.Itoa(code)).Inc()
-	m.httpDuration.WithLabelValues(method, route).Observe(d.Seconds())
+	k := httpKey{method, route, code}
+	o, ok := m.httpSeries.Load(k)
+	if !ok {
+		// First of its labels: resolve the series once (a label lookup
+		// hashes every label value; this map hashes the key once).
+		o, _ = m.httpSeries.LoadOrStore(k, &httpSeries{
+			total:    m.httpTotal.WithLabelValues(method, route, strconv.Itoa(code)),
+			duration: m.httpDuration.WithLabelValues(method, route),
+		})
+	}
+	s := o.(*httpSeries)
+	s.total.Inc()
+	s.duration.Observe(d.Seconds())
+}
+
+// httpKey names the series of one kind of answered request. Methods are
+// a fixed set, routes the registered patterns, codes HTTP's: few keys.
+type httpKey struct {
+	method, route string
+	code          int
+}
+
+// httpSeries is the series an httpKey counts in.
+type httpSeries struct {
+	total    prometheus.Counter
+	duration prometheus.Observer
 }
 
 // LogStreamStart counts a GET /v1/log request in flight, from client
