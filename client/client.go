@@ -110,8 +110,9 @@ type Config struct {
 	// election) before it moves to another known server (default 2s).
 	// Online is false while the server reports no leader.
 	LeaderTimeout time.Duration
-	// HTTPClient carries the requests (default: a client without timeout;
-	// every request has its own deadline).
+	// HTTPClient carries the requests (default: a client without timeout,
+	// every request having its own deadline, that keeps
+	// api.DefaultIdleConns idle connections per node).
 	HTTPClient *http.Client
 	// TLS, when set, reaches the servers over HTTPS: addresses without a
 	// scheme (in Servers, and those learnt from the cluster) get
@@ -207,12 +208,17 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 		cfg.LeaderTimeout = DefaultLeaderTimeout
 	}
 	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = &http.Client{}
+		// http.DefaultTransport's settings, but keeping as many idle
+		// connections per node as api.NewClient's shared client (the
+		// default 2 makes an app's concurrent calls open and close a
+		// connection each).
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.MaxIdleConnsPerHost = api.DefaultIdleConns
+		t.MaxIdleConns = max(t.MaxIdleConns, 4*api.DefaultIdleConns)
 		if cfg.TLS != nil {
-			t := http.DefaultTransport.(*http.Transport).Clone()
 			t.TLSClientConfig = cfg.TLS.Clone()
-			cfg.HTTPClient.Transport = t
 		}
+		cfg.HTTPClient = &http.Client{Transport: t}
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
