@@ -65,7 +65,8 @@ func (o Op) String() string {
 	return fmt.Sprintf("op(%d)", uint8(o))
 }
 
-// Command is one entry of the replicated log. Everything that must be the
+// Command is one entry of the replicated log, or (rules 4) one of the
+// commands of an OpBatch entry. Everything that must be the
 // same on every replica travels inside it: the time (chosen by the leader
 // before raft.Apply), new ids, the acting client. Apply never reads the
 // clock, the network or random numbers.
