@@ -221,7 +221,10 @@ func (n *Node) applyLocalMany(ctx context.Context, cmds []*fsm.Command, checked 
 		return results, nil
 	}
 	// One waiter for all the entries, in order (raft commits and applies
-	// them in order anyway); the caller waits for it or for ctx.
+	// them in order anyway); the caller waits for it or for ctx. The
+	// waiter ends when raft settles the last future: applied, leadership
+	// lost, or raft shut down (raft fails every pending future then), so
+	// a caller that stopped waiting leaves it behind for that long at most.
 	var waited atomic.Int32 // entries whose outcome is in their logEntry
 	done := make(chan struct{})
 	go func() {
