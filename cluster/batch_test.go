@@ -118,3 +118,51 @@ func TestApplyManyIsOneEntryPerBatch(t *testing.T) {
 		}
 	}
 }
+
+// The rules gate on the leader: in a cluster whose code knows rules 3
+// only (so the cluster runs 3), ApplyMany proposes one entry per command,
+// as before batch entries existed, and nothing in the log is a batch.
+func TestNoBatchEntriesBeforeRules4(t *testing.T) {
+	ctx := context.Background()
+	old := fsm.BatchRules - 1
+	nodes := threeNodes(t, func(c *cluster.Config) { *c = cluster.WithRules(*c, old) })
+	_, followers := leaderOf(t, nodes...)
+	f := followers[0]
+	if got := f.FSM().Rules(); got != old {
+		t.Fatalf("cluster runs rules %d, want %d", got, old)
+	}
+	before := f.FSM().AppliedIndex()
+	cmds := []*fsm.Command{create(t, "a"), create(t, "b"), create(t, "c")}
+	res, err := f.ApplyMany(ctx, cmds)
+	if err != nil || len(res) != len(cmds) {
+		t.Fatalf("ApplyMany: %+v %v", res, err)
+	}
+	for i, r := range res {
+		if r.Err != nil || (i > 0 && r.Index <= res[i-1].Index) {
+			t.Fatalf("command %d: %+v, want its own entry after %d", i, r, res[max(i-1, 0)].Index)
+		}
+	}
+	if err := f.FSM().WaitApplied(ctx, res[2].Index); err != nil {
+		t.Fatal(err)
+	}
+	page, err := f.Log(before, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	creates := 0
+	for _, e := range page.Entries {
+		c, err := fsm.DecodeCommand(e.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch c.Op {
+		case fsm.OpBatch:
+			t.Fatalf("entry %d is a batch under rules %d", e.Index, old)
+		case fsm.OpCreate:
+			creates++
+		}
+	}
+	if creates != len(cmds) || f.FSM().Rules() != old {
+		t.Fatalf("%d create entries, rules %d; want %d entries under rules %d", creates, f.FSM().Rules(), len(cmds), old)
+	}
+}
