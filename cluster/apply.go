@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -135,12 +136,16 @@ func (n *Node) applyLocal(ctx context.Context, cmd *fsm.Command) (*fsm.Result, e
 }
 
 // applyLocalMany appends cmds to this node's raft log, in order, with the
-// leader's clock, and waits for their results. If the first entry could
-// not be appended the error says so (no_leader: nothing happened); a
-// failure later returns the results known so far with an unavailable
-// error: the rest may or may not be applied. checked says that the caller
-// refused the commands the state machine's stateless rules reject on this
-// same node already (Apply, ApplyMany): they are not checked twice.
+// leader's clock, and waits for their results. Once the cluster runs
+// fsm.BatchRules, consecutive commands share one entry (an fsm.OpBatch of
+// up to fsm.MaxBatchCommands commands and about fsm.MaxBatchBytes);
+// before, and for the commands that cannot be batched, each command is an
+// entry of its own. If the first entry could not be appended the error
+// says so (no_leader: nothing happened); a failure later returns the
+// results known so far with an unavailable error: the rest may or may
+// not be applied. checked says that the caller refused the commands the
+// state machine's stateless rules reject on this same node already
+// (Apply, ApplyMany): they are not checked twice.
 func (n *Node) applyLocalMany(ctx context.Context, cmds []*fsm.Command, checked bool) ([]*fsm.Result, error) {
 	defer n.observeApply(time.Now(), len(cmds))
 	timeout := n.cfg.ApplyTimeout
@@ -148,61 +153,167 @@ func (n *Node) applyLocalMany(ctx context.Context, cmds []*fsm.Command, checked 
 		timeout = max(time.Until(d), time.Millisecond)
 	}
 	now := time.Now().UnixNano()
+	batching := len(cmds) > 1 && n.fsm.Rules() >= fsm.BatchRules
 	// A command the state machine would refuse whatever the state is
-	// answered here, without an entry: nil future, its rejection in
-	// refused.
-	futures := make([]raft.ApplyFuture, len(cmds))
-	refused := make([]*fsm.Result, len(cmds))
-	for i, cmd := range cmds {
-		if !checked {
-			if refused[i] = n.refuse(cmd); refused[i] != nil {
-				continue
+	// answered here, without an entry.
+	results := make([]*fsm.Result, len(cmds))
+	var entries []*logEntry
+	var pend []int // positions of the commands of the batch being packed
+	pendBytes := 0
+	propose := func(at []int) error {
+		e := &logEntry{at: at, op: cmds[at[0]].Op}
+		var c *fsm.Command
+		if len(at) == 1 {
+			cc := *cmds[at[0]]
+			cc.Time = now
+			c = &cc
+		} else {
+			batch := make([]*fsm.Command, len(at))
+			for k, i := range at {
+				batch[k] = cmds[i]
 			}
+			c = fsm.NewBatch(now, batch)
 		}
-		c := *cmd
-		c.Time = now
 		b, err := c.Encode()
 		if err != nil {
-			return nil, api.Errorf(api.CodeInvalid, "encode command: %v", err)
+			return api.Errorf(api.CodeInvalid, "encode command: %v", err)
 		}
-		futures[i] = n.raft.Apply(b, timeout)
+		e.future = n.raft.Apply(b, timeout)
+		entries = append(entries, e)
+		return nil
 	}
-	results := make([]*fsm.Result, 0, len(cmds))
-	appended := false // an entry before i was committed
-	for i, f := range futures {
-		if f == nil {
-			results = append(results, refused[i])
-			continue
+	flush := func() error {
+		if len(pend) == 0 {
+			return nil
 		}
-		op := cmds[i].Op
-		done := make(chan error, 1)
-		go func() { done <- f.Error() }()
-		var err error
-		select {
-		case err = <-done:
-		case <-ctx.Done():
-			err = fmt.Errorf("%s not committed in time (%w); it may still be applied", op, ctx.Err())
-		}
-		if err == nil {
-			res, ok := f.Response().(*fsm.Result)
-			if !ok || res == nil {
-				err = api.Errorf(api.CodeInternal, "raft apply %s: no result from the state machine (got %T)", op, f.Response())
-			} else {
-				if res.Index == 0 {
-					res.Index = f.Index()
-				}
-				results = append(results, res)
-				appended = true
+		at := pend
+		pend, pendBytes = nil, 0
+		return propose(at)
+	}
+	for i, cmd := range cmds {
+		if !checked {
+			if results[i] = n.refuse(cmd); results[i] != nil {
 				continue
 			}
 		}
-		err = n.raftError(err, op)
-		if !appended {
+		size := commandSize(cmd)
+		if !batching || !fsm.Batchable(cmd) || size > fsm.MaxBatchBytes {
+			if err := flush(); err != nil {
+				return nil, err
+			}
+			if err := propose([]int{i}); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if len(pend) == fsm.MaxBatchCommands || pendBytes+size > fsm.MaxBatchBytes {
+			if err := flush(); err != nil {
+				return nil, err
+			}
+		}
+		pend = append(pend, i)
+		pendBytes += size
+	}
+	if err := flush(); err != nil {
+		return nil, err
+	}
+	if len(entries) == 0 {
+		return results, nil
+	}
+	// One waiter for all the entries, in order (raft commits and applies
+	// them in order anyway); the caller waits for it or for ctx. The
+	// waiter ends when raft settles the last future: applied, leadership
+	// lost, or raft shut down (raft fails every pending future then), so
+	// a caller that stopped waiting leaves it behind for that long at most.
+	var waited atomic.Int32 // entries whose outcome is in their logEntry
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for _, e := range entries {
+			e.err = e.future.Error()
+			if e.err == nil {
+				e.res = e.future.Response()
+			}
+			waited.Add(1)
+		}
+	}()
+	var ctxErr error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		ctxErr = ctx.Err()
+	}
+	known := int(waited.Load())
+	for k, e := range entries {
+		var err error
+		if k >= known {
+			err = fmt.Errorf("%s not committed in time (%w); it may still be applied", e.op, ctxErr)
+		} else if err = e.err; err == nil {
+			if err = e.unpack(cmds, results); err == nil {
+				continue
+			}
+		}
+		err = n.raftError(err, e.op)
+		if k == 0 {
 			return nil, err // nothing reached the log: send it all again
 		}
-		return results, unavailable("%d of %d entries applied: %v", i, len(cmds), err)
+		first := e.at[0]
+		return results[:first], unavailable("%d of %d commands applied: %v", first, len(cmds), err)
 	}
 	return results, nil
+}
+
+// logEntry is an entry applyLocalMany proposed: the positions (at) of
+// the commands it carries, one or a batch, and its outcome.
+type logEntry struct {
+	at     []int
+	op     fsm.Op // of its first command, for errors
+	future raft.ApplyFuture
+	err    error
+	res    any
+}
+
+// unpack puts the state machine's results of the entry's commands into
+// results.
+func (e *logEntry) unpack(cmds []*fsm.Command, results []*fsm.Result) error {
+	res, ok := e.res.(*fsm.Result)
+	if !ok || res == nil {
+		return api.Errorf(api.CodeInternal, "raft apply %s: no result from the state machine (got %T)", e.op, e.res)
+	}
+	index := e.future.Index()
+	if len(e.at) == 1 && res.Batch == nil {
+		if res.Index == 0 {
+			res.Index = index
+		}
+		results[e.at[0]] = res
+		return nil
+	}
+	if len(res.Batch) != len(e.at) {
+		if res.Err == nil {
+			return api.Errorf(api.CodeInternal, "raft apply: %d results for a batch of %d commands", len(res.Batch), len(e.at))
+		}
+		// The entry failed as a whole (the state machine stopped).
+		for _, i := range e.at {
+			results[i] = &fsm.Result{Err: res.Err, Index: index}
+		}
+		return nil
+	}
+	for k, i := range e.at {
+		r := res.Batch[k]
+		if r.Index == 0 {
+			r.Index = index
+		}
+		results[i] = r
+	}
+	return nil
+}
+
+// commandSize is about the size of cmd's encoding, for the byte cap of a
+// batch entry (fsm.MaxBatchBytes): its variable fields plus a bound of
+// the fixed ones.
+func commandSize(c *fsm.Command) int {
+	return 96 + len(c.Data) + len(c.Tree) + len(c.Client) + len(c.Name) + len(c.Reason) + len(c.Hash) +
+		len(c.Role) + len(c.Token) + len(c.Member) + len(c.Start) + len(c.Cluster) + len(c.Session) + len(c.ReqHash)
 }
 
 // raftError maps an error of raft.Apply to an API error.
@@ -226,9 +337,12 @@ func (n *Node) raftError(err error, op fsm.Op) error {
 	return api.Errorf(api.CodeInternal, "raft apply %s: %v", op, err)
 }
 
-// ApplyMany commits cmds as consecutive log entries, in order (a follower
-// forwards them to the leader in one request of their own, not coalesced
-// with other writes), and returns one result per
+// ApplyMany commits cmds in order, as one log entry per up to
+// fsm.MaxBatchCommands commands once the cluster runs fsm.BatchRules (as
+// consecutive entries, one per command, before), each command applied as
+// if it were an entry of its own (a follower forwards them to the leader
+// in one request of their own, not coalesced with other writes), and
+// returns one result per
 // command, rejections included, once they are committed and applied on the
 // leader (as Apply: this node may apply them a moment later). On
 // error, the results are those known (a prefix of cmds); the commands after

@@ -239,8 +239,9 @@ func TestThreeNodes(t *testing.T) {
 		t.Errorf("update without borrow accepted")
 	}
 
-	// A batch through a follower: forwarded whole, applied in order, one
-	// result per command; the follower has it once it applied the index.
+	// A batch through a follower: forwarded whole, applied in order as
+	// one log entry, one result per command at the entry's index; the
+	// follower has it once it applied the index.
 	batch := []*fsm.Command{
 		{Op: fsm.OpCreate, Tree: "parts", Data: value(t, "b1")},
 		{Op: fsm.OpUpdate, Tree: "parts", Key: wr.Key, Client: "nobody", Data: value(t, 2)},
@@ -250,7 +251,7 @@ func TestThreeNodes(t *testing.T) {
 	if err != nil || len(results) != 3 {
 		t.Fatalf("apply many: %v %v", results, err)
 	}
-	if results[0].Err != nil || results[1].Err == nil || results[2].Err != nil || results[2].Index <= results[0].Index {
+	if results[0].Err != nil || results[1].Err == nil || results[2].Err != nil || results[2].Index != results[0].Index || results[1].Index != results[0].Index || results[2].Key.ID <= results[0].Key.ID {
 		t.Fatalf("batch results %+v %+v %+v", results[0], results[1], results[2])
 	}
 	if err := f.FSM().WaitApplied(ctx, results[2].Index); err != nil {

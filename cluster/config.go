@@ -155,6 +155,10 @@ type Config struct {
 	// walSegmentSize replaces raft-wal's segment size (64 MiB) when not
 	// zero (tests: many segments from few entries).
 	walSegmentSize int
+	// rules replaces fsm.RulesVersion as the rules this node's code
+	// claims to know when not zero (tests: a node of older code, for
+	// the cluster's rules version).
+	rules uint32
 }
 
 // PeerTLS holds the TLS configurations of the links between nodes.

@@ -11,3 +11,7 @@ func WithBootID(cfg Config, id string) Config { cfg.bootID = id; return cfg }
 // WithWALSegmentSize returns cfg with raft-wal segments of size bytes, so
 // that a test gets sealed segments from a few records.
 func WithWALSegmentSize(cfg Config, size int) Config { cfg.walSegmentSize = size; return cfg }
+
+// WithRules returns cfg for a node whose code claims to know state
+// machine rules up to v only (an older binary, for the cluster's rules).
+func WithRules(cfg Config, v uint32) Config { cfg.rules = v; return cfg }

@@ -61,7 +61,7 @@ func (n *Node) ensureClusterID() {
 	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ApplyTimeout)
 	defer cancel()
 	id := uuid.NewString()
-	res, err := n.applyLocal(ctx, &fsm.Command{Op: fsm.OpSetCluster, Cluster: id, Rules: fsm.RulesVersion})
+	res, err := n.applyLocal(ctx, &fsm.Command{Op: fsm.OpSetCluster, Cluster: id, Rules: n.rulesKnown()})
 	switch {
 	case err != nil:
 		n.log.Warn("cluster: setting the cluster id failed", "err", err)
@@ -78,7 +78,7 @@ func (n *Node) ensureClusterID() {
 // except a client or server that runs older code than the cluster, which
 // then stops with fsm.ErrNeedsUpgrade rather than diverge.
 func (n *Node) ensureRules() {
-	if n.fsm.ClusterID() == "" || n.fsm.Rules() >= fsm.RulesVersion {
+	if n.fsm.ClusterID() == "" || n.fsm.Rules() >= n.rulesKnown() {
 		return
 	}
 	f := n.raft.GetConfiguration()
@@ -90,14 +90,14 @@ func (n *Node) ensureRules() {
 		if string(s.ID) == n.cfg.NodeID {
 			continue
 		}
-		if p, ok := peers[string(s.ID)]; !ok || p.meta.Rules < fsm.RulesVersion {
+		if p, ok := peers[string(s.ID)]; !ok || p.meta.Rules < n.rulesKnown() {
 			n.log.Debug("cluster: not raising the rules version yet: a voter runs older code or is not in gossip", "voter", s.ID)
 			return
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ApplyTimeout)
 	defer cancel()
-	res, err := n.applyLocal(ctx, &fsm.Command{Op: fsm.OpSetRules, Rules: fsm.RulesVersion})
+	res, err := n.applyLocal(ctx, &fsm.Command{Op: fsm.OpSetRules, Rules: n.rulesKnown()})
 	if err == nil {
 		err = res.Error()
 	}
@@ -105,7 +105,7 @@ func (n *Node) ensureRules() {
 		n.log.Warn("cluster: raising the rules version failed", "err", err)
 		return
 	}
-	n.log.Info("cluster: state machine rules raised", "rules", fsm.RulesVersion)
+	n.log.Info("cluster: state machine rules raised", "rules", n.rulesKnown())
 }
 
 // reconcile adds every live gossip member of this cluster (or of no
@@ -210,4 +210,13 @@ func (n *Node) checkSelfRemoved(wasMember *bool) {
 		n.log.Warn("cluster: this node was removed from the raft configuration; restart it to rejoin")
 		n.refreshMeta()
 	}
+}
+
+// rulesKnown is the newest state machine rules this node's code knows:
+// fsm.RulesVersion (tests may claim an older one, Config.rules).
+func (n *Node) rulesKnown() uint32 {
+	if n.cfg.rules != 0 {
+		return n.cfg.rules
+	}
+	return fsm.RulesVersion
 }

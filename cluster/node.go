@@ -637,7 +637,7 @@ func (n *Node) withoutSelf(addrs []string) []string {
 
 // localMeta is this node's gossip metadata.
 func (n *Node) localMeta() nodeMeta {
-	return nodeMeta{ID: n.cfg.NodeID, Raft: n.raftAddr, HTTP: n.cfg.HTTPAddr, Cluster: n.fsm.ClusterID(), Removed: n.removedSelf.Load(), Start: n.start, Rules: fsm.RulesVersion}
+	return nodeMeta{ID: n.cfg.NodeID, Raft: n.raftAddr, HTTP: n.cfg.HTTPAddr, Cluster: n.fsm.ClusterID(), Removed: n.removedSelf.Load(), Start: n.start, Rules: n.rulesKnown()}
 }
 
 // fsmChanged runs after every applied batch: a new cluster id must reach

@@ -67,8 +67,9 @@ func (t *txn) emit(typ api.EventType, key api.Key, fill ...func(*api.Event)) {
 
 func reject(err *api.Error) (*Result, error) { return &Result{Err: err}, nil }
 
-// applyCommand decodes and applies one command. A rejection is returned in
-// Result.Err with the state untouched; err is a storage failure.
+// applyCommand decodes and applies one log entry: a command, or a batch
+// entry (OpBatch) of several. A rejection is returned in Result.Err with
+// the state untouched; err is a storage failure.
 func (f *FSM) applyCommand(tx *bolt.Tx, index uint64, data []byte) (*Result, error) {
 	c, derr := DecodeCommand(data)
 	if derr != nil {
@@ -78,10 +79,67 @@ func (f *FSM) applyCommand(tx *bolt.Tx, index uint64, data []byte) (*Result, err
 	if err := checkRules(rules, c); err != nil {
 		return nil, err
 	}
-	if rej := validate(c, f.cfg.MaxRecordSize, rules >= 2); rej != nil {
-		return reject(rej)
+	if c.Op == OpBatch {
+		return f.applyBatch(tx, index, c, rules)
 	}
-	t := &txn{
+	if rules >= BatchRules && len(c.Batch) > 0 {
+		// (Code of older rules ignores the field it does not know.)
+		return reject(api.Errorf(api.CodeInvalid, "%s: only a batch entry carries commands", c.Op))
+	}
+	return f.applyOne(f.newTxn(tx, index, c), rules)
+}
+
+// applyBatch applies the commands of a batch entry in order, each as if
+// it were an entry of its own at index: its own checks, rejection,
+// events and session. A rejected command changes nothing and does not
+// stop the others. Under rules older than BatchRules every command is
+// rejected, as code of those rules rejects the unknown op.
+func (f *FSM) applyBatch(tx *bolt.Tx, index uint64, c *Command, rules uint32) (*Result, error) {
+	out := &Result{Index: index, Batch: make([]*Result, len(c.Batch))}
+	var whole *api.Error
+	switch {
+	case rules < BatchRules:
+		whole = api.Errorf(api.CodeInvalid, "batch entries need cluster rules %d (the cluster runs %d until every server is upgraded)", BatchRules, rules)
+	case len(c.Batch) == 0:
+		whole = api.Errorf(api.CodeInvalid, "batch: no commands")
+	}
+	if whole != nil {
+		out.Err = whole
+		for i := range out.Batch {
+			out.Batch[i] = &Result{Err: whole, Index: index}
+		}
+		return out, nil
+	}
+	var auditSeq uint16 // audit keys are (record, index, seq): unique across the entry
+	for i := range c.Batch {
+		cmd := &c.Batch[i]
+		var r *Result
+		if !Batchable(cmd) || len(cmd.Batch) > 0 {
+			r = &Result{Err: api.Errorf(api.CodeInvalid, "%s cannot be part of a batch entry", cmd.Op)}
+		} else {
+			t := f.newTxn(tx, index, cmd)
+			t.auditSeq = auditSeq
+			var err error
+			if r, err = f.applyOne(t, rules); err != nil {
+				return nil, fmt.Errorf("command %d of the batch: %w", i, err)
+			}
+			auditSeq = t.auditSeq
+		}
+		if !r.Repeat {
+			r.Index = index
+		}
+		out.Batch[i] = r
+		if r.Err == nil {
+			out.Events = append(out.Events, r.Events...)
+			out.tokens = out.tokens || r.tokens
+		}
+	}
+	return out, nil
+}
+
+// newTxn returns the transaction state for applying c at index.
+func (f *FSM) newTxn(tx *bolt.Tx, index uint64, c *Command) *txn {
+	return &txn{
 		tx: tx, index: index, c: c,
 		meta:     tx.Bucket(storage.BucketMeta),
 		trees:    tx.Bucket(storage.BucketTrees),
@@ -95,6 +153,14 @@ func (f *FSM) applyCommand(tx *bolt.Tx, index uint64, data []byte) (*Result, err
 		seqs:     tx.Bucket(storage.BucketSeqs),
 		keyTimes: tx.Bucket(storage.BucketKeyTimes),
 		cfg:      &f.cfg,
+	}
+}
+
+// applyOne validates and applies one command (t.c) under rules.
+func (f *FSM) applyOne(t *txn, rules uint32) (*Result, error) {
+	c := t.c
+	if rej := validate(c, f.cfg.MaxRecordSize, rules >= 2); rej != nil {
+		return reject(rej)
 	}
 	var ses *session
 	if (c.Session != "" || c.Seq != 0 || c.ReqHash != "") && rules >= 2 {

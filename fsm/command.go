@@ -33,6 +33,7 @@ const (
 	OpSetRules                     // the cluster moves to rules version Rules (see RulesVersion)
 	OpCreateToken                  // operator creates API token Name (Role, Hash; Client for a bound writer), rules 3
 	OpRevokeToken                  // operator revokes API token Name, rules 3
+	OpBatch                        // several commands in one entry (Batch), applied in order, each as if it were its own entry; made by the leader only, rules 4
 	opMax
 )
 
@@ -43,7 +44,7 @@ var opNames = [...]string{
 	OpSetState: "set-state", OpRevise: "revise", OpRegisterSchema: "register-schema",
 	OpClientSeen: "client-seen", OpExpire: "expire", OpTakeOver: "take-over", OpRemoveClient: "remove-client",
 	OpRemoveMember: "remove-member", OpReadmitMember: "readmit-member", OpSetRules: "set-rules",
-	OpCreateToken: "create-token", OpRevokeToken: "revoke-token",
+	OpCreateToken: "create-token", OpRevokeToken: "revoke-token", OpBatch: "batch",
 }
 
 // ParseOp returns the op named name (as String gives it).
@@ -64,7 +65,8 @@ func (o Op) String() string {
 	return fmt.Sprintf("op(%d)", uint8(o))
 }
 
-// Command is one entry of the replicated log. Everything that must be the
+// Command is one entry of the replicated log, or (rules 4) one of the
+// commands of an OpBatch entry. Everything that must be the
 // same on every replica travels inside it: the time (chosen by the leader
 // before raft.Apply), new ids, the acting client. Apply never reads the
 // clock, the network or random numbers.
@@ -97,6 +99,50 @@ type Command struct {
 	Session string `codec:"ses,omitempty"`
 	Seq     uint64 `codec:"seq,omitempty"`
 	ReqHash string `codec:"rh,omitempty"` // idempotency key: hash of the request it was first used with
+
+	// Batch holds the commands of an OpBatch entry, in order (see
+	// NewBatch). Each is applied as if it were an entry of its own at
+	// the batch's index: its own checks, result, events and session.
+	Batch []Command `codec:"b,omitempty"`
+}
+
+// Caps of one OpBatch entry, chosen by the leader when it packs commands
+// into entries. An entry stays well under what the log stores and the
+// transport carries in one piece: a log page to a client replica is
+// MaxLogPageBytes (4 MiB) of entry data at most, but one entry larger
+// still goes whole; a forwarded batch is at most api.MaxBatchOps commands.
+const (
+	// MaxBatchCommands bounds the commands of one batch entry.
+	MaxBatchCommands = 256
+	// MaxBatchBytes bounds the encoded commands of one batch entry; a
+	// command larger than this is an entry of its own.
+	MaxBatchBytes = 1 << 20
+)
+
+// BatchRules is the first rules version that applies OpBatch entries.
+// Under older rules every command of a batch entry is rejected, as code
+// of those versions does (it does not know the op); the leader proposes
+// batch entries only once the cluster runs BatchRules.
+const BatchRules uint32 = 4
+
+// Batchable reports whether c may be one of the commands of a batch entry:
+// every op but the ones that change the cluster's identity or rules (which
+// change how the rest of an entry is applied) and OpBatch itself.
+func Batchable(c *Command) bool {
+	return c != nil && c.Op != OpBatch && c.Op != OpSetCluster && c.Op != OpSetRules
+}
+
+// NewBatch returns the OpBatch entry that carries cmds (Batchable ones),
+// with time t (unix nanoseconds, the leader's clock) on the entry and on
+// every command.
+func NewBatch(t int64, cmds []*Command) *Command {
+	b := &Command{Op: OpBatch, Time: t, Batch: make([]Command, len(cmds))}
+	for i, c := range cmds {
+		b.Batch[i] = *c
+		b.Batch[i].Time = t
+		b.Batch[i].Batch = nil
+	}
+	return b
 }
 
 // Encode returns the command's CBOR bytes, as stored in the raft log.
@@ -132,6 +178,12 @@ type Result struct {
 	// Version, and the Client and Range it named, as they are now; no
 	// Events, and nothing was applied again.
 	Repeat bool `codec:"rep,omitempty"`
+	// Batch holds, for an OpBatch entry, the result of each of its
+	// commands, in order (each with the entry's Index, or a repeat's
+	// original one, and its own Err and Events); Events of the entry's
+	// Result is then the events of all of them, in order. Never encoded:
+	// callers answer the commands' results one by one.
+	Batch []*Result `codec:"-" json:"-"`
 
 	cluster string // OpSetCluster applied: the new cluster id
 	tokens  bool   // the command changed the tokens

@@ -18,6 +18,11 @@ func FuzzDecodeCommand(f *testing.F) {
 		b, _ := c.Encode()
 		f.Add(b)
 	}
+	batch, _ := NewBatch(1, []*Command{
+		{Op: OpCreate, Tree: "parts", Key: api.Key{ID: 3, Rev: 1}, Data: []byte{0x01}},
+		{Op: OpGrantRange, Client: "c", Size: 10},
+	}).Encode()
+	f.Add(batch)
 	f.Add([]byte{})
 	f.Add([]byte{0xbf, 0xff})
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -56,6 +61,12 @@ func FuzzApply(f *testing.F) {
 		b, _ := c.Encode()
 		f.Add(b)
 	}
+	batch := make([]*Command, len(seed))
+	for i := range seed {
+		batch[i] = &seed[i]
+	}
+	b, _ := NewBatch(1, batch).Encode()
+	f.Add(b)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		h, _, _ := setup(t)
 		h.ok(Command{Op: OpCreate, Tree: "parts", Client: "a", Key: api.Key{ID: 1}, Data: value(t, "x")})

@@ -23,7 +23,9 @@ import (
 //	   replicated list of removed members, the expiry index
 //	3  API tokens and roles (OpCreateToken, OpRevokeToken, the tokens
 //	   bucket, Command.Token binding a writer token on register-client)
-const RulesVersion uint32 = 3
+//	4  batch entries (OpBatch, BatchRules): several commands in one log
+//	   entry, each applied as its own entry would be
+const RulesVersion uint32 = 4
 
 // ErrNeedsUpgrade stops a replica whose code is older than the rules the
 // cluster runs: it must not apply the log with older rules. Upgrade it

@@ -24,6 +24,9 @@ func Validate(c *Command, maxRecord int) error {
 	if e := validate(c, maxRecord, true); e != nil {
 		return e
 	}
+	if len(c.Batch) > 0 {
+		return api.Errorf(api.CodeInvalid, "%s: only a batch entry carries commands", c.Op)
+	}
 	return nil
 }
 
@@ -58,6 +61,9 @@ func validate(c *Command, maxRecord int, strict bool) *api.Error {
 		return api.Errorf(api.CodeInvalid, "unknown op %d", c.Op)
 	}
 	op := c.Op
+	if op == OpBatch {
+		return api.Errorf(api.CodeInvalid, "%s: batch entries are made by the leader, not taken as commands", op)
+	}
 	switch {
 	case len(c.Cluster) > MaxClientID:
 		return api.Errorf(api.CodeInvalid, "%s: cluster id longer than %d bytes", op, MaxClientID)

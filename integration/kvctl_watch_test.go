@@ -132,9 +132,20 @@ func TestKvctlWatchMovesToAnotherNode(t *testing.T) {
 	// Once each, in order, and every record of the tree (a create that
 	// was retried may have been applied twice: it is a record too).
 	var got []api.Key
+	type seen struct {
+		index uint64
+		typ   api.EventType
+		key   api.Key
+	}
+	printed := map[seen]bool{} // events of one entry (coalesced creates) share its index
 	for i, e := range events {
-		if i > 0 && e.Index <= events[i-1].Index {
-			t.Fatalf("event %d at index %d after index %d: duplicate or out of order", i, e.Index, events[i-1].Index)
+		if i > 0 && e.Index < events[i-1].Index {
+			t.Fatalf("event %d at index %d after index %d: out of order", i, e.Index, events[i-1].Index)
+		}
+		if s := (seen{e.Index, e.Type, e.Key}); printed[s] {
+			t.Fatalf("event %d (%s of %v at index %d) printed twice", i, e.Type, e.Key, e.Index)
+		} else {
+			printed[s] = true
 		}
 		if e.Type == api.EventCreated {
 			got = append(got, e.Key)

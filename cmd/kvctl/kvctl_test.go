@@ -712,6 +712,37 @@ func TestWatchJSONFrom(t *testing.T) {
 	}
 }
 
+// Several events of one log entry (a batch entry's creates) are all
+// printed, and a page that overlaps the last one prints none twice.
+func TestWatchEventsSharingAnIndex(t *testing.T) {
+	f := newFake(t, 0)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ev := func(index, id uint64) api.Event {
+		return api.Event{Index: index, Type: api.EventCreated, Tree: "t", Key: api.Key{ID: id, Rev: 1}, Time: now}
+	}
+	f.events = []eventStep{
+		{page: api.EventPage{Next: 9, Events: []api.Event{ev(9, 1), ev(9, 2), ev(9, 3)}}},
+		{page: api.EventPage{Next: 10, Events: []api.Event{ev(9, 2), ev(9, 3), ev(10, 4), ev(10, 5)}}},
+		{cancel: cancel},
+	}
+	out, errs, code := kvCtx(ctx, t, f, "", "watch", "-from", "5", "-o", "json")
+	if code != 0 || errs != "" {
+		t.Fatalf("watch: code %d, stderr %s", code, errs)
+	}
+	var ids []uint64
+	for _, line := range strings.Split(strings.TrimSuffix(out, "\n"), "\n") {
+		var e api.Event
+		if err := json.Unmarshal([]byte(line), &e); err != nil {
+			t.Fatalf("line %q: %v", line, err)
+		}
+		ids = append(ids, e.Key.ID)
+	}
+	if fmt.Sprint(ids) != "[1 2 3 4 5]" {
+		t.Fatalf("printed the events of records %v, want [1 2 3 4 5]:\n%s", ids, out)
+	}
+}
+
 func TestWatchErrorExits(t *testing.T) {
 	f := newFake(t, 0)
 	f.events = []eventStep{{err: api.Errorf(api.CodeInternal, "disk on fire")}}

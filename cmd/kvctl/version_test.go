@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -30,10 +31,10 @@ func TestVersion(t *testing.T) {
 	}
 	wantLines(t, out,
 		"client        "+v.String(),
-		"client rules  up to 3",
+		"client rules  up to "+fmt.Sprint(fsm.RulesVersion),
 		"server        "+v.String(), // the node runs in this test binary
 		"server node   s1 (http://"+s.Addr+")",
-		"server rules  up to 3; the cluster runs 3")
+		fmt.Sprintf("server rules  up to %d; the cluster runs %d", fsm.RulesVersion, fsm.RulesVersion))
 
 	out, errs, code = kvAt(ctx, t, s.Addr, "", "-o", "json", "version")
 	if code != exitOK {

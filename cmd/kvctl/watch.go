@@ -42,7 +42,7 @@ func (c *cli) watch(ctx context.Context, args []string) error {
 	names := &clientNames{c: c}
 	enc := json.NewEncoder(c.stdout)
 	var (
-		last      uint64             // index of the last event printed
+		last      uint64             // index up to which every event was printed (a page never splits an entry's events)
 		lostSince time.Time          // when the nodes stopped answering; zero while one does
 		wait      = watchRetry.first // before the next attempt
 		node      = c.node()
@@ -86,6 +86,8 @@ func (c *cli) watch(ctx context.Context, args []string) error {
 			if e.Index <= last {
 				continue // already printed (a node's answer may overlap)
 			}
+			// (Several events may share an index: a batch entry's, or
+			// release and return. last moves after the page.)
 			if c.output == "json" {
 				if err := enc.Encode(e); err != nil {
 					return err
@@ -93,7 +95,9 @@ func (c *cli) watch(ctx context.Context, args []string) error {
 			} else if _, err := io.WriteString(c.stdout, c.eventLine(ctx, e, names)); err != nil {
 				return err
 			}
-			last = e.Index
+		}
+		if n := len(page.Events); n > 0 {
+			last = max(last, page.Events[n-1].Index)
 		}
 		if page.Next > from || from == api.EventsFromNow {
 			from = page.Next

@@ -8,7 +8,9 @@ import (
 )
 
 // batch applies the writes of a BatchRequest (CBOR only: it is the client
-// library's route) as consecutive log entries.
+// library's route) in order, as one log entry per fsm.MaxBatchCommands
+// ops (rules 4; consecutive entries, one per op, before): see
+// cluster.Node.ApplyMany.
 func (h *handler) batch(w http.ResponseWriter, r *http.Request) error {
 	if !isCBOR(r) {
 		return api.Errorf(api.CodeInvalid, "%s takes an %s body", r.URL.Path, api.ContentCBOR)
@@ -84,7 +86,7 @@ func (h *handler) internalApplyBatch(w http.ResponseWriter, r *http.Request) err
 		return api.Errorf(api.CodeInvalid, "a batch takes 1 to %d commands, not %d", api.MaxBatchOps, len(cmds))
 	}
 	for i, c := range cmds {
-		if c == nil || c.Op == 0 || c.Op == fsm.OpSetCluster || c.Op == fsm.OpSetRules {
+		if c == nil || c.Op == 0 || !fsm.Batchable(c) {
 			return api.Errorf(api.CodeInvalid, "command %d is not accepted over the API", i)
 		}
 	}

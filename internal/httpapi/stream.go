@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/shelfdb/shelf/api"
@@ -30,9 +31,18 @@ const (
 // events as GET /v1/events (node.EventsMatching), read in a loop with the
 // ping interval as the wait. Each event is
 //
-//	id: <index>
+//	id: <index>[.<k>]
 //	event: <type>
 //	data: <the api.Event as JSON>
+//
+// One log entry may have several events (a batch entry holds many
+// commands; a release both releases and returns): the last event of an
+// entry has its index as id, the k-th before it "<index>.<k>" (k from 1,
+// counting the events the stream sends: those of its tree, if filtered).
+// So a Last-Event-ID "<index>" means every event of the entry was
+// received, and "<index>.<k>" that the first k were: a stream cut in the
+// middle of an entry's events resumes with the next one, none lost or
+// repeated.
 //
 // Events after the Last-Event-ID header, else after ?from= (default now).
 // When the events after that index are no longer kept, the stream sends
@@ -44,16 +54,24 @@ const (
 // checked again at least every ping interval).
 func (h *handler) eventStream(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
-	from, err := eventsFrom(q.Get("from"))
-	if err != nil {
-		return err
-	}
+	// skip is how many events of entry skipAt the client has already.
+	var from, skipAt, skip uint64
 	if s := r.Header.Get("Last-Event-ID"); s != "" {
-		v, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			return api.Errorf(api.CodeInvalid, "invalid Last-Event-ID %q: want the log index of an event", s)
+		// It overrides ?from=, which is not read: a client may send the
+		// last id in both (an "index.k" is no valid from).
+		index, k, ok := parseEventID(s)
+		if !ok {
+			return api.Errorf(api.CodeInvalid, "invalid Last-Event-ID %q: want the id of an event (a log index, or index.k)", s)
 		}
-		from = v
+		from = index
+		if k > 0 {
+			from, skipAt, skip = index-1, index, k
+		}
+	} else {
+		var err error
+		if from, err = eventsFrom(q.Get("from")); err != nil {
+			return err
+		}
 	}
 	var match func(*api.Event) bool
 	if tree := q.Get("tree"); tree != "" {
@@ -132,11 +150,16 @@ func (h *handler) eventStream(w http.ResponseWriter, r *http.Request) error {
 			buf.WriteString(": ping\n\n")
 			from = page.Next
 		default:
+			ids := eventIDs(page.Events)
 			for i := range page.Events {
 				e := &page.Events[i]
-				writeSSE(&buf, strconv.FormatUint(e.Index, 10), string(e.Type), e)
+				if skip > 0 && e.Index == skipAt {
+					skip-- // the client has it
+					continue
+				}
+				writeSSE(&buf, ids[i], string(e.Type), e)
 			}
-			from = page.Next
+			from, skip = page.Next, 0
 		}
 		if werr := send(buf.Bytes()); werr != nil {
 			h.log.Debug("httpapi: event stream cut", "err", werr)
@@ -175,6 +198,43 @@ func (h *handler) stillAllowed(c *caller) *api.Error {
 		return err
 	}
 	return nil
+}
+
+// eventIDs returns the SSE ids of a page of events (whose pages never
+// split the events of one index): the last event of each index has the
+// index as id, the k-th before it "<index>.<k>".
+func eventIDs(evs []api.Event) []string {
+	ids := make([]string, len(evs))
+	for i := 0; i < len(evs); {
+		j := i + 1
+		for j < len(evs) && evs[j].Index == evs[i].Index {
+			j++
+		}
+		index := strconv.FormatUint(evs[i].Index, 10)
+		for k := i; k < j-1; k++ {
+			ids[k] = index + "." + strconv.Itoa(k-i+1)
+		}
+		ids[j-1] = index
+		i = j
+	}
+	return ids
+}
+
+// parseEventID parses an id of eventIDs: k is 0 for a plain index.
+func parseEventID(s string) (index, k uint64, ok bool) {
+	is, ks, dotted := strings.Cut(s, ".")
+	index, err := strconv.ParseUint(is, 10, 64)
+	if err != nil {
+		return 0, 0, false
+	}
+	if !dotted {
+		return index, 0, true
+	}
+	k, err = strconv.ParseUint(ks, 10, 64)
+	if err != nil || k == 0 || index == 0 {
+		return 0, 0, false
+	}
+	return index, k, true
 }
 
 // errStreamEnd ends an event stream after its last event.

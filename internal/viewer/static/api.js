@@ -164,8 +164,10 @@ export function follow(tree, onEvent, onReset) {
 
   async function stream() {
     const hd = headers({ Accept: 'text/event-stream' });
+    // After a cut, the last event's id ("index" or "index.k": the k-th
+    // event of an entry) says where to go on, in the header only.
     if (last !== null) hd['Last-Event-ID'] = String(last);
-    const res = await fetch(`/v1/events/stream${q({ tree, from: last ?? 'now' })}`, { headers: hd, signal, cache: 'no-store' });
+    const res = await fetch(`/v1/events/stream${q({ tree, from: last === null ? 'now' : undefined })}`, { headers: hd, signal, cache: 'no-store' });
     if (!res.ok) throw await failure(res);
     setLive('live');
     delay = 500;
@@ -214,7 +216,10 @@ export function follow(tree, onEvent, onReset) {
     for (;;) {
       let page;
       try {
-        page = await get(`/v1/events${q({ tree, from: last ?? 'now', wait: '30s' })}`, { signal });
+        // A stream's "index.k" (part of entry index seen): the paged
+        // route goes by whole entries, so that entry comes again.
+        const from = last === null ? 'now' : String(last).includes('.') ? String(BigInt(String(last).split('.')[0]) - 1n) : String(last);
+        page = await get(`/v1/events${q({ tree, from, wait: '30s' })}`, { signal });
       } catch (err) {
         if (err.code !== 'compacted') throw err;
         onReset();
