@@ -3,7 +3,6 @@ package fsm
 import (
 	"bytes"
 	"fmt"
-	"regexp"
 	"time"
 
 	"github.com/shelfdb/shelf/api"
@@ -23,12 +22,17 @@ const (
 	MaxReason     = 1024
 )
 
-var treeNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
-
 // ValidTreeName returns nil if name can name a tree: 1 to 128 characters
-// of letters, digits, '.', '_' and '-', starting with a letter or digit.
+// of letters, digits, '.', '_' and '-' (ASCII), starting with a letter or
+// digit. It runs on every write and read of a tree: a loop, not a regexp.
 func ValidTreeName(name string) error {
-	if len(name) == 0 || len(name) > MaxTreeName || !treeNameRE.MatchString(name) {
+	ok := len(name) > 0 && len(name) <= MaxTreeName
+	for i := 0; ok && i < len(name); i++ {
+		c := name[i]
+		alnum := 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
+		ok = alnum || i > 0 && (c == '.' || c == '_' || c == '-')
+	}
+	if !ok {
 		return api.Errorf(api.CodeInvalid, "invalid tree name %q: want 1-%d letters, digits, '.', '_' or '-', starting with a letter or digit", name, MaxTreeName)
 	}
 	return nil

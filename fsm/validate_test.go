@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -83,4 +84,22 @@ func state(t *testing.T, f *FSM) string {
 		t.Fatal(err)
 	}
 	return fmt.Sprintf("%+v\n%+v\n%+v\n%d schemas", recs, cl, rg, len(sc))
+}
+
+// ValidTreeName accepts exactly the names of its rule (written here as
+// the regexp it replaced): 1-128 ASCII letters, digits, '.', '_', '-',
+// starting with a letter or digit.
+func TestValidTreeName(t *testing.T) {
+	rule := regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+	names := []string{"", "a", "Z9", "9", "parts", "my-tree.v2_x", ".a", "_a", "-a", "a b", "a/b", "ä", "a\x00", "a\n",
+		strings.Repeat("x", MaxTreeName), strings.Repeat("x", MaxTreeName+1), "a..", "a-", "A_"}
+	for c := range 256 { // every byte, alone and after a letter
+		names = append(names, string([]byte{byte(c)}), string([]byte{'a', byte(c)}))
+	}
+	for _, n := range names {
+		want := len(n) <= MaxTreeName && rule.MatchString(n)
+		if got := ValidTreeName(n) == nil; got != want {
+			t.Errorf("ValidTreeName(%q) ok = %v, want %v", n, got, want)
+		}
+	}
 }
