@@ -180,6 +180,24 @@ type cborWalker struct {
 	judge bool
 }
 
+// maxKeysCompared is the largest map whose text keys the walk compares
+// for duplicates; the decoder judges larger maps.
+const maxKeysCompared = 32
+
+// duplicateKey reports whether two of keys (spans of b) hold the same
+// bytes.
+func duplicateKey(b []byte, keys [][2]int) bool {
+	for i := 1; i < len(keys); i++ {
+		ki := b[keys[i][0]:keys[i][1]]
+		for _, k := range keys[:i] {
+			if string(b[k[0]:k[1]]) == string(ki) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // item walks an element of an array or map; a map key must be a scalar
 // (decoders keep keys in hash maps: a list or map cannot be one).
 func (w *cborWalker) item(off, depth int, key bool) (int, error) {
@@ -247,6 +265,9 @@ func (w *cborWalker) walk(off, depth int) (int, error) {
 			per = 2
 		}
 		if indef {
+			if major == 5 {
+				w.judge = true // keys not checked for duplicates below
+			}
 			for {
 				if off >= len(b) {
 					return 0, errCBORShort
@@ -266,10 +287,27 @@ func (w *cborWalker) walk(off, depth int) (int, error) {
 		if arg > uint64(len(b)-off) || arg*per > uint64(len(b)-off) {
 			return 0, errCBORShort
 		}
+		if major == 5 && arg > maxKeysCompared {
+			w.judge = true
+		}
+		var keys [maxKeysCompared][2]int // text keys' contents: b[k[0]:k[1]]
 		for i := uint64(0); i < arg*per; i++ {
-			if off, err = w.item(off, depth+1, major == 5 && i%2 == 0); err != nil {
+			key := major == 5 && i%2 == 0
+			at := off
+			if off, err = w.item(off, depth+1, key); err != nil {
 				return 0, err
 			}
+			if key && arg <= maxKeysCompared && !w.judge {
+				// A definite text string (item set judge otherwise):
+				// its contents end at off.
+				_, n, _, _, _ := cborHead(b, at)
+				keys[i/2] = [2]int{off - int(n), off}
+			}
+		}
+		if major == 5 && !w.judge && duplicateKey(b, keys[:arg]) {
+			// The decoder may refuse a repeated key whose values
+			// differ in type: it is the judge, as before the walk.
+			w.judge = true
 		}
 		return off, nil
 	default: // 7: false, true, null, undefined and floats
