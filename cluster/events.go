@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/shelfdb/shelf/api"
+	"github.com/shelfdb/shelf/internal/wake"
 )
 
 // DefaultEventLimit is the page size of Events when the caller gives none.
@@ -25,14 +26,14 @@ type eventBuffer struct {
 	head   int         // position of the oldest event once the ring is full
 	start  uint64
 	last   uint64
-	notify chan struct{} // closed and replaced when events are added or the buffer is reset
+	notify wake.Signal // notified when events are added or the buffer is reset
 }
 
 func newEventBuffer(size int, applied uint64) *eventBuffer {
 	if size <= 0 {
 		size = DefaultEventBuffer
 	}
-	return &eventBuffer{size: size, start: applied, last: applied, notify: make(chan struct{})}
+	return &eventBuffer{size: size, start: applied, last: applied}
 }
 
 // at returns the i-th oldest event held. b.mu must be held.
@@ -71,10 +72,7 @@ func (b *eventBuffer) reset(applied uint64) {
 }
 
 // wake wakes the waiters. b.mu must be held.
-func (b *eventBuffer) wake() {
-	close(b.notify)
-	b.notify = make(chan struct{})
-}
+func (b *eventBuffer) wake() { b.notify.Notify() }
 
 // read returns up to limit events with index above from that match (all
 // when match is nil), never splitting the events of one index, and a
@@ -84,7 +82,7 @@ func (b *eventBuffer) read(from uint64, limit int, match func(*api.Event) bool) 
 	defer b.mu.Unlock()
 	page := api.EventPage{Events: []api.Event{}, Next: max(from, b.last)}
 	if from < b.start {
-		return page, b.notify, api.Errorf(api.CodeCompacted,
+		return page, b.notify.C(), api.Errorf(api.CodeCompacted,
 			"events after index %d are no longer kept (this node keeps those after index %d): start again from now, or re-read the state", from, b.start)
 	}
 	n := len(b.ring)
@@ -100,7 +98,7 @@ func (b *eventBuffer) read(from uint64, limit int, match func(*api.Event) bool) 
 		}
 		page.Events = append(page.Events, *e)
 	}
-	return page, b.notify, nil
+	return page, b.notify.C(), nil
 }
 
 // Events returns the events of the state machine with index above from,

@@ -3,7 +3,6 @@ package cluster
 import (
 	"context"
 	"errors"
-	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -13,35 +12,7 @@ import (
 // leader it went to was replaced while it waited for the answer.
 var errLeaderChanged = errors.New("the leader changed")
 
-// leaderWatch wakes whoever waits on the leader this node knows (the
-// forwards in flight) when raft reports another one, or none. The zero
-// value is ready to use.
-type leaderWatch struct {
-	mu sync.Mutex
-	ch chan struct{} // closed at the next change; nil until someone waits
-}
-
-// changed returns a channel closed at the next change of leader.
-func (w *leaderWatch) changed() <-chan struct{} {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.ch == nil {
-		w.ch = make(chan struct{})
-	}
-	return w.ch
-}
-
-// notify wakes the waiters of changed.
-func (w *leaderWatch) notify() {
-	w.mu.Lock()
-	if w.ch != nil {
-		close(w.ch)
-		w.ch = nil
-	}
-	w.mu.Unlock()
-}
-
-// watchLeader turns raft's leader observations into leaderWatch wakeups
+// watchLeader turns raft's leader observations into wakeups of n.leaders
 // until the node shuts down.
 func (n *Node) watchLeader() {
 	defer n.wg.Done()
@@ -55,7 +26,7 @@ func (n *Node) watchLeader() {
 	for {
 		select {
 		case <-obsCh:
-			n.leaders.notify()
+			n.leaders.Notify()
 		case <-n.shutdownCh:
 			return
 		}
@@ -72,7 +43,7 @@ func (n *Node) watchLeader() {
 // result or no_leader, which the caller can retry safely. stop releases
 // it.
 func (n *Node) untilLeaderChanges(ctx context.Context, addr string) (_ context.Context, stop func()) {
-	changed := n.leaders.changed()
+	changed := n.leaders.C()
 	ctx, cancel := context.WithCancelCause(ctx)
 	done := make(chan struct{})
 	go func() { // ends with stop at the latest
@@ -82,7 +53,7 @@ func (n *Node) untilLeaderChanges(ctx context.Context, addr string) (_ context.C
 			case <-done:
 				return
 			}
-			changed = n.leaders.changed()
+			changed = n.leaders.C()
 			if cur, err := n.leaderHTTP(); err == nil && cur == addr {
 				continue // a late report of the change to addr itself
 			}

@@ -37,6 +37,7 @@ import (
 	"github.com/hashicorp/raft"
 	"github.com/shelfdb/shelf/api"
 	"github.com/shelfdb/shelf/fsm"
+	"github.com/shelfdb/shelf/internal/wake"
 	"github.com/shelfdb/shelf/storage"
 )
 
@@ -65,7 +66,7 @@ type Node struct {
 	events  *eventBuffer  // the latest events of fsm, for Events
 	reads   *readIndexer  // the leader's read index (linearizable reads)
 	fwd     *forwarder    // a follower's writes to the leader, coalesced
-	leaders leaderWatch   // wakes forwards in flight when the leader changes
+	leaders wake.Signal   // wakes forwards in flight when the leader changes
 	store   logStore      // raft.db (raft-boltdb) or raft-wal/, per Config.LogStore
 	logs    raft.LogStore // store behind a cache of the newest entries: raft's and the log stream's reads
 	snaps   *raft.FileSnapshotStore

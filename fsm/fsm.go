@@ -20,6 +20,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/shelfdb/shelf/internal/wake"
 	"github.com/shelfdb/shelf/storage"
 	bolt "go.etcd.io/bbolt"
 )
@@ -79,8 +80,7 @@ type FSM struct {
 	cluster atomic.Pointer[string]
 	tokens  atomic.Pointer[tokenCache]
 
-	waitMu sync.Mutex
-	waitCh chan struct{} // closed and replaced whenever applied grows
+	applyWake wake.Signal // notified whenever applied grows
 
 	hook atomic.Pointer[Hook]
 
@@ -140,7 +140,7 @@ func Open(cfg Config) (*FSM, error) {
 	if err != nil {
 		return nil, err
 	}
-	f := &FSM{cfg: cfg, log: cfg.Logger, db: db, waitCh: make(chan struct{})}
+	f := &FSM{cfg: cfg, log: cfg.Logger, db: db}
 	if err := f.loadMeta(); err != nil {
 		db.Close()
 		return nil, err
@@ -204,9 +204,7 @@ func (f *FSM) ClusterID() string { return *f.cluster.Load() }
 // WaitApplied blocks until the applied index reaches index or ctx ends.
 func (f *FSM) WaitApplied(ctx context.Context, index uint64) error {
 	for {
-		f.waitMu.Lock()
-		ch := f.waitCh
-		f.waitMu.Unlock()
+		ch := f.applyWake.C()
 		if f.applied.Load() >= index {
 			return nil
 		}
@@ -220,10 +218,7 @@ func (f *FSM) WaitApplied(ctx context.Context, index uint64) error {
 
 func (f *FSM) setApplied(index uint64) {
 	f.applied.Store(index)
-	f.waitMu.Lock()
-	close(f.waitCh)
-	f.waitCh = make(chan struct{})
-	f.waitMu.Unlock()
+	f.applyWake.Notify()
 }
 
 // Apply applies one log entry in its own transaction.
