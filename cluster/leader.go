@@ -146,7 +146,7 @@ func (n *Node) reconcile() {
 			continue
 		}
 		n.log.Info("cluster: adding voter", "peer", p.meta.ID, "raft", p.meta.Raft)
-		if err := n.raft.AddVoter(id, raft.ServerAddress(p.meta.Raft), 0, n.cfg.ApplyTimeout).Error(); err != nil {
+		if err := n.waitConfigChange(n.raft.AddVoter(id, raft.ServerAddress(p.meta.Raft), 0, n.cfg.ApplyTimeout)); err != nil {
 			n.log.Warn("cluster: adding voter failed", "peer", p.meta.ID, "err", err)
 			return
 		}

@@ -182,6 +182,23 @@ func waitFuture(ctx context.Context, f raft.Future) error {
 	}
 }
 
+// waitConfigChange waits for a configuration change of raft (AddVoter,
+// RemoveServer) to be answered, or for the node's shutdown. hashicorp/raft
+// v1.7.3 gives such a future no shutdown channel, so one it took just
+// before it stopped is never answered: the leader loop waiting for it
+// held Shutdown forever (found by the cluster race tests in CI). The
+// goroutine left then stays blocked with that dead future.
+func (n *Node) waitConfigChange(f raft.Future) error {
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		return err
+	case <-n.shutdownCh:
+		return raft.ErrRaftShutdown
+	}
+}
+
 // raftErr maps an error of a raft future to an *api.Error.
 func raftErr(err error, what string) error {
 	var ae *api.Error
