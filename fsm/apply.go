@@ -53,6 +53,7 @@ type txn struct {
 	seqs     *bolt.Bucket
 	keyTimes *bolt.Bucket
 	cfg      *Config
+	memo     *memo  // values shared by the commands of this write transaction
 	auditSeq uint16 // audit entries written by this command so far
 	index    uint64
 	c        *Command
@@ -74,7 +75,8 @@ func reject(err *api.Error) (*Result, error) { return &Result{Err: err}, nil }
 // applyCommand decodes and applies one log entry: a command, or a batch
 // entry (OpBatch) of several. A rejection is returned in Result.Err with
 // the state untouched; err is a storage failure.
-func (f *FSM) applyCommand(tx *bolt.Tx, index uint64, data []byte) (*Result, error) {
+func (f *FSM) applyCommand(base *txn, index uint64, data []byte) (*Result, error) {
+	tx := base.tx
 	c, derr := DecodeCommand(data)
 	if derr != nil {
 		return reject(derr.(*api.Error))
@@ -84,13 +86,17 @@ func (f *FSM) applyCommand(tx *bolt.Tx, index uint64, data []byte) (*Result, err
 		return nil, err
 	}
 	if c.Op == OpBatch {
-		return f.applyBatch(tx, index, c, rules)
+		return f.applyBatch(base, index, c, rules)
 	}
 	if rules >= BatchRules && len(c.Batch) > 0 {
 		// (Code of older rules ignores the field it does not know.)
 		return reject(api.Errorf(api.CodeInvalid, "%s: only a batch entry carries commands", c.Op))
 	}
-	return f.applyOne(f.newTxn(tx, index, c), rules)
+	r, err := f.applyOne(base.forCommand(index, c), rules)
+	if err == nil && f.flushEachCommand {
+		err = base.memo.flush(base.tx)
+	}
+	return r, err
 }
 
 // applyBatch applies the commands of a batch entry in order, each as if
@@ -98,7 +104,7 @@ func (f *FSM) applyCommand(tx *bolt.Tx, index uint64, data []byte) (*Result, err
 // events and session. A rejected command changes nothing and does not
 // stop the others. Under rules older than BatchRules every command is
 // rejected, as code of those rules rejects the unknown op.
-func (f *FSM) applyBatch(tx *bolt.Tx, index uint64, c *Command, rules uint32) (*Result, error) {
+func (f *FSM) applyBatch(base *txn, index uint64, c *Command, rules uint32) (*Result, error) {
 	out := &Result{Index: index, Batch: make([]*Result, len(c.Batch))}
 	var whole *api.Error
 	switch {
@@ -121,10 +127,13 @@ func (f *FSM) applyBatch(tx *bolt.Tx, index uint64, c *Command, rules uint32) (*
 		if !Batchable(cmd) || len(cmd.Batch) > 0 {
 			r = &Result{Err: api.Errorf(api.CodeInvalid, "%s cannot be part of a batch entry", cmd.Op)}
 		} else {
-			t := f.newTxn(tx, index, cmd)
+			t := base.forCommand(index, cmd)
 			t.auditSeq = auditSeq
 			var err error
-			if r, err = f.applyOne(t, rules); err != nil {
+			if r, err = f.applyOne(t, rules); err == nil && f.flushEachCommand {
+				err = base.memo.flush(base.tx)
+			}
+			if err != nil {
 				return nil, fmt.Errorf("command %d of the batch: %w", i, err)
 			}
 			auditSeq = t.auditSeq
@@ -141,10 +150,13 @@ func (f *FSM) applyBatch(tx *bolt.Tx, index uint64, c *Command, rules uint32) (*
 	return out, nil
 }
 
-// newTxn returns the transaction state for applying c at index.
-func (f *FSM) newTxn(tx *bolt.Tx, index uint64, c *Command) *txn {
+// newTxn returns the state of write transaction tx for applying commands:
+// its buckets and its memo. forCommand makes, from it, the state for
+// applying one command.
+func (f *FSM) newTxn(tx *bolt.Tx) *txn {
 	return &txn{
-		tx: tx, index: index, c: c,
+		tx:       tx,
+		memo:     &memo{},
 		meta:     tx.Bucket(storage.BucketMeta),
 		trees:    tx.Bucket(storage.BucketTrees),
 		treeInfo: tx.Bucket(storage.BucketTreeInfo),
@@ -158,6 +170,13 @@ func (f *FSM) newTxn(tx *bolt.Tx, index uint64, c *Command) *txn {
 		keyTimes: tx.Bucket(storage.BucketKeyTimes),
 		cfg:      &f.cfg,
 	}
+}
+
+// forCommand returns the state for applying c at index in t's transaction.
+func (t *txn) forCommand(index uint64, c *Command) *txn {
+	n := *t
+	n.index, n.c, n.auditSeq, n.events = index, c, 0, nil
+	return &n
 }
 
 // applyOne validates and applies one command (t.c) under rules.
@@ -276,6 +295,18 @@ func (t *txn) setCluster() (*Result, error) {
 	return &Result{cluster: id}, t.meta.Put(storage.MetaCluster, []byte(id))
 }
 
+// knownClient refuses a command naming a client that is not registered.
+// It only looks the client up; client decodes it too.
+func (t *txn) knownClient(id string) *api.Error {
+	if id == "" {
+		return api.Errorf(api.CodeInvalid, "%s: no client id given", t.c.Op)
+	}
+	if t.clients.Get([]byte(id)) == nil {
+		return api.Errorf(api.CodeUnknownClient, "%s: client %q is not registered", t.c.Op, id)
+	}
+	return nil
+}
+
 func (t *txn) client(id string) (*api.ClientInfo, *api.Error, error) {
 	if id == "" {
 		return nil, api.Errorf(api.CodeInvalid, "%s: no client id given", t.c.Op), nil
@@ -340,8 +371,8 @@ func (t *txn) allocate(n uint64) (uint64, error) {
 
 func (t *txn) grantRange() (*Result, error) {
 	c := t.c
-	if _, rej, err := t.client(c.Client); rej != nil || err != nil {
-		return &Result{Err: rej}, err
+	if rej := t.knownClient(c.Client); rej != nil {
+		return reject(rej)
 	}
 	start, err := t.allocate(c.Size)
 	if err != nil {
@@ -354,6 +385,9 @@ func (t *txn) grantRange() (*Result, error) {
 
 // rangeOf returns the range containing id, if any.
 func (t *txn) rangeOf(id uint64) (*api.Range, error) {
+	if r := t.memo.rangeContaining(id); r != nil {
+		return r, nil
+	}
 	// The range containing id is the last one starting at or before id.
 	c := t.ranges.Cursor()
 	var k, v []byte
@@ -374,7 +408,7 @@ func (t *txn) rangeOf(id uint64) (*api.Range, error) {
 	if !r.Contains(id) {
 		return nil, nil
 	}
-	return &r, nil
+	return t.memo.keepRange(r), nil
 }
 
 func (t *txn) checkSchema(tree string, v uint32) *api.Error {
@@ -397,8 +431,8 @@ func (t *txn) create() (*Result, error) {
 	key := api.Key{ID: c.Key.ID, Rev: 1}
 	var rng *api.Range
 	if key.ID != 0 {
-		if _, rej, err := t.client(c.Client); rej != nil || err != nil {
-			return &Result{Err: rej}, err
+		if rej := t.knownClient(c.Client); rej != nil {
+			return reject(rej)
 		}
 		r, err := t.rangeOf(key.ID)
 		if err != nil {
@@ -409,8 +443,8 @@ func (t *txn) create() (*Result, error) {
 		}
 		rng = r
 	} else if c.Client != "" {
-		if _, rej, err := t.client(c.Client); rej != nil || err != nil {
-			return &Result{Err: rej}, err
+		if rej := t.knownClient(c.Client); rej != nil {
+			return reject(rej)
 		}
 	}
 	b, err := t.tree(c.Tree, true)
@@ -429,9 +463,7 @@ func (t *txn) create() (*Result, error) {
 	if rng != nil {
 		rng.Used++
 		rng.Next = max64(rng.Next, key.ID+1)
-		if err := storage.Put(t.ranges, storage.RangeKey(rng.Start), rng); err != nil {
-			return nil, err
-		}
+		t.memo.putRange(rng.Start)
 	}
 	rec := storage.Record{Schema: c.Schema, Data: c.Data, CreatedBy: c.Client, Created: c.Time,
 		UpdatedBy: c.Client, Updated: c.Time, Index: t.index}
@@ -468,16 +500,17 @@ func (t *txn) tree(name string, create bool) (*bolt.Bucket, error) {
 		return nil, err
 	}
 	b.FillPercent = treeFill
+	t.memo.forgetCount(name)
 	return b, storage.Put(t.treeInfo, []byte(name), &storage.TreeInfo{Created: t.c.Time})
 }
 
 func (t *txn) count(tree string, delta int64) error {
-	var info storage.TreeInfo
-	if _, err := storage.Get(t.treeInfo, []byte(tree), &info); err != nil {
+	info, err := t.memo.count(t.treeInfo, tree)
+	if err != nil {
 		return err
 	}
 	info.Records = uint64(int64(info.Records) + delta)
-	return storage.Put(t.treeInfo, []byte(tree), &info)
+	return nil
 }
 
 // record loads the command's record and its borrow.
@@ -581,8 +614,8 @@ func (t *txn) borrow() (*Result, error) {
 	if rej := t.released(rec); rej != nil {
 		return reject(rej)
 	}
-	if _, rej, err := t.client(c.Client); rej != nil || err != nil {
-		return &Result{Err: rej}, err
+	if rej := t.knownClient(c.Client); rej != nil {
+		return reject(rej)
 	}
 	holder := ""
 	if bw != nil {
@@ -690,8 +723,8 @@ func (t *txn) revise() (*Result, error) {
 		return reject(api.Errorf(api.CodeInvalid, "revise: %s is at the last possible revision", t.name()))
 	}
 	if c.Client != "" {
-		if _, rej, err := t.client(c.Client); rej != nil || err != nil {
-			return &Result{Err: rej}, err
+		if rej := t.knownClient(c.Client); rej != nil {
+			return reject(rej)
 		}
 	}
 	next := api.Key{ID: c.Key.ID, Rev: c.Key.Rev + 1}

@@ -9,13 +9,19 @@ import (
 )
 
 func benchFSM(b *testing.B, noSync bool) (*FSM, uint64) {
+	return benchFSMRules(b, noSync, 0)
+}
+
+// benchFSMRules is benchFSM for a cluster created under rules (0: the
+// oldest rules, as a cluster made before set-cluster carried them).
+func benchFSMRules(b *testing.B, noSync bool, rules uint32) (*FSM, uint64) {
 	f, err := Open(Config{Path: filepath.Join(b.TempDir(), "fsm.db"), NoSync: noSync})
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { f.Close() })
 	var idx uint64
-	for _, c := range []Command{{Op: OpSetCluster, Cluster: "c"}, {Op: OpRegisterClient, Client: "a", Name: "a"},
+	for _, c := range []Command{{Op: OpSetCluster, Cluster: "c", Rules: rules}, {Op: OpRegisterClient, Client: "a", Name: "a"},
 		{Op: OpGrantRange, Client: "a", Size: MaxRangeSize}} {
 		idx++
 		enc, _ := c.Encode()
@@ -60,6 +66,42 @@ func BenchmarkApplyCreate(b *testing.B) {
 				}
 			})
 		}
+	}
+}
+
+// BenchmarkApplyBatchEntry measures the state machine's work per create
+// when creates come as one batch entry (OpBatch) of 256 commands, as the
+// leader packs an outbox batch, and raft hands over one entry at a time.
+// The file is not fsynced: this is the CPU every replica (each server and
+// each client) spends on one create of an outbox.
+func BenchmarkApplyBatchEntry(b *testing.B) {
+	data, _ := api.EncodeValue(map[string]any{"name": "R1", "qty": 10, "desc": "resistor 10k 0603"})
+	for _, ses := range []string{"none", "client"} {
+		b.Run("ses="+ses, func(b *testing.B) {
+			f, idx := benchFSMRules(b, true, RulesVersion)
+			const n = MaxBatchCommands
+			cmds := make([]*Command, n)
+			id := uint64(0)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i += n {
+				for j := range cmds {
+					id++
+					c := &Command{Op: OpCreate, Tree: "parts", Client: "a", Key: api.Key{ID: id % MaxRangeSize}, Data: data}
+					if ses == "client" {
+						c.Session, c.Seq = "a", id
+					}
+					cmds[j] = c
+				}
+				idx++
+				enc, _ := NewBatch(int64(idx), cmds).Encode()
+				for _, r := range f.ApplyBatch([]Entry{{Index: idx, Data: enc}}) {
+					if r.Err != nil || len(r.Batch) != n || r.Batch[n-1].Err != nil {
+						b.Fatalf("batch entry: %+v", r)
+					}
+				}
+			}
+		})
 	}
 }
 

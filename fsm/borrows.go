@@ -112,8 +112,8 @@ func (t *txn) takeOver() (*Result, error) {
 	if rej := t.released(rec); rej != nil {
 		return reject(rej)
 	}
-	if _, rej, err := t.client(c.Client); rej != nil || err != nil {
-		return &Result{Err: rej}, err
+	if rej := t.knownClient(c.Client); rej != nil {
+		return reject(rej)
 	}
 	holder := ""
 	if bw != nil && !lease.Held(bw, c.Time) {
@@ -140,8 +140,8 @@ func (t *txn) takeOver() (*Result, error) {
 // is refused as from an unknown client.
 func (t *txn) removeClient() (*Result, error) {
 	c := t.c
-	if _, rej, err := t.client(c.Client); rej != nil || err != nil {
-		return &Result{Err: rej}, err
+	if rej := t.knownClient(c.Client); rej != nil {
+		return reject(rej)
 	}
 	type held struct {
 		tree string
@@ -181,6 +181,9 @@ func (t *txn) removeClient() (*Result, error) {
 		if err := t.endBorrow(b.tree, b.key, storage.Audit{Action: string(api.AuditClientRemoved), Holder: c.Client, Reason: c.Reason}); err != nil {
 			return nil, err
 		}
+	}
+	if err := t.memo.flushRanges(t.ranges); err != nil {
+		return nil, err
 	}
 	if err := retireRanges(t.ranges, c.Client); err != nil {
 		return nil, err

@@ -85,6 +85,10 @@ type FSM struct {
 	hook atomic.Pointer[Hook]
 
 	closed bool // Close ran; guarded by applyMu and dbMu
+
+	// flushEachCommand writes the memo back after every command, as the
+	// state machine did before it had one: tests compare the two.
+	flushEachCommand bool
 }
 
 // Entry is one log entry handed to ApplyBatch. Data nil marks an entry that
@@ -261,6 +265,7 @@ func (f *FSM) TryApplyBatch(entries []Entry) ([]*Result, error) {
 	var rules uint32
 	err := f.db.Update(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(storage.BucketMeta)
+		base := f.newTxn(tx)
 		applied := storage.Uint(meta, storage.MetaApplied)
 		last = applied
 		for i, e := range entries {
@@ -273,7 +278,7 @@ func (f *FSM) TryApplyBatch(entries []Entry) ([]*Result, error) {
 				results[i] = &Result{Index: e.Index}
 				continue
 			}
-			r, err := f.applyCommand(tx, e.Index, e.Data)
+			r, err := f.applyCommand(base, e.Index, e.Data)
 			if err != nil {
 				return fmt.Errorf("apply entry %d: %w", e.Index, err)
 			}
@@ -288,6 +293,9 @@ func (f *FSM) TryApplyBatch(entries []Entry) ([]*Result, error) {
 			if r.Err == nil && r.tokens {
 				newTokens = &tokenCache{} // loaded below, once for the batch
 			}
+		}
+		if err := base.memo.flush(tx); err != nil {
+			return err
 		}
 		if newTokens != nil {
 			tc, err := loadTokens(tx)

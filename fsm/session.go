@@ -61,17 +61,16 @@ func (t *txn) openSession() (*session, *Result, error) {
 	ses := &session{kind: storage.SessionClient}
 	if c.ReqHash != "" {
 		ses.kind = storage.SessionIdemKey
-	} else if _, rej, err := t.client(c.Session); rej != nil || err != nil {
-		if rej != nil {
-			rej = api.Errorf(api.CodeUnknownClient, "%s: session of client %q: the client is not registered", c.Op, c.Session)
-		}
-		return nil, &Result{Err: rej}, err
+	} else if t.knownClient(c.Session) != nil {
+		rej := api.Errorf(api.CodeUnknownClient, "%s: session of client %q: the client is not registered", c.Op, c.Session)
+		return nil, &Result{Err: rej}, nil
 	}
 	ses.key = storage.SessionKey(ses.kind, c.Session)
-	found, err := storage.Get(t.sessions, ses.key, &ses.s)
+	s, found, err := t.memo.session(t.sessions, ses.key)
 	if err != nil {
 		return nil, nil, err
 	}
+	ses.s = s
 	if found && ses.kind == storage.SessionIdemKey && ses.s.Hash != c.ReqHash {
 		r, err := reject(api.Errorf(api.CodeKeyReused, "idempotency key %q was first used with a different request (%s); use a new key for a new request", c.Session, c.Op))
 		return nil, r, err
@@ -113,11 +112,12 @@ func (t *txn) repeat(rec *storage.SeqResult) (*Result, error) {
 	}
 	if rec.Range != 0 {
 		var rg api.Range
-		found, err := storage.Get(t.ranges, storage.RangeKey(rec.Range), &rg)
-		if err != nil {
+		if m := t.memo.rangeAt(rec.Range); m != nil {
+			rg = *m
+			r.Range = &rg
+		} else if found, err := storage.Get(t.ranges, storage.RangeKey(rec.Range), &rg); err != nil {
 			return nil, err
-		}
-		if found {
+		} else if found {
 			r.Range = &rg
 		}
 	}
@@ -159,9 +159,10 @@ func (t *txn) newIdemKey(ses *session) error {
 
 // dropSession forgets a session and everything it recorded.
 func (t *txn) dropSession(key []byte) error {
-	if t.sessions.Get(key) == nil {
-		return nil
+	if _, found, err := t.memo.session(t.sessions, key); err != nil || !found {
+		return err
 	}
+	t.memo.dropSession(key)
 	if err := t.sessions.Delete(key); err != nil {
 		return err
 	}
@@ -220,7 +221,8 @@ func (t *txn) recordSeq(ses *session, r *Result) error {
 		}
 		ses.s.Count -= uint32(len(drop))
 	}
-	return storage.Put(t.sessions, ses.key, &ses.s)
+	t.memo.putSession(ses.key, ses.s)
+	return nil
 }
 
 // dropClientSessions forgets the sessions of a removed client.

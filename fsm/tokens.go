@@ -86,8 +86,8 @@ func (t *txn) createToken() (*Result, error) {
 		return reject(api.Errorf(api.CodeExists, "create-token: a token named %q exists: revoke it first", c.Name))
 	}
 	if c.Client != "" {
-		if _, rej, err := t.client(c.Client); rej != nil || err != nil {
-			return &Result{Err: rej}, err
+		if rej := t.knownClient(c.Client); rej != nil {
+			return reject(rej)
 		}
 	}
 	dup := false
