@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/shelfdb/shelf/api"
 	"github.com/shelfdb/shelf/cluster"
@@ -96,26 +97,34 @@ func TestApplyManyIsOneEntryPerBatch(t *testing.T) {
 			t.Errorf("%s: batch entries of %v commands", node.ID(), batches)
 		}
 		// Events: one created event per create, in the order of the
-		// commands, at their entry's index.
-		page2, err := node.Events(ctx, first.Index, 10*n, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var keys []api.Key
-		for _, e := range page2.Events {
-			if e.Type == api.EventCreated && e.Index <= entry2 {
-				keys = append(keys, e.Key)
-			}
-		}
+		// commands, at their entry's index. (The node buffers an entry's
+		// events just after the state machine applied it: poll until the
+		// buffer reaches entry2.)
 		var want []api.Key
 		for _, r := range res {
 			if r.Err == nil {
 				want = append(want, r.Key)
 			}
 		}
-		if fmt.Sprint(keys) != fmt.Sprint(want) {
-			t.Errorf("%s: created events %v, want %v", node.ID(), keys, want)
-		}
+		waitFor(t, 10*time.Second, node.ID()+"'s events of the batch entries", func() error {
+			page2, err := node.Events(ctx, first.Index, 10*n, 0)
+			if err != nil {
+				return err
+			}
+			if page2.Next < entry2 {
+				return fmt.Errorf("events up to %d buffered", page2.Next)
+			}
+			var keys []api.Key
+			for _, e := range page2.Events {
+				if e.Type == api.EventCreated && e.Index <= entry2 {
+					keys = append(keys, e.Key)
+				}
+			}
+			if fmt.Sprint(keys) != fmt.Sprint(want) {
+				t.Fatalf("%s: created events %v, want %v", node.ID(), keys, want)
+			}
+			return nil
+		})
 	}
 }
 

@@ -25,13 +25,15 @@ func damagedConfig(t *testing.T, dir string) (cluster.Config, *testlog.Buffer) {
 	return cfg, lb
 }
 
-// nodeDir runs a single node, writes records (big enough that raft.db
-// outgrows 100 KB), takes snapshots as asked, and returns its data
-// directory and the keys written, after a clean stop.
+// nodeDir runs a single node on raft-boltdb (these tests damage raft.db;
+// waldamage_test.go damages raft-wal's files), writes records (big enough
+// that raft.db outgrows 100 KB), takes snapshots as asked, and returns its
+// data directory and the keys written, after a clean stop.
 func nodeDir(t *testing.T, snapshots int) (string, []api.Key) {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "s1")
 	cfg := testConfig(t, "s1", dir)
+	cfg.LogStore = cluster.LogStoreBolt
 	cfg.Bootstrap = true
 	n := mustStart(t, cfg)
 	waitCluster(t, n)

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"github.com/shelfdb/shelf/internal/testlog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -14,7 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shelfdb/shelf/cluster"
 	"github.com/shelfdb/shelf/fsm"
+	"github.com/shelfdb/shelf/internal/testlog"
 )
 
 // snapshotBytes is the snapshot stream of an empty state.
@@ -126,7 +127,8 @@ func TestSnapshotRestoreOffline(t *testing.T) {
 	if res["index"] != 1.0 || res["from_cluster_id"] != "old-cluster" || res["cluster_id"] == "old-cluster" || res["cluster_id"] == "" {
 		t.Fatalf("restore: %v", res)
 	}
-	for _, name := range []string{"fsm.db", "raft.db", "snapshots"} {
+	raftLog := map[string]string{cluster.LogStoreBolt: "raft.db", cluster.LogStoreWAL: "raft-wal"}[cluster.DefaultLogStore]
+	for _, name := range []string{"fsm.db", raftLog, "snapshots"} {
 		if _, err := os.Stat(filepath.Join(data, name)); err != nil {
 			t.Errorf("restored directory lacks %s: %v", name, err)
 		}

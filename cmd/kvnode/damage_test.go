@@ -51,9 +51,10 @@ func TestBinaryDamagedDataDir(t *testing.T) {
 	tmp := t.TempDir()
 	bin := buildKvnode(t, tmp)
 
-	// A data directory with a raft log well past 100 KB.
+	// A data directory with a raft log well past 100 KB, in raft.db
+	// (raftlog_test.go damages raft-wal's files).
 	base := filepath.Join(tmp, "base")
-	args := []string{"-id", "n1", "-data", base, "-http", "127.0.0.1:0", "-raft", "127.0.0.1:0", "-gossip", "127.0.0.1:0", "-log-level", "warn"}
+	args := []string{"-id", "n1", "-data", base, "-http", "127.0.0.1:0", "-raft", "127.0.0.1:0", "-gossip", "127.0.0.1:0", "-log-level", "warn", "-raft-log", "bolt"}
 	n := startRun(t, append(args, "-bootstrap")...)
 	c := api.NewClient(n.addr(t), nil)
 	waitLeader(t, c)
