@@ -33,10 +33,13 @@ const (
 )
 
 // DefaultLogStore is the raft log store of a new data directory when
-// Config.LogStore is LogStoreAuto or empty. A data directory keeps the
-// kind it was created with, so changing the default leaves existing nodes
-// on their kind.
-const DefaultLogStore = LogStoreBolt
+// Config.LogStore is LogStoreAuto or empty: raft-wal, since one fdatasync
+// per append against raft-boltdb's two is what brings one writer to
+// etcd's rate and commit-to-event under 10 ms at p99 on the fsync'd
+// 3-node cluster (docs/performance.md, "Fourth session"). A data
+// directory keeps the kind it was created with, so the default leaves
+// existing nodes, made with raft-boltdb, on raft-boltdb.
+const DefaultLogStore = LogStoreWAL
 
 // walDir is the directory of the raft-wal log inside Config.DataDir.
 const walDir = "raft-wal"

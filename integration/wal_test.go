@@ -4,19 +4,28 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/shelfdb/shelf/cluster"
 )
 
-// TestRaftWALCluster runs a 3-node cluster on the raft-wal log store
-// (kvnode -raft-log wal): writes through every node, kill -9 of the
-// leader while writes go on, restart with its data, and every acknowledged
-// write on every node afterwards. A node of that cluster restarted with
-// -raft-log bolt refuses to start and names the kind of log its data
-// directory holds; restarted without the flag (-raft-log auto, the
-// default) it runs on the raft-wal log it has.
-func TestRaftWALCluster(t *testing.T) {
+// TestOtherRaftLogCluster runs a 3-node cluster on the raft log store
+// that is not the default (the rest of the suite runs on the default,
+// cluster.DefaultLogStore): writes through every node, kill -9 of the
+// leader while writes go on, restart with its data, and every
+// acknowledged write on every node afterwards. A node of that cluster
+// restarted with the default store named refuses to start and names the
+// kind of log its data directory holds; restarted without the flag
+// (-raft-log auto, the default) it runs on the log it has.
+func TestOtherRaftLogCluster(t *testing.T) {
 	skipShort(t)
+	kind, def := cluster.LogStoreBolt, cluster.LogStoreWAL
+	if cluster.DefaultLogStore == cluster.LogStoreBolt {
+		kind, def = def, kind
+	}
+	onDisk := map[string]string{cluster.LogStoreBolt: "raft-boltdb log", cluster.LogStoreWAL: "raft-wal log"}[kind]
+	configured := map[string]string{cluster.LogStoreBolt: "configured for raft-boltdb", cluster.LogStoreWAL: "configured for raft-wal"}[def]
 	const tree = "parts"
-	nodes := startClusterWith(t, 3, "-raft-log", "wal")
+	nodes := startClusterWith(t, 3, "-raft-log", kind)
 	acked := newAcks()
 	writeRecords(t, nodes, tree, 100, 4, 1, acked)
 
@@ -30,7 +39,7 @@ func TestRaftWALCluster(t *testing.T) {
 	}
 	waitLeader(t, rest)
 	writeRecords(t, rest, tree, 50, 2, 1001, acked)
-	leader.Start("-raft-log", "wal", "-join", gossipAddrs(rest...))
+	leader.Start("-raft-log", kind, "-join", gossipAddrs(rest...))
 	leader.WaitReady()
 	waitConverged(t, nodes)
 	writeRecords(t, nodes, tree, 50, 2, 2001, acked)
@@ -45,19 +54,19 @@ func TestRaftWALCluster(t *testing.T) {
 	if err := other.Stop(); err != nil {
 		t.Fatalf("stop %s: %v", other.ID, err)
 	}
-	other.Start("-raft-log", "bolt", "-join", gossipAddrs(nodes[:2]...))
+	other.Start("-raft-log", def, "-join", gossipAddrs(nodes[:2]...))
 	err, exited := other.WaitExit(30 * time.Second)
 	if !exited {
-		t.Fatalf("%s started with -raft-log bolt on a raft-wal data directory", other.ID)
+		t.Fatalf("%s started with -raft-log %s on a %s data directory", other.ID, def, kind)
 	}
-	if err == nil || !strings.Contains(other.RunLog(), "raft-wal log but the node is configured for raft-boltdb") {
-		t.Fatalf("%s exited with %v; want a refusal naming the raft-wal log; log:\n%s", other.ID, err, other.RunLog())
+	if want := onDisk + " but the node is " + configured; err == nil || !strings.Contains(other.RunLog(), want) {
+		t.Fatalf("%s exited with %v; want a refusal saying %q; log:\n%s", other.ID, err, want, other.RunLog())
 	}
 	// Without the flag (auto): the kind on disk.
 	other.Start("-join", gossipAddrs(nodes[:2]...))
 	other.WaitReady()
-	if !strings.Contains(other.RunLog(), "kind=wal") {
-		t.Errorf("%s without -raft-log: log does not say it runs on raft-wal; log:\n%s", other.ID, other.RunLog())
+	if !strings.Contains(other.RunLog(), "kind="+kind) {
+		t.Errorf("%s without -raft-log: log does not say it runs on %s; log:\n%s", other.ID, kind, other.RunLog())
 	}
 	waitApplied(t, nodes, acked.maxIndex)
 	checkRecords(t, nodes[2:], tree, acked.recs)

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	shelfcluster "github.com/shelfdb/shelf/cluster"
 )
 
 // Flags of the suite.
@@ -18,7 +20,7 @@ var (
 	flagSeed      = flag.Uint64("faults.seed", 0, "run only the schedule of this seed (replay)")
 	flagDuration  = flag.Duration("faults.duration", 25*time.Second, "nemesis and workload time of one schedule")
 	flagKinds     = flag.String("faults.kinds", "", "comma-separated fault kinds to draw from (default all: kill9-restart, pause-leader, isolate-leader, minority, flip, one-way)")
-	flagRaftLog   = flag.String("faults.raftlog", "bolt", "raft log store of every kvnode (its -raft-log): bolt or wal")
+	flagRaftLog   = flag.String("faults.raftlog", shelfcluster.DefaultLogStore, "raft log store of every kvnode (its -raft-log): bolt or wal; default kvnode's default for a new data directory")
 )
 
 // kvnodeBin is the kvnode binary TestMain builds.
