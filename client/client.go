@@ -50,6 +50,7 @@ import (
 
 	"github.com/shelfdb/shelf/api"
 	"github.com/shelfdb/shelf/fsm"
+	"github.com/shelfdb/shelf/internal/wake"
 	"github.com/shelfdb/shelf/storage"
 )
 
@@ -160,8 +161,8 @@ type DB struct {
 	// replicaBroken: the replica failed to apply (storage failure); the
 	// sync loop rebuilds it from a snapshot before it follows again.
 	replicaBroken atomic.Bool
-	onlineCh      chan struct{} // closed and replaced when online changes
-	movedCh       chan struct{} // closed and replaced when the current server changes
+	onlineWake    wake.Signal // notified when online changes
+	movedWake     wake.Signal // notified when the current server changes
 
 	events *eventLog
 	out    *outbox
@@ -230,7 +231,7 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 		return nil, fmt.Errorf("client: %w", err)
 	}
 	db := &DB{cfg: cfg, log: cfg.Logger.With("client", cfg.Name), clients: map[string]*api.Client{},
-		onlineCh: make(chan struct{}), movedCh: make(chan struct{}), events: newEventLog(cfg.EventBuffer)}
+		events: newEventLog(cfg.EventBuffer)}
 	var err error
 	if db.local, err = openLocal(filepath.Join(cfg.Dir, "local.db")); err != nil {
 		return nil, err
@@ -430,18 +431,13 @@ func (db *DB) rotate() {
 	defer db.mu.Unlock()
 	if len(db.servers) > 1 {
 		db.servers = append(db.servers[1:], db.servers[0])
-		close(db.movedCh)
-		db.movedCh = make(chan struct{})
+		db.movedWake.Notify()
 	}
 }
 
 // moved returns a channel closed when the sync loop next leaves the
 // current server.
-func (db *DB) moved() <-chan struct{} {
-	db.mu.Lock()
-	defer db.mu.Unlock()
-	return db.movedCh
-}
+func (db *DB) moved() <-chan struct{} { return db.movedWake.C() }
 
 // learn adds server addresses reported by the cluster.
 func (db *DB) learn(members []api.Member) {
@@ -538,8 +534,7 @@ func (db *DB) setOnline(on bool, err error) {
 	}
 	changed := db.online.Swap(on) != on
 	if changed {
-		close(db.onlineCh)
-		db.onlineCh = make(chan struct{})
+		db.onlineWake.Notify()
 	}
 	db.mu.Unlock()
 	if changed {
@@ -554,11 +549,7 @@ func (db *DB) setOnline(on bool, err error) {
 }
 
 // onlineChanged returns a channel closed at the next change of Online.
-func (db *DB) onlineChanged() <-chan struct{} {
-	db.mu.Lock()
-	defer db.mu.Unlock()
-	return db.onlineCh
-}
+func (db *DB) onlineChanged() <-chan struct{} { return db.onlineWake.C() }
 
 // WaitSynced waits until the replica has applied everything a server of
 // the cluster had applied when WaitSynced was called (a server applies

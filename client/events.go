@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"github.com/shelfdb/shelf/api"
+	"github.com/shelfdb/shelf/internal/wake"
 )
 
 // Event types the client adds to the state machine's (api.EventCreated,
@@ -57,13 +58,13 @@ type eventLog struct {
 	size   int
 	mu     sync.Mutex
 	ring   []Event
-	next   uint64 // Seq of the next event
-	notify chan struct{}
+	next   uint64      // Seq of the next event
+	notify wake.Signal // notified at each publish, and at close
 	closed bool
 }
 
 func newEventLog(size int) *eventLog {
-	return &eventLog{size: size, next: 1, notify: make(chan struct{})}
+	return &eventLog{size: size, next: 1}
 }
 
 func (l *eventLog) publish(evs ...Event) {
@@ -80,8 +81,7 @@ func (l *eventLog) publish(evs ...Event) {
 		}
 		l.next++
 	}
-	close(l.notify)
-	l.notify = make(chan struct{})
+	l.notify.Notify()
 	l.mu.Unlock()
 }
 
@@ -90,7 +90,7 @@ func (l *eventLog) close() {
 	defer l.mu.Unlock()
 	if !l.closed {
 		l.closed = true
-		close(l.notify)
+		l.notify.Notify() // readers see closed at their next read
 	}
 }
 
@@ -106,7 +106,7 @@ func (l *eventLog) read(seq uint64, max int) (evs []Event, next uint64, lagged b
 	for ; seq < l.next && len(evs) < max; seq++ {
 		evs = append(evs, l.ring[(seq-1)%uint64(l.size)])
 	}
-	return evs, seq, lagged, l.notify, l.closed
+	return evs, seq, lagged, l.notify.C(), l.closed
 }
 
 func (l *eventLog) end() uint64 {

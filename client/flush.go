@@ -70,7 +70,7 @@ func (db *DB) Flush(ctx context.Context) error {
 			}
 			left++
 		}
-		progress := o.progress
+		progress := o.progress.C()
 		o.mu.Unlock()
 		if left == 0 {
 			break

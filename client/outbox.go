@@ -11,6 +11,7 @@ import (
 
 	"github.com/shelfdb/shelf/api"
 	"github.com/shelfdb/shelf/fsm"
+	"github.com/shelfdb/shelf/internal/wake"
 )
 
 // outboxEntry is a write queued in local.db until the cluster applied it.
@@ -88,9 +89,9 @@ type outbox struct {
 	byKey   map[string]map[api.Key][]uint64 // tree -> key -> pending seqs, in order
 	waiters map[uint64]chan outcome         // seq -> the writer still waiting
 	drained chan struct{}                   // closed when entries becomes empty
-	// progress is closed and replaced whenever entries leave (settled):
-	// Flush waits on it.
-	progress chan struct{}
+	// progress is notified whenever entries leave (settled): Flush
+	// waits on it.
+	progress wake.Signal
 	// flight counts, per record, the entries in requests not answered
 	// yet: a later write of the record waits for their answer.
 	flight map[recordID]int
@@ -172,7 +173,7 @@ const idleFlush = 100 * time.Millisecond
 func newOutbox(db *DB) *outbox {
 	return &outbox{db: db, kick: make(chan struct{}, 1), waiters: map[uint64]chan outcome{},
 		bySeq: map[uint64]*outboxEntry{}, byKey: map[string]map[api.Key][]uint64{}, drained: make(chan struct{}),
-		progress: make(chan struct{}), flight: map[recordID]int{}, idleFlush: idleFlush}
+		flight: map[recordID]int{}, idleFlush: idleFlush}
 }
 
 func (o *outbox) load() error {
@@ -856,8 +857,7 @@ func (o *outbox) settle(items []settled) {
 		o.gone = append(o.gone, seqs...)
 		o.gmu.Unlock()
 	}
-	close(o.progress)
-	o.progress = make(chan struct{})
+	o.progress.Notify()
 	o.mu.Unlock()
 	var evs []Event
 	for i, it := range items {
