@@ -158,43 +158,38 @@ func (m *memo) flushRanges(b *bolt.Bucket) error {
 // flush writes every changed value back to tx's buckets, in key order,
 // and empties the memo.
 func (m *memo) flush(tx *bolt.Tx) error {
-	if len(m.sessions) > 0 {
-		b := tx.Bucket(storage.BucketSessions)
-		keys := make([]string, 0, len(m.sessions))
-		for k, e := range m.sessions {
-			if e.dirty {
-				keys = append(keys, k)
-			}
-		}
-		slices.Sort(keys)
-		for _, k := range keys {
-			if err := storage.Put(b, []byte(k), &m.sessions[k].s); err != nil {
-				return err
-			}
-		}
-		m.sessions = nil
+	if err := putChanged(tx.Bucket(storage.BucketSessions), m.sessions, func(e *memoSession) (any, bool) { return &e.s, e.dirty }); err != nil {
+		return err
 	}
+	m.sessions = nil
 	if len(m.ranges) > 0 {
 		slices.SortFunc(m.ranges, func(a, b *memoRange) int { return cmpUint(a.r.Start, b.r.Start) })
 		if err := m.flushRanges(tx.Bucket(storage.BucketRanges)); err != nil {
 			return err
 		}
 	}
-	if len(m.counts) > 0 {
-		b := tx.Bucket(storage.BucketTreeInfo)
-		trees := make([]string, 0, len(m.counts))
-		for k, e := range m.counts {
-			if e.dirty {
-				trees = append(trees, k)
-			}
+	if err := putChanged(tx.Bucket(storage.BucketTreeInfo), m.counts, func(e *memoCount) (any, bool) { return &e.info, e.dirty }); err != nil {
+		return err
+	}
+	m.counts = nil
+	return nil
+}
+
+// putChanged stores, in key order, the values of m that changed: value
+// returns an entry's value and whether it changed.
+func putChanged[E any](b *bolt.Bucket, m map[string]*E, value func(*E) (any, bool)) error {
+	keys := make([]string, 0, len(m))
+	for k, e := range m {
+		if _, changed := value(e); changed {
+			keys = append(keys, k)
 		}
-		slices.Sort(trees)
-		for _, k := range trees {
-			if err := storage.Put(b, []byte(k), &m.counts[k].info); err != nil {
-				return err
-			}
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		v, _ := value(m[k])
+		if err := storage.Put(b, []byte(k), v); err != nil {
+			return err
 		}
-		m.counts = nil
 	}
 	return nil
 }
