@@ -92,11 +92,7 @@ func (f *FSM) applyCommand(base *txn, index uint64, data []byte) (*Result, error
 		// (Code of older rules ignores the field it does not know.)
 		return reject(api.Errorf(api.CodeInvalid, "%s: only a batch entry carries commands", c.Op))
 	}
-	r, err := f.applyOne(base.forCommand(index, c), rules)
-	if err == nil && f.flushEachCommand {
-		err = base.memo.flush(base.tx)
-	}
-	return r, err
+	return f.applyOne(base.forCommand(index, c), rules)
 }
 
 // applyBatch applies the commands of a batch entry in order, each as if
@@ -130,10 +126,7 @@ func (f *FSM) applyBatch(base *txn, index uint64, c *Command, rules uint32) (*Re
 			t := base.forCommand(index, cmd)
 			t.auditSeq = auditSeq
 			var err error
-			if r, err = f.applyOne(t, rules); err == nil && f.flushEachCommand {
-				err = base.memo.flush(base.tx)
-			}
-			if err != nil {
+			if r, err = f.applyOne(t, rules); err != nil {
 				return nil, fmt.Errorf("command %d of the batch: %w", i, err)
 			}
 			auditSeq = t.auditSeq
@@ -181,6 +174,15 @@ func (t *txn) forCommand(index uint64, c *Command) *txn {
 
 // applyOne validates and applies one command (t.c) under rules.
 func (f *FSM) applyOne(t *txn, rules uint32) (*Result, error) {
+	r, err := f.applyChecked(t, rules)
+	if err == nil && f.flushEachCommand {
+		err = t.memo.flush(t.tx)
+	}
+	return r, err
+}
+
+// applyChecked is applyOne without the test switch flushEachCommand.
+func (f *FSM) applyChecked(t *txn, rules uint32) (*Result, error) {
 	c := t.c
 	if rej := validate(c, f.cfg.MaxRecordSize, rules >= 2); rej != nil {
 		return reject(rej)
@@ -298,28 +300,33 @@ func (t *txn) setCluster() (*Result, error) {
 // knownClient refuses a command naming a client that is not registered.
 // It only looks the client up; client decodes it too.
 func (t *txn) knownClient(id string) *api.Error {
-	if id == "" {
-		return api.Errorf(api.CodeInvalid, "%s: no client id given", t.c.Op)
+	if id != "" && t.clients.Get([]byte(id)) != nil {
+		return nil
 	}
-	if t.clients.Get([]byte(id)) == nil {
-		return api.Errorf(api.CodeUnknownClient, "%s: client %q is not registered", t.c.Op, id)
-	}
-	return nil
+	return t.clientRefused(id)
 }
 
 func (t *txn) client(id string) (*api.ClientInfo, *api.Error, error) {
-	if id == "" {
-		return nil, api.Errorf(api.CodeInvalid, "%s: no client id given", t.c.Op), nil
-	}
 	var cl api.ClientInfo
-	found, err := storage.Get(t.clients, []byte(id), &cl)
-	if err != nil {
-		return nil, nil, err
+	if id != "" {
+		found, err := storage.Get(t.clients, []byte(id), &cl)
+		if err != nil {
+			return nil, nil, err
+		}
+		if found {
+			return &cl, nil, nil
+		}
 	}
-	if !found {
-		return nil, api.Errorf(api.CodeUnknownClient, "%s: client %q is not registered", t.c.Op, id), nil
+	return nil, t.clientRefused(id), nil
+}
+
+// clientRefused says why a command naming client id, which is not
+// registered, is refused.
+func (t *txn) clientRefused(id string) *api.Error {
+	if id == "" {
+		return api.Errorf(api.CodeInvalid, "%s: no client id given", t.c.Op)
 	}
-	return &cl, nil, nil
+	return api.Errorf(api.CodeUnknownClient, "%s: client %q is not registered", t.c.Op, id)
 }
 
 func (t *txn) registerClient() (*Result, error) {

@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"cmp"
 	"slices"
 
 	"github.com/shelfdb/shelf/api"
@@ -163,7 +164,7 @@ func (m *memo) flush(tx *bolt.Tx) error {
 	}
 	m.sessions = nil
 	if len(m.ranges) > 0 {
-		slices.SortFunc(m.ranges, func(a, b *memoRange) int { return cmpUint(a.r.Start, b.r.Start) })
+		slices.SortFunc(m.ranges, func(a, b *memoRange) int { return cmp.Compare(a.r.Start, b.r.Start) })
 		if err := m.flushRanges(tx.Bucket(storage.BucketRanges)); err != nil {
 			return err
 		}
@@ -192,14 +193,4 @@ func putChanged[E any](b *bolt.Bucket, m map[string]*E, value func(*E) (any, boo
 		}
 	}
 	return nil
-}
-
-func cmpUint(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
